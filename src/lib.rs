@@ -1,0 +1,8 @@
+//! cavra-runtime: a local policy-enforcement runtime. AI coding agents and CI runners ask it whether an action may
+//! happen; it answers allow, block or require_approval from a policy pack.
+
+pub mod cli;
+pub mod contract;
+pub mod engine;
+pub mod oneshot;
+pub mod policy;
