@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod contract;
 pub mod engine;
+pub mod evidence;
 pub mod oneshot;
 pub mod policy;
