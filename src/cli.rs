@@ -1,11 +1,16 @@
-//! Command-line flags. Every mode shares the policy flags; each flag can also come from its environment variable,
-//! so a service manager's environment file can set it.
+//! Command-line flags. Every flag that configures the service can also come from its environment variable, so a
+//! service manager's environment file can set it.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser};
 
+use crate::paths::default_socket_path;
 use crate::policy::{PolicyConfig, PolicySource};
+use crate::server::Limits;
+use crate::server::listener::ListenOptions;
+use crate::service::logging::{LogFormat, LogTarget};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -14,15 +19,39 @@ use crate::policy::{PolicyConfig, PolicySource};
     about = "Local policy-enforcement runtime for AI coding agents and CI runners",
     long_about = "Local policy-enforcement runtime for AI coding agents and CI runners.\n\n\
                   With no mode flag it evaluates one request (JSON, from --input) against the policy and prints \
-                  the decision as indented JSON."
+                  the decision as indented JSON. --serve runs the daemon; --daemon asks a running daemon."
 )]
 pub struct Cli {
     #[command(flatten)]
+    pub mode: Mode,
+
+    #[command(flatten)]
     pub policy: PolicyArgs,
 
-    /// Request to evaluate once: a JSON file, or `-` for standard input.
-    #[arg(long, value_name = "FILE", default_value = "-")]
-    pub input: PathBuf,
+    #[command(flatten)]
+    pub socket: SocketArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
+    #[command(flatten)]
+    pub logging: LogArgs,
+
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[group(multiple = false)]
+#[command(next_help_heading = "Modes (at most one; none evaluates one request here)")]
+pub struct Mode {
+    /// Run the daemon: answer requests on the socket until SIGTERM or SIGINT; SIGHUP reloads the policy.
+    #[arg(long)]
+    pub serve: bool,
+
+    /// Send one request (from --input) to a running daemon and print its decision.
+    #[arg(long)]
+    pub daemon: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -60,6 +89,109 @@ impl PolicyArgs {
     }
 }
 
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Socket")]
+pub struct SocketArgs {
+    /// Unix socket to serve on or connect to. Default: /run/cavra/cavra-runtime.sock for root,
+    /// $XDG_RUNTIME_DIR/cavra/cavra-runtime.sock otherwise (.cavra/cavra-runtime.sock without it).
+    #[arg(long, value_name = "PATH", env = crate::paths::SOCKET_ENV, default_value_os_t = default_socket_path())]
+    pub socket: PathBuf,
+
+    /// File mode of a socket the daemon binds itself (octal). Activated sockets keep their unit's mode.
+    #[arg(long, value_name = "MODE", env = "CAVRA_SOCKET_MODE", default_value = "0660", value_parser = parse_mode)]
+    pub socket_mode: u32,
+
+    /// Which socket to use when systemd passes several: the unit's FileDescriptorName=.
+    #[arg(long, value_name = "NAME", env = "CAVRA_LISTEN_FD_NAME", default_value = "cavra-runtime")]
+    pub listen_fd_name: String,
+}
+
+impl SocketArgs {
+    pub fn listen_options(&self) -> ListenOptions {
+        ListenOptions {
+            socket: self.socket.clone(),
+            mode: self.socket_mode,
+            fd_name: self.listen_fd_name.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Limits (daemon)")]
+pub struct LimitArgs {
+    /// Largest request accepted, in bytes; a larger one is answered daemon.request.too_large without being read.
+    #[arg(long, value_name = "BYTES", env = "CAVRA_MAX_REQUEST_BYTES", default_value = "1048576")]
+    pub max_request_bytes: usize,
+
+    /// Connections served at once; past it a client is answered daemon.overloaded.
+    #[arg(long, value_name = "N", env = "CAVRA_MAX_CONNECTIONS", default_value = "1024",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Time from connecting (or from a stream-mode request's first byte) to a complete request.
+    #[arg(long, value_name = "DURATION", env = "CAVRA_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// Time a stream-mode connection may sit idle between requests.
+    #[arg(long, value_name = "DURATION", env = "CAVRA_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Time requests in flight get to finish after SIGTERM.
+    #[arg(long, value_name = "DURATION", env = "CAVRA_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_request_bytes: self.max_request_bytes,
+            max_connections: self.max_connections as usize,
+            request_timeout: self.request_timeout,
+            idle_timeout: self.idle_timeout,
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Logging (daemon)")]
+pub struct LogArgs {
+    /// Where logs go: auto is the journal when systemd connected stderr to it (JOURNAL_STREAM), else stderr.
+    #[arg(long, value_name = "TARGET", env = "CAVRA_LOG_TARGET", value_enum, default_value = "auto")]
+    pub log_target: LogTarget,
+
+    /// Format of logs on stderr. RUST_LOG sets the level (default info).
+    #[arg(long, value_name = "FORMAT", env = "CAVRA_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Requests (one-shot and --daemon)")]
+pub struct ClientArgs {
+    /// Request to evaluate: a JSON file, or `-` for standard input.
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub input: PathBuf,
+
+    /// With --daemon: exit 0 for allow, 2 for require_approval, 3 for block (errors exit 1).
+    #[arg(long)]
+    pub exit_code: bool,
+
+    /// With --daemon: how long to wait for the daemon's answer.
+    #[arg(long, value_name = "DURATION", env = "CAVRA_CLIENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub client_timeout: Duration,
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|mode| *mode <= 0o777)
+        .ok_or_else(|| format!("{text:?} is not an octal file mode such as 0660"))
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|error| format!("{text:?} is not a duration such as 5s or 500ms: {error}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +206,21 @@ mod tests {
     fn policy_and_policy_dir_conflict() {
         let error = Cli::try_parse_from(["cavra-runtime", "--policy", "a.json", "--policy-dir", "d"]).unwrap_err();
         assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn modes_are_exclusive() {
+        let error = Cli::try_parse_from(["cavra-runtime", "--serve", "--daemon"]).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+
+    #[test]
+    fn modes_and_durations_parse() {
+        assert_eq!(parse_mode("0660"), Ok(0o660));
+        assert_eq!(parse_mode("600"), Ok(0o600));
+        assert!(parse_mode("0999").is_err());
+        assert!(parse_mode("01777").is_err());
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("soon").unwrap_err().contains("\"soon\" is not a duration"));
     }
 }

@@ -222,6 +222,24 @@ pub struct DecisionResponse {
     pub correlation_id: String,
 }
 
+/// The answer to `{"action_type":"cavra.health"}`: no policy is evaluated and no evidence is recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    pub uptime_seconds: u64,
+    pub pid: u32,
+    pub policy_source: String,
+    pub default_pack: String,
+    pub packs: usize,
+    pub policy_digest: String,
+}
+
+pub const HEALTH_ACTION: &str = "cavra.health";
+
+/// The first line of a stream-mode connection, and the server's answer to it.
+pub const STREAM_PROTOCOL: &str = "cavra.ndjson.v1";
+
 /// Accepts `null` as the type's empty value.
 pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where

@@ -2,8 +2,14 @@
 //! happen; it answers allow, block or require_approval from a policy pack.
 
 pub mod cli;
+pub mod client;
 pub mod contract;
+pub mod daemon;
+pub mod daemon_client;
 pub mod engine;
 pub mod evidence;
 pub mod oneshot;
+pub mod paths;
 pub mod policy;
+pub mod server;
+pub mod service;

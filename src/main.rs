@@ -1,17 +1,30 @@
+use std::error::Error;
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
 use cavra_runtime::cli::Cli;
-use cavra_runtime::oneshot;
+use cavra_runtime::{daemon, daemon_client, oneshot};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match oneshot::run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    match run(&cli) {
+        Ok(code) => code,
         Err(error) => {
             eprintln!("cavra-runtime: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn run(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
+    if cli.mode.serve {
+        daemon::serve(cli)?;
+        Ok(ExitCode::SUCCESS)
+    } else if cli.mode.daemon {
+        Ok(daemon_client::run(cli)?)
+    } else {
+        oneshot::run(cli)?;
+        Ok(ExitCode::SUCCESS)
     }
 }

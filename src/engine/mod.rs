@@ -137,7 +137,7 @@ fn stamp(verdict: Verdict, request: &EvaluateRequest, pack_id: &str) -> Decision
 }
 
 /// `prefix` + 12 lower-case hex digits from 6 random bytes.
-fn random_id(prefix: &str) -> String {
+pub fn random_id(prefix: &str) -> String {
     let bytes: [u8; 6] = rand::rng().random();
     let mut id = String::with_capacity(prefix.len() + 12);
     id.push_str(prefix);

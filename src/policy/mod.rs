@@ -21,9 +21,10 @@ pub use pattern::{Pattern, PatternError};
 pub use registry::{McpServerRecord, TrustRegistry};
 
 use pack::NamedSource;
+use sha2::{Digest as _, Sha256};
 
 /// One compiled pack: sorted, de-duplicated lists with patterns ready to match.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Policy {
     pub id: String,
     pub block_read: Vec<Pattern>,
@@ -117,6 +118,8 @@ pub struct PolicySet {
     packs: BTreeMap<String, Policy>,
     default_pack: String,
     registry: Option<TrustRegistry>,
+    source: PolicySource,
+    digest: String,
 }
 
 impl PolicySet {
@@ -138,11 +141,24 @@ impl PolicySet {
             });
         }
         let registry = config.registry.as_deref().map(read_registry).transpose()?;
+        let canonical = serde_json::to_vec(&(&default_pack, &packs, &registry)).expect("policies serialise to JSON");
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&canonical)));
         Ok(Self {
             packs,
             default_pack,
             registry,
+            source: config.source.clone(),
+            digest,
         })
+    }
+
+    /// `sha256:<hex>` over everything that decides: packs, default pack and registry. Equal policies, equal digests.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    pub fn source(&self) -> &PolicySource {
+        &self.source
     }
 
     pub fn pack(&self, id: &str) -> Option<&Policy> {
@@ -270,6 +286,8 @@ mod tests {
     fn built_in_set_has_twenty_packs_and_the_baseline_default() {
         let set = PolicySet::load(&PolicyConfig::default()).unwrap();
         assert_eq!(set.packs().count(), 20);
+        assert!(set.digest().starts_with("sha256:") && set.digest().len() == 71, "{}", set.digest());
+        assert_eq!(set.digest(), PolicySet::load(&PolicyConfig::default()).unwrap().digest());
         assert_eq!(set.default_pack(), "cavra-ai-agent-baseline");
         assert!(set.registry().is_none());
     }

@@ -1,16 +1,16 @@
 //! The MCP trust registry: which MCP servers an organisation has vetted, and for what.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::contract::nullable;
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrustRegistry {
     #[serde(default, deserialize_with = "nullable")]
     pub mcp_servers: Vec<McpServerRecord>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct McpServerRecord {
     #[serde(default, deserialize_with = "nullable")]
     pub server_id: String,

@@ -1,0 +1,143 @@
+//! `--serve`: the daemon's life from start to exit. The policy and the listener are ready before the async
+//! runtime starts (so a bad policy or a taken socket fails fast, and activated sockets are taken while the
+//! process has one thread); then it serves until SIGTERM or SIGINT, reloading the policy on SIGHUP.
+
+use std::io;
+use std::sync::Arc;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cli::Cli;
+use crate::policy::{PolicyConfig, PolicyError, PolicySet};
+use crate::server::listener::{self, ListenerError, Origin};
+use crate::server::{self, Service};
+use crate::service::logging::{self, LoggingError};
+use crate::service::notify;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Logging(#[from] LoggingError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Listener(#[from] ListenerError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(io::Error),
+    #[error("cannot serve on {origin}: {source}")]
+    Serve { origin: String, source: io::Error },
+    #[error("cannot install the {signal} handler: {source}")]
+    Signal { signal: &'static str, source: io::Error },
+}
+
+pub fn serve(cli: &Cli) -> Result<(), DaemonError> {
+    logging::init(cli.logging.log_target, cli.logging.log_format)?;
+    let config = cli.policy.config();
+    let policies = PolicySet::load(&config)?;
+    let acquired = listener::acquire(&cli.socket.listen_options())?;
+    let origin = acquired.origin;
+    let serve_error = |source| DaemonError::Serve {
+        origin: origin.to_string(),
+        source,
+    };
+    acquired.listener.set_nonblocking(true).map_err(serve_error)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let service = Arc::new(Service::new(policies, cli.limits.limits()));
+    let result = runtime.block_on(async {
+        let listener = tokio::net::UnixListener::from_std(acquired.listener).map_err(serve_error)?;
+        run(listener, &origin, service, config).await
+    });
+    // `origin` drops here: a socket this process bound is removed, an activated one is left to its manager.
+    drop(origin);
+    result
+}
+
+async fn run(
+    listener: tokio::net::UnixListener,
+    origin: &Origin,
+    service: Arc<Service>,
+    config: PolicyConfig,
+) -> Result<(), DaemonError> {
+    let install = |kind: SignalKind, name: &'static str| {
+        signal(kind).map_err(|source| DaemonError::Signal { signal: name, source })
+    };
+    let mut terminate = install(SignalKind::terminate(), "SIGTERM")?;
+    let mut interrupt = install(SignalKind::interrupt(), "SIGINT")?;
+    let hangup = install(SignalKind::hangup(), "SIGHUP")?;
+
+    let status = serving_status(&service, origin);
+    tracing::info!(pid = std::process::id(), "{status}");
+    notify::ready(&status);
+    let watchdog = notify::watchdog_interval().map(|interval| {
+        tokio::spawn(async move {
+            loop {
+                notify::watchdog();
+                tokio::time::sleep(interval).await;
+            }
+        })
+    });
+    let reloads = tokio::spawn(reload_on_hangup(hangup, Arc::clone(&service), config, origin.to_string()));
+
+    let shutdown = async {
+        let signal = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::info!("{signal} received; finishing requests in flight");
+        notify::stopping();
+    };
+    let served = server::run(listener, shutdown, service).await;
+    reloads.abort();
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    served.map_err(|source| DaemonError::Serve {
+        origin: origin.to_string(),
+        source,
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn serving_status(service: &Service, origin: &impl std::fmt::Display) -> String {
+    let policies = service.policies();
+    format!(
+        "serving {} ({} packs, default {}, {}) on {origin}",
+        policies.source(),
+        policies.packs().count(),
+        policies.default_pack(),
+        policies.digest()
+    )
+}
+
+/// Reloads policy and registry on each SIGHUP. A policy that fails to load leaves the running one in force.
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    service: Arc<Service>,
+    config: PolicyConfig,
+    origin: String,
+) {
+    while hangup.recv().await.is_some() {
+        notify::reloading();
+        let attempt = config.clone();
+        match tokio::task::spawn_blocking(move || PolicySet::load(&attempt)).await {
+            Ok(Ok(policies)) => {
+                service.replace_policies(policies);
+                let status = serving_status(&service, &origin);
+                tracing::info!("policy reloaded; {status}");
+                notify::ready(&status);
+            }
+            Ok(Err(error)) => {
+                tracing::error!(%error, "policy reload failed; the previous policy stays in force");
+                notify::ready(&format!("reload failed, previous policy still in force: {error}"));
+            }
+            Err(error) => {
+                tracing::error!(%error, "policy reload task failed; the previous policy stays in force");
+                notify::ready("reload failed, previous policy still in force");
+            }
+        }
+    }
+}

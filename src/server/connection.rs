@@ -1,0 +1,228 @@
+//! One client connection: compatible mode (one request, one answer, close) or stream mode (after the
+//! `cavra.ndjson.v1` handshake, newline-delimited requests answered in order, pipelined).
+
+use std::future::{Future, ready};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::UnixStream;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::{mpsc, watch};
+use tokio::time::timeout;
+
+use super::framing::{Frame, FrameReader};
+use super::{Peer, Service};
+use crate::contract::{Decision, DecisionResponse, EvaluateRequest, HEALTH_ACTION, STREAM_PROTOCOL, Severity};
+use crate::engine;
+
+/// Answers a stream-mode connection may have in flight before the server stops reading from it.
+const PIPELINE_DEPTH: usize = 256;
+
+/// How long, and how much unread input, the server waits out before closing (see `FrameReader::drain`).
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
+
+/// One answer line, possibly still waiting (for its evidence record to be durable).
+type Reply = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
+
+pub async fn serve(stream: UnixStream, service: Arc<Service>, mut stop: watch::Receiver<bool>) {
+    let peer = match Peer::of(&stream) {
+        Ok(peer) => peer,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read peer credentials; closing the connection");
+            return;
+        }
+    };
+    let limits = service.limits().clone();
+    let (read_half, mut write_half) = stream.into_split();
+    let mut reader = FrameReader::new(read_half, limits.max_request_bytes);
+    let first = match reader.first_value(limits.request_timeout).await {
+        Ok(frame) => frame,
+        Err(error) => {
+            tracing::debug!(%error, peer_uid = peer.uid, "read failed before the first request");
+            return;
+        }
+    };
+    let reply = match first {
+        Frame::Request(bytes) if is_stream_handshake(&bytes) => {
+            return stream_mode(reader, write_half, service, peer, &mut stop).await;
+        }
+        Frame::Request(bytes) => answer(&service, &peer, &bytes),
+        Frame::TooLarge => ready_reply(too_large(&service)),
+        Frame::TimedOut => ready_reply(timed_out(&service)),
+        Frame::Closed | Frame::Idle => return,
+    };
+    let line = reply.await;
+    let written = timeout(limits.request_timeout, async {
+        write_half.write_all(&line).await?;
+        write_half.shutdown().await
+    })
+    .await;
+    if matches!(written, Ok(Ok(()))) {
+        reader.drain(LINGER_BYTES, LINGER).await;
+    }
+}
+
+/// Tells a client the server is full. A fresh socket's buffer always takes one line, so the answer never waits on
+/// the client; the short linger that follows is bounded like any other.
+pub fn refuse_overloaded(stream: UnixStream, max_connections: usize) {
+    let reason = format!(
+        "cavra-runtime is serving its maximum of {max_connections} connections (--max-connections); retry shortly."
+    );
+    let answer = line(&error_response("daemon.overloaded", Severity::High, reason));
+    if stream.try_write(&answer).is_ok_and(|written| written == answer.len()) {
+        tokio::spawn(async move {
+            let (read_half, mut write_half) = stream.into_split();
+            let _ = write_half.shutdown().await;
+            FrameReader::new(read_half, 0).drain(LINGER_BYTES, LINGER).await;
+        });
+    }
+}
+
+async fn stream_mode(
+    mut reader: FrameReader<tokio::net::unix::OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    service: Arc<Service>,
+    peer: Peer,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let limits = service.limits().clone();
+    let (replies, queue) = mpsc::channel::<Reply>(PIPELINE_DEPTH);
+    let writer = tokio::spawn(write_replies(writer, queue, limits.request_timeout));
+    let greeting = serde_json::json!({
+        "protocol": STREAM_PROTOCOL,
+        "server": format!("cavra-runtime {}", env!("CARGO_PKG_VERSION")),
+    });
+    let mut greeting = greeting.to_string().into_bytes();
+    greeting.push(b'\n');
+    let mut open = replies.send(ready_reply(greeting)).await.is_ok();
+    while open && !*stop.borrow() {
+        let frame = tokio::select! {
+            _ = stop.changed() => break,
+            frame = reader.next_line(limits.idle_timeout, limits.request_timeout) => frame,
+        };
+        let (reply, last) = match frame {
+            Ok(Frame::Request(bytes)) => (answer(&service, &peer, &bytes), false),
+            Ok(Frame::TooLarge) => (ready_reply(too_large(&service)), false),
+            Ok(Frame::TimedOut) => (ready_reply(timed_out(&service)), true),
+            Ok(Frame::Closed | Frame::Idle) | Err(_) => break,
+        };
+        open = replies.send(reply).await.is_ok() && !last;
+    }
+    drop(replies);
+    let _ = writer.await;
+}
+
+/// Writes answers in request order; answers already queued go out in one write.
+async fn write_replies(mut writer: OwnedWriteHalf, mut queue: mpsc::Receiver<Reply>, limit: Duration) {
+    let mut out = Vec::new();
+    while let Some(reply) = queue.recv().await {
+        out.extend(reply.await);
+        if !queue.is_empty() {
+            continue;
+        }
+        // A client that stops reading must not hold the connection open forever.
+        if !matches!(timeout(limit, writer.write_all(&out)).await, Ok(Ok(()))) {
+            return;
+        }
+        out.clear();
+    }
+    let _ = timeout(limit, writer.shutdown()).await;
+}
+
+fn is_stream_handshake(bytes: &[u8]) -> bool {
+    // Cheap test first: ordinary requests never mention "protocol".
+    if !bytes.windows(10).any(|window| window == b"\"protocol\"") {
+        return false;
+    }
+    serde_json::from_slice::<serde_json::Value>(bytes)
+        .is_ok_and(|value| value.get("protocol").and_then(|p| p.as_str()) == Some(STREAM_PROTOCOL))
+}
+
+/// Decodes and answers one request.
+fn answer(service: &Arc<Service>, peer: &Peer, bytes: &[u8]) -> Reply {
+    let request: EvaluateRequest = match serde_json::from_slice(bytes) {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::info!(peer_uid = peer.uid, peer_pid = peer.pid, %error, "invalid request");
+            let reason = format!("Request is not a valid EvaluateRequest: {error}.");
+            return ready_reply(line(&error_response("daemon.request.invalid", Severity::High, reason)));
+        }
+    };
+    if request.action_type == HEALTH_ACTION {
+        let mut health = serde_json::to_vec(&service.health()).expect("health serialises");
+        health.push(b'\n');
+        return ready_reply(health);
+    }
+    let policies = service.policies();
+    let response = engine::evaluate(&policies, &request);
+    log_decision(&response, peer);
+    ready_reply(line(&response))
+}
+
+fn log_decision(response: &DecisionResponse, peer: &Peer) {
+    tracing::info!(
+        target: "cavra::decision",
+        decision = response.decision.as_str(),
+        rule_id = %response.rule_id,
+        severity = response.severity.as_str(),
+        policy_pack = %response.policy_pack,
+        action_type = %response.action_type,
+        decision_id = %response.decision_id,
+        peer_uid = peer.uid,
+        peer_gid = peer.gid,
+        peer_pid = peer.pid,
+        "{} {} ({}) for uid {}",
+        response.decision.as_str(),
+        response.action_type,
+        response.rule_id,
+        peer.uid,
+    );
+}
+
+fn too_large(service: &Service) -> Vec<u8> {
+    let limit = service.limits().max_request_bytes;
+    let reason = format!("Request exceeds the {limit}-byte limit (--max-request-bytes); it was not read.");
+    line(&error_response("daemon.request.too_large", Severity::High, reason))
+}
+
+fn timed_out(service: &Service) -> Vec<u8> {
+    let limit = service.limits().request_timeout;
+    let reason = format!("Request did not complete within {limit:?} (--request-timeout).");
+    line(&error_response("daemon.request.timeout", Severity::High, reason))
+}
+
+/// A refusal that is about the connection, not an action: no policy was consulted, so it has no pack.
+fn error_response(rule_id: &str, severity: Severity, reason: String) -> DecisionResponse {
+    DecisionResponse {
+        decision_id: engine::random_id("dec_"),
+        session_id: String::new(),
+        agent_id: String::new(),
+        actor: String::new(),
+        action_type: String::new(),
+        target: String::new(),
+        requested_operation: String::new(),
+        policy_pack: String::new(),
+        policy_id: String::new(),
+        rule_id: rule_id.to_owned(),
+        decision: Decision::Block,
+        severity,
+        reason,
+        evidence_refs: Vec::new(),
+        approver_group: String::new(),
+        timestamp: engine::now_rfc3339(),
+        correlation_id: engine::random_id("corr_"),
+    }
+}
+
+fn line(response: &DecisionResponse) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(response).expect("a decision serialises");
+    bytes.push(b'\n');
+    bytes
+}
+
+fn ready_reply(bytes: Vec<u8>) -> Reply {
+    Box::pin(ready(bytes))
+}

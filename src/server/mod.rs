@@ -1,0 +1,139 @@
+//! The enforcement service: answers requests on an already-bound listener until told to stop.
+//!
+//! Where the listener comes from (systemd, launchd or a bind) is decided once, in [`listener`]; [`run`] only
+//! takes a listener, so tests and every activation path share the same loop.
+
+mod connection;
+mod framing;
+pub mod listener;
+mod peer;
+
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio::net::UnixListener;
+use tokio::sync::{Semaphore, watch};
+
+pub use peer::Peer;
+
+use crate::contract::Health;
+use crate::policy::PolicySet;
+
+/// Bounds on what one client can make the server hold or wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_request_bytes: usize,
+    pub max_connections: usize,
+    /// From a connection's start (or a request's first byte in stream mode) to a complete request.
+    pub request_timeout: Duration,
+    /// Between requests on a stream-mode connection.
+    pub idle_timeout: Duration,
+    /// How long requests in flight may take to finish once shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 1024 * 1024,
+            max_connections: 1024,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every connection shares.
+pub struct Service {
+    policies: RwLock<Arc<PolicySet>>,
+    limits: Limits,
+    started: Instant,
+}
+
+impl Service {
+    pub fn new(policies: PolicySet, limits: Limits) -> Self {
+        Self {
+            policies: RwLock::new(Arc::new(policies)),
+            limits,
+            started: Instant::now(),
+        }
+    }
+
+    /// The policy in force now; a request keeps the one it started with even if a reload happens meanwhile.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        Arc::clone(&self.policies.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    pub fn replace_policies(&self, policies: PolicySet) {
+        *self.policies.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(policies);
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn health(&self) -> Health {
+        let policies = self.policies();
+        Health {
+            status: "ok".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            pid: std::process::id(),
+            policy_source: policies.source().to_string(),
+            default_pack: policies.default_pack().to_owned(),
+            packs: policies.packs().count(),
+            policy_digest: policies.digest().to_owned(),
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets requests in flight finish within the grace
+/// period.
+pub async fn run(listener: UnixListener, shutdown: impl Future<Output = ()>, service: Arc<Service>) -> io::Result<()> {
+    let max = service.limits().max_connections;
+    let permits = Arc::new(Semaphore::new(max));
+    let (stop, stopped) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => match Arc::clone(&permits).try_acquire_owned() {
+                Ok(permit) => {
+                    let service = Arc::clone(&service);
+                    let stopped = stopped.clone();
+                    tokio::spawn(async move {
+                        connection::serve(stream, service, stopped).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => connection::refuse_overloaded(stream, max),
+            },
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning, then carry on.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    let in_flight = max - permits.available_permits();
+    if in_flight > 0 {
+        tracing::info!(connections = in_flight, "waiting for requests in flight");
+    }
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    if tokio::time::timeout(service.limits().shutdown_grace, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        let left = max - permits.available_permits();
+        tracing::warn!(connections = left, "shutdown grace period over; closing remaining connections");
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Glue to the service managers that run the daemon: readiness and watchdog notifications, and logging to the
+//! journal or to standard error.
+
+pub mod logging;
+pub mod notify;
