@@ -102,7 +102,12 @@ pub struct SocketArgs {
     pub socket_mode: u32,
 
     /// Which socket to use when systemd passes several: the unit's FileDescriptorName=.
-    #[arg(long, value_name = "NAME", env = "CAVRA_LISTEN_FD_NAME", default_value = "cavra-runtime")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "CAVRA_LISTEN_FD_NAME",
+        default_value = "cavra-runtime"
+    )]
     pub listen_fd_name: String,
 }
 
@@ -120,7 +125,12 @@ impl SocketArgs {
 #[command(next_help_heading = "Limits (daemon)")]
 pub struct LimitArgs {
     /// Largest request accepted, in bytes; a larger one is answered daemon.request.too_large without being read.
-    #[arg(long, value_name = "BYTES", env = "CAVRA_MAX_REQUEST_BYTES", default_value = "1048576")]
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "CAVRA_MAX_REQUEST_BYTES",
+        default_value = "1048576"
+    )]
     pub max_request_bytes: usize,
 
     /// Connections served at once; past it a client is answered daemon.overloaded.
@@ -157,11 +167,23 @@ impl LimitArgs {
 #[command(next_help_heading = "Logging (daemon)")]
 pub struct LogArgs {
     /// Where logs go: auto is the journal when systemd connected stderr to it (JOURNAL_STREAM), else stderr.
-    #[arg(long, value_name = "TARGET", env = "CAVRA_LOG_TARGET", value_enum, default_value = "auto")]
+    #[arg(
+        long,
+        value_name = "TARGET",
+        env = "CAVRA_LOG_TARGET",
+        value_enum,
+        default_value = "auto"
+    )]
     pub log_target: LogTarget,
 
     /// Format of logs on stderr. RUST_LOG sets the level (default info).
-    #[arg(long, value_name = "FORMAT", env = "CAVRA_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "CAVRA_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 }
 
@@ -221,6 +243,10 @@ mod tests {
         assert!(parse_mode("0999").is_err());
         assert!(parse_mode("01777").is_err());
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert!(parse_duration("soon").unwrap_err().contains("\"soon\" is not a duration"));
+        assert!(
+            parse_duration("soon")
+                .unwrap_err()
+                .contains("\"soon\" is not a duration")
+        );
     }
 }

@@ -89,7 +89,11 @@ impl Client {
                 answer: String::from_utf8_lossy(&answer).into_owned(),
             });
         }
-        stream.server = greeting.get("server").and_then(|s| s.as_str()).unwrap_or_default().to_owned();
+        stream.server = greeting
+            .get("server")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default()
+            .to_owned();
         Ok(stream)
     }
 
@@ -174,7 +178,9 @@ impl Stream {
 
     /// Sends every request while reading answers, so neither side's buffer can fill and stall the other.
     pub fn evaluate_all(&mut self, requests: &[EvaluateRequest]) -> Result<Vec<DecisionResponse>, ClientError> {
-        let Self { reader, writer, client, .. } = self;
+        let Self {
+            reader, writer, client, ..
+        } = self;
         std::thread::scope(|scope| {
             let sender = scope.spawn(|| -> Result<(), ClientError> {
                 for request in requests {

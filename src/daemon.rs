@@ -79,7 +79,12 @@ async fn run(
             }
         })
     });
-    let reloads = tokio::spawn(reload_on_hangup(hangup, Arc::clone(&service), config, origin.to_string()));
+    let reloads = tokio::spawn(reload_on_hangup(
+        hangup,
+        Arc::clone(&service),
+        config,
+        origin.to_string(),
+    ));
 
     let shutdown = async {
         let signal = tokio::select! {

@@ -24,7 +24,10 @@ fn exchange_raw(daemon: &Daemon, bytes: &[u8]) -> Value {
     stream.write_all(bytes).unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
-    assert!(answer.ends_with('\n') && answer.matches('\n').count() == 1, "{answer:?}");
+    assert!(
+        answer.ends_with('\n') && answer.matches('\n').count() == 1,
+        "{answer:?}"
+    );
     serde_json::from_str(&answer).unwrap()
 }
 
@@ -33,7 +36,10 @@ fn compatible_mode_answers_without_newline_or_eof_and_closes() {
     let daemon = Daemon::start(&[]);
     let answer = exchange_raw(&daemon, br#"{"action_type":"read_file","target":"config/prod.secret"}"#);
     assert_eq!(answer["decision"], "allow");
-    let answer = exchange_raw(&daemon, b"{\"action_type\":\"execute_command\",\"target\":\"terraform apply\"}\n");
+    let answer = exchange_raw(
+        &daemon,
+        b"{\"action_type\":\"execute_command\",\"target\":\"terraform apply\"}\n",
+    );
     assert_eq!(answer["rule_id"], "commands.block");
     assert_eq!(answer["severity"], "critical");
     assert!(answer["decision_id"].as_str().unwrap().starts_with("dec_"));
@@ -44,14 +50,22 @@ fn client_library_and_daemon_cli_agree() {
     let daemon = Daemon::start(&[]);
     let response = daemon
         .client()
-        .evaluate(&request(json!({"session_id": "s-1", "agent_id": "codex", "action_type": "execute_command",
-                                  "target": "terraform plan", "policy_pack": "cavra-ai-agent-baseline"})))
+        .evaluate(&request(
+            json!({"session_id": "s-1", "agent_id": "codex", "action_type": "execute_command",
+                                  "target": "terraform plan", "policy_pack": "cavra-ai-agent-baseline"}),
+        ))
         .unwrap();
     assert_eq!(response.decision, Decision::Allow);
-    assert_eq!((response.session_id.as_str(), response.agent_id.as_str()), ("s-1", "codex"));
+    assert_eq!(
+        (response.session_id.as_str(), response.agent_id.as_str()),
+        ("s-1", "codex")
+    );
 
     let socket = daemon.socket.to_str().unwrap();
-    let output = common::run(&["--daemon", "--socket", socket], r#"{"action_type":"read_file","target":".env"}"#);
+    let output = common::run(
+        &["--daemon", "--socket", socket],
+        r#"{"action_type":"read_file","target":".env"}"#,
+    );
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(printed["rule_id"], "filesystem.read.block");
@@ -78,7 +92,10 @@ fn daemon_cli_without_a_daemon_says_what_to_run() {
     let output = common::run(&["--daemon", "--socket", socket.to_str().unwrap()], "{}");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains(&format!("cannot connect to cavra-runtime at {}", socket.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot connect to cavra-runtime at {}", socket.display())),
+        "{stderr}"
+    );
     assert!(stderr.contains("--lifecycle start"), "{stderr}");
 }
 
@@ -89,7 +106,11 @@ fn stream_mode_answers_1000_pipelined_requests_in_order() {
     assert!(stream.server().starts_with("cavra-runtime "), "{}", stream.server());
     let requests: Vec<EvaluateRequest> = (0..1000)
         .map(|index| {
-            let target = if index % 3 == 0 { format!("logs/{index}/../../.env") } else { format!("src/{index}.rs") };
+            let target = if index % 3 == 0 {
+                format!("logs/{index}/../../.env")
+            } else {
+                format!("src/{index}.rs")
+            };
             request(json!({"action_type": "read_file", "target": target, "session_id": format!("s-{index}")}))
         })
         .collect();
@@ -97,7 +118,11 @@ fn stream_mode_answers_1000_pipelined_requests_in_order() {
     assert_eq!(answers.len(), 1000);
     for (index, answer) in answers.iter().enumerate() {
         assert_eq!(answer.session_id, format!("s-{index}"));
-        let expected = if index % 3 == 0 { Decision::Block } else { Decision::Allow };
+        let expected = if index % 3 == 0 {
+            Decision::Block
+        } else {
+            Decision::Allow
+        };
         assert_eq!(answer.decision, expected, "request {index}");
     }
 }
@@ -124,7 +149,13 @@ fn invalid_json_is_answered_with_its_position() {
     assert_eq!(answer["severity"], "high");
     let reason = answer["reason"].as_str().unwrap();
     assert!(reason.contains("line 2 column"), "{reason}");
-    for garbage in [&b"\x00\x01\x02\n"[..], b"[1,2,3]", b"{\"target\": \"\xff\xfe\"}", b"42\n", b"{\"target\": 7}"] {
+    for garbage in [
+        &b"\x00\x01\x02\n"[..],
+        b"[1,2,3]",
+        b"{\"target\": \"\xff\xfe\"}",
+        b"42\n",
+        b"{\"target\": 7}",
+    ] {
         let answer = exchange_raw(&daemon, garbage);
         assert_eq!(answer["rule_id"], "daemon.request.invalid", "{garbage:?}");
     }
@@ -143,7 +174,10 @@ fn oversized_request_is_refused_without_reading_it_all() {
     stream.read_to_string(&mut answer).unwrap();
     let answer: Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(answer["rule_id"], "daemon.request.too_large");
-    assert!(answer["reason"].as_str().unwrap().contains("4096-byte limit"), "{answer}");
+    assert!(
+        answer["reason"].as_str().unwrap().contains("4096-byte limit"),
+        "{answer}"
+    );
 }
 
 #[test]
@@ -199,7 +233,10 @@ fn a_slow_client_delays_nobody_and_times_out() {
         let answer = exchange_raw(&daemon, br#"{"action_type":"read_file","target":"b"}"#);
         assert_eq!(answer["decision"], "allow");
     }
-    assert!(started.elapsed() < Duration::from_millis(1500), "others were held up behind the slow client");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "others were held up behind the slow client"
+    );
     let mut answer = String::new();
     slow.read_to_string(&mut answer).unwrap();
     let answer: Value = serde_json::from_str(&answer).unwrap();
@@ -217,7 +254,10 @@ fn a_request_sent_one_byte_at_a_time_is_answered() {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     let answer: Value = serde_json::from_str(&answer).unwrap();
-    assert_eq!((answer["decision"].as_str(), answer["target"].as_str()), (Some("block"), Some(".env")));
+    assert_eq!(
+        (answer["decision"].as_str(), answer["target"].as_str()),
+        (Some("block"), Some(".env"))
+    );
 }
 
 #[test]
@@ -280,7 +320,10 @@ fn sighup_reloads_a_good_policy_and_keeps_the_old_one_when_the_new_one_is_bad() 
     daemon.signal(Signal::SIGHUP);
     daemon.wait_notification("RELOADING=1");
     let ready = daemon.wait_notification("READY=1");
-    assert!(ready.contains("STATUS=reload failed, previous policy still in force"), "{ready}");
+    assert!(
+        ready.contains("STATUS=reload failed, previous policy still in force"),
+        "{ready}"
+    );
     assert_eq!(decide("second.txt"), Decision::Block);
     assert_eq!(daemon.client().health().unwrap().policy_digest, after);
     assert!(daemon.log().contains("policy reload failed"), "{}", daemon.log());
@@ -314,8 +357,15 @@ fn a_live_daemon_on_the_path_is_not_displaced() {
     let output = common::run(&["--serve", "--log-target", "stderr", "--socket", socket], "");
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("another cavra-runtime is already answering on"), "{stderr}");
-    assert_eq!(first.client().health().unwrap().status, "ok", "the first daemon still serves");
+    assert!(
+        stderr.contains("another cavra-runtime is already answering on"),
+        "{stderr}"
+    );
+    assert_eq!(
+        first.client().health().unwrap().status,
+        "ok",
+        "the first daemon still serves"
+    );
 }
 
 #[test]
@@ -323,7 +373,10 @@ fn a_file_that_is_not_a_socket_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cavra.sock");
     fs::write(&path, "precious").unwrap();
-    let output = common::run(&["--serve", "--log-target", "stderr", "--socket", path.to_str().unwrap()], "");
+    let output = common::run(
+        &["--serve", "--log-target", "stderr", "--socket", path.to_str().unwrap()],
+        "",
+    );
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("exists and is not a socket"));
     assert_eq!(fs::read_to_string(&path).unwrap(), "precious");
@@ -331,7 +384,16 @@ fn a_file_that_is_not_a_socket_is_left_alone() {
 
 #[test]
 fn a_bad_policy_stops_the_daemon_at_start() {
-    let output = common::run(&["--serve", "--log-target", "stderr", "--policy", "/nonexistent/policy.json"], "");
+    let output = common::run(
+        &[
+            "--serve",
+            "--log-target",
+            "stderr",
+            "--policy",
+            "/nonexistent/policy.json",
+        ],
+        "",
+    );
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read /nonexistent/policy.json"));
 }
@@ -340,7 +402,10 @@ fn a_bad_policy_stops_the_daemon_at_start() {
 #[test]
 fn netcat_gets_its_answer_and_returns() {
     if std::process::Command::new("nc").arg("-h").output().is_err() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "nc (netcat-openbsd) is required under CI");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "nc (netcat-openbsd) is required under CI"
+        );
         eprintln!("SKIPPED: nc is not installed");
         return;
     }
@@ -352,7 +417,11 @@ fn netcat_gets_its_answer_and_returns() {
         .arg(&daemon.socket)
         .output()
         .unwrap();
-    assert!(started.elapsed() < Duration::from_secs(2), "nc waited {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "nc waited {:?}",
+        started.elapsed()
+    );
     let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(answer["rule_id"], "filesystem.read.allow");
 }

@@ -286,8 +286,15 @@ mod tests {
     fn built_in_set_has_twenty_packs_and_the_baseline_default() {
         let set = PolicySet::load(&PolicyConfig::default()).unwrap();
         assert_eq!(set.packs().count(), 20);
-        assert!(set.digest().starts_with("sha256:") && set.digest().len() == 71, "{}", set.digest());
-        assert_eq!(set.digest(), PolicySet::load(&PolicyConfig::default()).unwrap().digest());
+        assert!(
+            set.digest().starts_with("sha256:") && set.digest().len() == 71,
+            "{}",
+            set.digest()
+        );
+        assert_eq!(
+            set.digest(),
+            PolicySet::load(&PolicyConfig::default()).unwrap().digest()
+        );
         assert_eq!(set.default_pack(), "cavra-ai-agent-baseline");
         assert!(set.registry().is_none());
     }

@@ -296,7 +296,10 @@ mod tests {
     #[tokio::test]
     async fn eof_ends_an_unterminated_value() {
         let mut reader = reader_over(b"{\"a\":", 64).await;
-        assert_eq!(reader.first_value(SECOND).await.unwrap(), Frame::Request(b"{\"a\":".to_vec()));
+        assert_eq!(
+            reader.first_value(SECOND).await.unwrap(),
+            Frame::Request(b"{\"a\":".to_vec())
+        );
         let mut reader = reader_over(b"  \n", 64).await;
         assert_eq!(reader.first_value(SECOND).await.unwrap(), Frame::Closed);
     }

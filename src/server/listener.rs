@@ -109,7 +109,10 @@ fn from_systemd(wanted: &str) -> Result<Option<Acquired>, ListenerError> {
     if !for_us || fds.len() == 0 {
         return Ok(None);
     }
-    let index = match names.as_ref().and_then(|names| names.iter().position(|name| name == wanted)) {
+    let index = match names
+        .as_ref()
+        .and_then(|names| names.iter().position(|name| name == wanted))
+    {
         Some(index) => index,
         None if fds.len() == 1 => 0,
         None => {

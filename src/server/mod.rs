@@ -133,7 +133,10 @@ pub async fn run(listener: UnixListener, shutdown: impl Future<Output = ()>, ser
         .is_err()
     {
         let left = max - permits.available_permits();
-        tracing::warn!(connections = left, "shutdown grace period over; closing remaining connections");
+        tracing::warn!(
+            connections = left,
+            "shutdown grace period over; closing remaining connections"
+        );
     }
     Ok(())
 }
