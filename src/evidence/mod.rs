@@ -1,1 +1,76 @@
 //! Evidence log: a tamper-evident, hash-chained JSONL record of every decision the daemon answers.
+//!
+//! The format is the reference daemon's (`cavra.go-daemon.evidence.v1`) byte for byte, so a stream written here
+//! verifies with the reference verifier and the other way round. One writer thread owns the file; callers are
+//! answered only once their record is durable, and a record that cannot be written fails the decision closed.
+
+mod encode;
+mod key;
+mod open;
+mod record;
+#[cfg(test)]
+mod test_support;
+mod verify;
+mod writer;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use key::SigningKey;
+pub use open::OpenReport;
+pub use verify::{VerifyReport, verify_file};
+pub use writer::EvidenceLog;
+
+/// When the writer makes appended records durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncMode {
+    /// One fdatasync per record.
+    Always,
+    /// Group commit: one fdatasync for everything queued when the writer wakes.
+    #[default]
+    Batch,
+    /// Never sync; the OS flushes when it likes. For tests and throwaway logs.
+    None,
+}
+
+/// How to open an evidence log.
+#[derive(Debug)]
+pub struct EvidenceConfig {
+    pub path: PathBuf,
+    pub sync: SyncMode,
+    /// Signs every new record, and checks existing signatures on open.
+    pub signing: Option<SigningKey>,
+    /// Set an existing log whose chain does not verify aside and start a new chain instead of refusing to open.
+    pub recover: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    #[error("cannot read evidence signing key {}: {source}", .path.display())]
+    KeyFile { path: PathBuf, source: io::Error },
+    #[error("evidence signing key file {} is empty", .path.display())]
+    EmptyKey { path: PathBuf },
+    #[error("cannot open evidence log {}: {source}", .path.display())]
+    Open { path: PathBuf, source: io::Error },
+    #[error("evidence log {} is in use by another process", .path.display())]
+    Locked { path: PathBuf },
+    #[error("cannot read evidence log {}: {source}", .path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error(
+        "evidence log {} does not verify: {first_error}; start with --evidence-recover to set it aside",
+        .path.display()
+    )]
+    Broken { path: PathBuf, first_error: String },
+    #[error("cannot set evidence log {} aside to {}: {source}", .path.display(), .aside.display())]
+    SetAside {
+        path: PathBuf,
+        aside: PathBuf,
+        source: io::Error,
+    },
+    /// A write or sync failed; the record was not kept and the decision must fail closed.
+    #[error("evidence log {} is unavailable: {source}", .path.display())]
+    Unavailable { path: PathBuf, source: Arc<io::Error> },
+    #[error("evidence log {} is closed", .path.display())]
+    Closed { path: PathBuf },
+}

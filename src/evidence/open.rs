@@ -1,0 +1,420 @@
+//! Taking over an evidence log at startup: lock it, put a torn last record aside, and verify the chain so that new
+//! records continue it.
+
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, BufRead as _, BufReader, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use time::OffsetDateTime;
+
+use super::record::Chain;
+use super::verify::{Signatures, Verifier};
+use super::{EvidenceConfig, EvidenceError};
+
+/// What opening found and did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Records in the log that the new ones continue (0 for a new or recovered log).
+    pub records: u64,
+    /// Where an incomplete last line (a crash mid-write) was moved; the log was cut back to its last complete line.
+    pub torn: Option<PathBuf>,
+    /// With `recover`: where the whole log that did not verify was moved before starting a new chain.
+    pub set_aside: Option<PathBuf>,
+}
+
+/// An evidence log ready for appending.
+pub(crate) struct Opened {
+    pub(crate) file: Flock<File>,
+    pub(crate) chain: Chain,
+    pub(crate) report: OpenReport,
+}
+
+pub(crate) fn open(config: &EvidenceConfig) -> Result<Opened, EvidenceError> {
+    let path = config.path.as_path();
+    let file = open_locked(path)?;
+    let now = OffsetDateTime::now_utc();
+    // Without a key the chain and hashes are still checked; signatures can only be checked with one.
+    let signatures = match &config.signing {
+        Some(key) => Signatures::Check(Some(key)),
+        None => Signatures::Ignore,
+    };
+    let mut verifier = Verifier::new(path, signatures);
+    let (complete_len, torn) = scan(&file, path, &mut verifier)?;
+
+    if let Some(first_error) = verifier.first_error() {
+        if !config.recover {
+            return Err(EvidenceError::Broken {
+                path: path.to_owned(),
+                first_error: first_error.to_owned(),
+            });
+        }
+        // The whole file, torn tail included, stays as it was for whoever investigates.
+        let aside = set_aside(path, now)?;
+        tracing::warn!(
+            path = %path.display(),
+            aside = %aside.display(),
+            error = first_error,
+            "evidence log does not verify; set it aside and started a new chain"
+        );
+        drop(file);
+        return Ok(Opened {
+            file: open_locked(path)?,
+            chain: Chain::default(),
+            report: OpenReport {
+                records: 0,
+                torn: None,
+                set_aside: Some(aside),
+            },
+        });
+    }
+
+    let torn = match torn {
+        Some(bytes) => {
+            let aside = move_torn_tail(&file, path, complete_len, &bytes, now)?;
+            tracing::warn!(
+                path = %path.display(),
+                aside = %aside.display(),
+                bytes = bytes.len(),
+                "evidence log ended in an incomplete record; moved it aside"
+            );
+            Some(aside)
+        }
+        None => None,
+    };
+    Ok(Opened {
+        file,
+        chain: verifier.chain(),
+        report: OpenReport {
+            records: verifier.records(),
+            torn,
+            set_aside: None,
+        },
+    })
+}
+
+/// Opens (creating it and its directories) and exclusively locks the log, so that no second daemon or one-shot
+/// run appends to it and forks the chain.
+fn open_locked(path: &Path) -> Result<Flock<File>, EvidenceError> {
+    let open_error = |source| EvidenceError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let parent = parent(path);
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(parent)
+        .map_err(open_error)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(open_error)?;
+    // A newly created log must survive a crash as a directory entry too.
+    sync_dir(parent).map_err(open_error)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(file) => Ok(file),
+        Err((_, Errno::EWOULDBLOCK)) => Err(EvidenceError::Locked { path: path.to_owned() }),
+        Err((_, errno)) => Err(open_error(errno.into())),
+    }
+}
+
+/// Feeds every complete line to the verifier. Returns the length up to the last complete line and the bytes after
+/// it, if any: a record whose write was cut short.
+fn scan(file: &File, path: &Path, verifier: &mut Verifier) -> Result<(u64, Option<Vec<u8>>), EvidenceError> {
+    let mut reader = BufReader::new(file);
+    let mut complete_len = 0;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|source| EvidenceError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+        if read == 0 {
+            return Ok((complete_len, None));
+        }
+        if line.last() != Some(&b'\n') {
+            return Ok((complete_len, Some(line)));
+        }
+        verifier.line(&line);
+        complete_len += read as u64;
+    }
+}
+
+/// Saves the torn bytes to `<log>.torn-<time>` (durably) before cutting them off the log.
+fn move_torn_tail(
+    file: &File,
+    path: &Path,
+    complete_len: u64,
+    bytes: &[u8],
+    now: OffsetDateTime,
+) -> Result<PathBuf, EvidenceError> {
+    let mut attempt = 0;
+    let (aside, created) = loop {
+        let aside = aside_path(path, "torn", now, attempt);
+        let created = OpenOptions::new().write(true).create_new(true).mode(0o640).open(&aside);
+        match created {
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => attempt += 1,
+            created => break (aside, created),
+        }
+    };
+    created
+        .and_then(|mut torn| {
+            torn.write_all(bytes)?;
+            torn.sync_all()?;
+            sync_dir(parent(path))?;
+            file.set_len(complete_len)?;
+            file.sync_all()
+        })
+        .map_err(|source| EvidenceError::SetAside {
+            path: path.to_owned(),
+            aside: aside.clone(),
+            source,
+        })?;
+    Ok(aside)
+}
+
+/// Renames the log to `<log>.unverified-<time>`.
+fn set_aside(path: &Path, now: OffsetDateTime) -> Result<PathBuf, EvidenceError> {
+    let mut attempt = 0;
+    let mut aside = aside_path(path, "unverified", now, attempt);
+    // We hold the log's lock, so nobody else is setting it aside; only an earlier run's file can be in the way.
+    while aside.symlink_metadata().is_ok() {
+        attempt += 1;
+        aside = aside_path(path, "unverified", now, attempt);
+    }
+    std::fs::rename(path, &aside)
+        .and_then(|()| sync_dir(parent(path)))
+        .map_err(|source| EvidenceError::SetAside {
+            path: path.to_owned(),
+            aside: aside.clone(),
+            source,
+        })?;
+    Ok(aside)
+}
+
+/// `<log>.<kind>-20261125T173000Z`, then `.1`, `.2`, ... if that name is taken.
+fn aside_path(path: &Path, kind: &str, now: OffsetDateTime, attempt: u32) -> PathBuf {
+    let now = now.to_offset(time::UtcOffset::UTC);
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(
+        ".{kind}-{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    ));
+    if attempt > 0 {
+        name.push(format!(".{attempt}"));
+    }
+    PathBuf::from(name)
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+    use crate::evidence::test_support::{allow, config, key, records, request};
+    use crate::evidence::{EvidenceLog, SigningKey, SyncMode, verify_file};
+
+    /// Writes `n` records to a new log at `path`.
+    async fn write(path: &Path, signing: Option<SigningKey>, n: usize) {
+        let (log, _) = EvidenceLog::open(config(path, SyncMode::None, signing)).unwrap();
+        for i in 0..n {
+            log.record(&request(&format!("s{i}")), allow()).await.unwrap();
+        }
+        log.close();
+    }
+
+    /// Paths in `dir` other than the log itself.
+    fn asides(dir: &Path) -> Vec<PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.file_name().unwrap() != "evidence.jsonl")
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[tokio::test]
+    async fn reopening_continues_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        write(&path, Some(key()), 2).await;
+        let (log, report) = EvidenceLog::open(config(&path, SyncMode::Batch, Some(key()))).unwrap();
+        assert_eq!(
+            report,
+            OpenReport {
+                records: 2,
+                torn: None,
+                set_aside: None
+            }
+        );
+        log.record(&request("third"), allow()).await.unwrap();
+        log.close();
+        let stored = records(&path);
+        assert_eq!(stored[2]["sequence"], 3);
+        assert_eq!(stored[2]["previous_hash"], stored[1]["record_hash"]);
+        let report = verify_file(&path, Some(&key())).unwrap();
+        assert!(report.valid && report.records == 3, "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn new_logs_and_directories_are_not_world_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/evidence.jsonl");
+        write(&path, None, 1).await;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path) & !0o640, 0, "log mode {:o}", mode(&path));
+        assert_eq!(mode(&dir.path().join("a/b")) & !0o750, 0);
+        assert_eq!(mode(&dir.path().join("a")) & !0o750, 0);
+    }
+
+    #[tokio::test]
+    async fn a_second_writer_is_locked_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        let (log, _) = EvidenceLog::open(config(&path, SyncMode::None, None)).unwrap();
+        let error = EvidenceLog::open(config(&path, SyncMode::None, None)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("evidence log {} is in use by another process", path.display())
+        );
+        log.close();
+        drop(log);
+        EvidenceLog::open(config(&path, SyncMode::None, None)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_torn_tail_is_moved_aside_and_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        write(&path, None, 2).await;
+        let complete = std::fs::read(&path).unwrap();
+        let torn = br#"{"schema_version":"cavra.go-daemon.evidence.v1","product":"CAV"#;
+        std::fs::write(&path, [complete.as_slice(), torn].concat()).unwrap();
+
+        let (log, report) = EvidenceLog::open(config(&path, SyncMode::Batch, None)).unwrap();
+        let aside = report.torn.clone().expect("torn tail reported");
+        assert_eq!(report.records, 2);
+        assert_eq!(asides(dir.path()), vec![aside.clone()]);
+        let name = aside.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with("evidence.jsonl.torn-") && name.ends_with('Z') && name.len() == 36,
+            "{name}"
+        );
+        assert_eq!(std::fs::read(&aside).unwrap(), torn);
+        assert_eq!(std::fs::read(&path).unwrap(), complete);
+
+        log.record(&request("after"), allow()).await.unwrap();
+        log.close();
+        let report = verify_file(&path, None).unwrap();
+        assert!(report.valid && report.records == 3, "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn a_broken_chain_is_refused_untouched_and_recover_sets_it_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        write(&path, None, 3).await;
+        let tampered = std::fs::read_to_string(&path).unwrap().replacen("s1", "s9", 1);
+        let bytes = [tampered.as_bytes(), b"{\"torn"].concat();
+        std::fs::write(&path, &bytes).unwrap();
+
+        let error = EvidenceLog::open(config(&path, SyncMode::Batch, None)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "evidence log {} does not verify: record 2 hash mismatch; start with --evidence-recover to set it aside",
+                path.display()
+            )
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "a refused log is left as it was");
+        assert!(asides(dir.path()).is_empty());
+
+        let mut recovering = config(&path, SyncMode::Batch, None);
+        recovering.recover = true;
+        let (log, report) = EvidenceLog::open(recovering).unwrap();
+        let aside = report.set_aside.clone().expect("set aside");
+        assert_eq!((report.records, report.torn.as_ref()), (0, None));
+        assert_eq!(asides(dir.path()), vec![aside.clone()]);
+        assert!(
+            aside
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("evidence.jsonl.unverified-"),
+            "{aside:?}"
+        );
+        assert_eq!(
+            std::fs::read(&aside).unwrap(),
+            bytes,
+            "the whole log, torn tail included"
+        );
+
+        log.record(&request("fresh"), allow()).await.unwrap();
+        log.close();
+        let stored = records(&path);
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0]["sequence"], 1);
+        assert!(stored[0].get("previous_hash").is_none());
+    }
+
+    #[tokio::test]
+    async fn signatures_are_checked_on_open_when_a_key_is_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        write(&path, Some(key()), 1).await;
+
+        let other = SigningKey::new(b"another key".to_vec(), "unit-1");
+        let error = EvidenceLog::open(config(&path, SyncMode::None, Some(other))).unwrap_err();
+        assert!(
+            matches!(&error, EvidenceError::Broken { first_error, .. } if first_error == "record 1 signature mismatch")
+        );
+
+        // Without a key the chain is continued: signatures cannot be checked, hashes still are.
+        let (log, report) = EvidenceLog::open(config(&path, SyncMode::None, None)).unwrap();
+        assert_eq!(report.records, 1);
+        log.close();
+    }
+
+    #[test]
+    fn aside_names_carry_the_utc_time_and_a_counter_when_taken() {
+        let at = OffsetDateTime::from_unix_timestamp(1_795_973_400)
+            .unwrap()
+            .to_offset(time::UtcOffset::from_hms(-5, 0, 0).unwrap());
+        let log = Path::new("/var/log/cavra/evidence.jsonl");
+        assert_eq!(
+            aside_path(log, "torn", at, 0),
+            Path::new("/var/log/cavra/evidence.jsonl.torn-20261129T173000Z")
+        );
+        assert_eq!(
+            aside_path(log, "unverified", at, 2),
+            Path::new("/var/log/cavra/evidence.jsonl.unverified-20261129T173000Z.2")
+        );
+    }
+}

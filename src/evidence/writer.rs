@@ -1,0 +1,410 @@
+//! The evidence log handle and its single writer thread.
+//!
+//! Every connection sends its record to one thread that owns the file, so records get one total order with no
+//! sequence gaps. The writer takes everything queued when it wakes, writes it in one write, makes it durable, and
+//! only then answers the callers. If the write or sync fails, it cuts the file back and answers every caller in the
+//! batch with an error: a decision whose evidence was not kept must not be acted on.
+
+use std::fs::File;
+use std::io::{self, Write as _};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+use std::thread::JoinHandle;
+
+use nix::fcntl::Flock;
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+
+use super::record::{self, Chain, RecordRequest};
+use super::{EvidenceConfig, EvidenceError, OpenReport, SigningKey, SyncMode, open};
+use crate::contract::{DecisionResponse, EvaluateRequest};
+
+/// A cheap handle to an open evidence log, shared by all connections.
+#[derive(Clone)]
+pub struct EvidenceLog {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    path: PathBuf,
+    /// `None` once closed.
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Job {
+    request: RecordRequest,
+    response: DecisionResponse,
+    reply: oneshot::Sender<Result<DecisionResponse, EvidenceError>>,
+}
+
+impl EvidenceLog {
+    /// Opens the log (see [`OpenReport`]) and starts its writer.
+    pub fn open(config: EvidenceConfig) -> Result<(EvidenceLog, OpenReport), EvidenceError> {
+        let opened = open::open(&config)?;
+        let writer = Writer {
+            path: config.path.clone(),
+            file: opened.file,
+            sync: config.sync,
+            key: config.signing,
+            chain: opened.chain,
+            restore_len: None,
+            failing: false,
+        };
+        let (jobs, queue) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("evidence-writer".into())
+            .spawn(move || writer.run(queue))
+            .map_err(|source| EvidenceError::Open {
+                path: config.path.clone(),
+                source,
+            })?;
+        let shared = Shared {
+            path: config.path,
+            jobs: Mutex::new(Some(jobs)),
+            writer: Mutex::new(Some(thread)),
+        };
+        Ok((
+            EvidenceLog {
+                shared: Arc::new(shared),
+            },
+            opened.report,
+        ))
+    }
+
+    /// Queues the record for this decision at once (so records keep the order of the calls) and returns a future
+    /// that resolves with the response carrying its go-daemon-evidence ref once the record is durable per the sync
+    /// mode. It never resolves Ok before that.
+    pub fn record(
+        &self,
+        request: &EvaluateRequest,
+        response: DecisionResponse,
+    ) -> impl Future<Output = Result<DecisionResponse, EvidenceError>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let submitted = self.submit(Job {
+            request: request.into(),
+            response,
+            reply,
+        });
+        let closed = self.closed();
+        async move {
+            submitted?;
+            // The writer dropping the reply means it is gone (closed or panicked): nothing was recorded.
+            answer.await.map_err(|_| closed)?
+        }
+    }
+
+    /// Stops accepting, writes and syncs everything queued, joins the writer. Idempotent.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    fn submit(&self, job: Job) -> Result<(), EvidenceError> {
+        match &*lock(&self.shared.jobs) {
+            Some(jobs) => jobs.send(job).map_err(|_| self.closed()),
+            None => Err(self.closed()),
+        }
+    }
+
+    fn closed(&self) -> EvidenceError {
+        EvidenceError::Closed {
+            path: self.shared.path.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for EvidenceLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvidenceLog").field("path", &self.shared.path).finish()
+    }
+}
+
+impl Shared {
+    fn close(&self) {
+        // Dropping the sender lets the writer drain the queue and stop.
+        lock(&self.jobs).take();
+        // Held while joining, so a concurrent close returns only once everything is written too.
+        let mut writer = lock(&self.writer);
+        if let Some(thread) = writer.take()
+            && thread.join().is_err()
+        {
+            tracing::error!(path = %self.path.display(), "evidence writer panicked");
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded values stay consistent even if a holder panicked.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+struct Writer {
+    path: PathBuf,
+    file: Flock<File>,
+    sync: SyncMode,
+    key: Option<SigningKey>,
+    /// The last durable record.
+    chain: Chain,
+    /// Set when cutting a failed batch off the file failed too: cut there before the next write.
+    restore_len: Option<u64>,
+    /// In a failure episode: logged once when it starts and once when it ends.
+    failing: bool,
+}
+
+impl Writer {
+    fn run(mut self, queue: mpsc::Receiver<Job>) {
+        // Ends once every sender is gone and the queue is drained.
+        while let Ok(first) = queue.recv() {
+            let batch: Vec<Job> = std::iter::once(first).chain(queue.try_iter()).collect();
+            if self.sync == SyncMode::Always {
+                for job in batch {
+                    self.commit(vec![job]);
+                }
+            } else {
+                self.commit(batch);
+            }
+        }
+    }
+
+    /// Writes `jobs` as one group and answers them all.
+    fn commit(&mut self, jobs: Vec<Job>) {
+        let mut chain = self.chain.clone();
+        let mut bytes = Vec::new();
+        let mut answers = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let timestamp = record::timestamp(OffsetDateTime::now_utc());
+            let (line, response) = chain.append(job.request, job.response, timestamp, self.key.as_ref());
+            bytes.extend_from_slice(&line);
+            answers.push((job.reply, response));
+        }
+        // A caller that went away no longer needs its answer, so send results are ignored.
+        match self.persist(&bytes) {
+            Ok(()) => {
+                self.chain = chain;
+                if self.failing {
+                    self.failing = false;
+                    tracing::info!(
+                        path = %self.path.display(),
+                        sequence = self.chain.sequence,
+                        "evidence log writable again; chain continues"
+                    );
+                }
+                for (reply, response) in answers {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            Err(error) => {
+                if !self.failing {
+                    self.failing = true;
+                    tracing::error!(
+                        path = %self.path.display(),
+                        %error,
+                        "evidence log write failed; decisions fail closed until it recovers"
+                    );
+                }
+                let error = Arc::new(error);
+                for (reply, _) in answers {
+                    let _ = reply.send(Err(EvidenceError::Unavailable {
+                        path: self.path.clone(),
+                        source: Arc::clone(&error),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Appends `bytes` and makes them durable per the sync mode. On failure, cuts the file back to where it was so
+    /// no partial record stays and the next batch continues from the last durable record.
+    fn persist(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Some(len) = self.restore_len {
+            self.file.set_len(len)?;
+            self.restore_len = None;
+        }
+        let len = self.file.metadata()?.len();
+        let written = (&*self.file).write_all(bytes).and_then(|()| match self.sync {
+            SyncMode::None => Ok(()),
+            SyncMode::Always | SyncMode::Batch => self.file.sync_data(),
+        });
+        if written.is_err() && self.file.set_len(len).is_err() {
+            self.restore_len = Some(len);
+        }
+        written
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::*;
+    use crate::evidence::test_support::{allow, config, key, records, request};
+    use crate::evidence::verify_file;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+    async fn concurrent_records_get_one_gapless_order() {
+        const N: usize = 300;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        let (log, report) = EvidenceLog::open(config(&path, SyncMode::Batch, Some(key()))).unwrap();
+        assert_eq!(report.records, 0);
+
+        let tasks: Vec<_> = (0..N)
+            .map(|i| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let session = format!("session-{i}");
+                    let response = log.record(&request(&session), allow()).await.unwrap();
+                    (session, response)
+                })
+            })
+            .collect();
+        let mut answered = HashMap::new();
+        for task in tasks {
+            let (session, response) = task.await.unwrap();
+            assert_eq!(response.evidence_refs.len(), 2, "{response:?}");
+            assert_eq!(response.evidence_refs[0], "evidence://s/d");
+            let id = response.evidence_refs[1]
+                .strip_prefix("go-daemon-evidence://")
+                .unwrap()
+                .to_owned();
+            answered.insert(id, (session, response));
+        }
+        log.close();
+
+        let stored = records(&path);
+        assert_eq!(stored.len(), N);
+        for (index, record) in stored.iter().enumerate() {
+            assert_eq!(record["sequence"], index as u64 + 1);
+            // Each caller got exactly the response stored under its own record.
+            let (session, response) = &answered[record["record_id"].as_str().unwrap()];
+            assert_eq!(record["request"]["session_id"], session.as_str());
+            assert_eq!(record["response"], serde_json::to_value(response).unwrap());
+        }
+        let report = verify_file(&path, Some(&key())).unwrap();
+        assert!(report.valid, "{report:?}");
+        assert_eq!((report.records, report.signed_records), (N as u64, N as u64));
+    }
+
+    #[tokio::test]
+    async fn every_sync_mode_writes_a_verifying_chain() {
+        for sync in [SyncMode::Always, SyncMode::Batch, SyncMode::None] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("evidence.jsonl");
+            let (log, _) = EvidenceLog::open(config(&path, sync, None)).unwrap();
+            for i in 0..3 {
+                log.record(&request(&format!("s{i}")), allow()).await.unwrap();
+            }
+            log.close();
+            let report = verify_file(&path, None).unwrap();
+            assert!(report.valid && report.records == 3, "{sync:?}: {report:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn close_is_idempotent_and_later_records_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        let (log, _) = EvidenceLog::open(config(&path, SyncMode::Batch, None)).unwrap();
+        let other = log.clone();
+        log.record(&request("s"), allow()).await.unwrap();
+        log.close();
+        other.close();
+        let error = other.record(&request("s"), allow()).await.unwrap_err();
+        assert!(matches!(error, EvidenceError::Closed { .. }), "{error:?}");
+        assert_eq!(error.to_string(), format!("evidence log {} is closed", path.display()));
+        assert_eq!(records(&path).len(), 1);
+    }
+
+    const FSIZE_CHILD: &str = "CAVRA_EVIDENCE_FSIZE_CHILD";
+
+    /// A real EFBIG from `RLIMIT_FSIZE`. The limit is process-wide, so the scenario runs in a child process: this
+    /// test binary again, filtered to this test, which sees `FSIZE_CHILD` and plays the child's part.
+    #[test]
+    fn fails_closed_on_a_real_write_error_and_resumes_the_chain() {
+        if let Ok(dir) = std::env::var(FSIZE_CHILD) {
+            return fsize_child(Path::new(&dir));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "evidence::writer::tests::fails_closed_on_a_real_write_error_and_resumes_the_chain",
+                "--test-threads=1",
+                "--nocapture",
+            ])
+            .env(FSIZE_CHILD, dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "child failed:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "the child ran no test:\n{stdout}");
+
+        let path = dir.path().join("evidence.jsonl");
+        let report = verify_file(&path, Some(&key())).unwrap();
+        assert!(report.valid, "{report:?}");
+        let sessions: Vec<_> = records(&path)
+            .iter()
+            .map(|r| r["request"]["session_id"].clone())
+            .collect();
+        assert_eq!(sessions, ["before-1", "before-2", "after"]);
+    }
+
+    fn fsize_child(dir: &Path) {
+        use nix::sys::signal::{SigHandler, Signal, signal};
+        // Without this, exceeding the limit kills the process; ignored, the write fails with EFBIG instead.
+        // SAFETY: installs SIG_IGN, no handler code runs.
+        unsafe { signal(Signal::SIGXFSZ, SigHandler::SigIgn) }.unwrap();
+        let limit_file_size = |soft: &str| {
+            let status = Command::new("prlimit")
+                .arg(format!("--pid={}", std::process::id()))
+                .arg(format!("--fsize={soft}:unlimited"))
+                .status()
+                .expect("run prlimit (util-linux)");
+            assert!(status.success(), "prlimit --fsize={soft}");
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            let path = dir.join("evidence.jsonl");
+            let (log, _) = EvidenceLog::open(config(&path, SyncMode::Batch, Some(key()))).unwrap();
+            log.record(&request("before-1"), allow()).await.unwrap();
+            log.record(&request("before-2"), allow()).await.unwrap();
+            let durable = std::fs::read(&path).unwrap();
+
+            // Room for 100 more bytes: the next record is cut short mid-write.
+            limit_file_size(&(durable.len() + 100).to_string());
+            for attempt in 0..2 {
+                let error = log.record(&request("lost"), allow()).await.unwrap_err();
+                assert!(matches!(error, EvidenceError::Unavailable { .. }), "{error:?}");
+                let message = error.to_string();
+                assert!(
+                    message.starts_with(&format!("evidence log {} is unavailable: ", path.display()))
+                        && message.contains("File too large"),
+                    "{message}"
+                );
+                assert_eq!(
+                    std::fs::read(&path).unwrap(),
+                    durable,
+                    "attempt {attempt} left bytes behind"
+                );
+            }
+
+            limit_file_size("unlimited");
+            let response = log.record(&request("after"), allow()).await.unwrap();
+            log.close();
+            let stored = records(&path);
+            assert_eq!(stored.len(), 3);
+            assert_eq!(stored[2]["sequence"], 3);
+            assert_eq!(stored[2]["previous_hash"], stored[1]["record_hash"]);
+            assert_eq!(stored[2]["response"], serde_json::to_value(&response).unwrap());
+        });
+    }
+}
