@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 
+use crate::evidence::{EvidenceConfig, EvidenceError, SigningKey, SyncMode};
 use crate::paths::default_socket_path;
 use crate::policy::{PolicyConfig, PolicySource};
 use crate::server::Limits;
@@ -38,6 +39,9 @@ pub struct Cli {
     pub logging: LogArgs,
 
     #[command(flatten)]
+    pub evidence: EvidenceArgs,
+
+    #[command(flatten)]
     pub client: ClientArgs,
 }
 
@@ -52,6 +56,10 @@ pub struct Mode {
     /// Send one request (from --input) to a running daemon and print its decision.
     #[arg(long)]
     pub daemon: bool,
+
+    /// Verify the evidence log given by --evidence-log and print a report; exit 1 when it does not verify.
+    #[arg(long)]
+    pub verify_evidence: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -185,6 +193,59 @@ pub struct LogArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Evidence (daemon and --verify-evidence)")]
+pub struct EvidenceArgs {
+    /// Hash-chained JSONL record of every decision; each is on disk before its answer is sent. Default: none.
+    #[arg(long, value_name = "FILE", env = "CAVRA_EVIDENCE_LOG")]
+    pub evidence_log: Option<PathBuf>,
+
+    /// batch: records that arrive together share one fdatasync before any is answered; always: one per record;
+    /// none: no sync (tests only).
+    #[arg(
+        long,
+        value_name = "MODE",
+        env = "CAVRA_EVIDENCE_SYNC",
+        value_enum,
+        default_value = "batch"
+    )]
+    pub evidence_sync: SyncMode,
+
+    /// File holding the HMAC-SHA256 key that signs (and verifies) evidence records. Default: records are unsigned.
+    #[arg(long, value_name = "FILE", env = "CAVRA_EVIDENCE_SIGNING_KEY_FILE")]
+    pub evidence_signing_key_file: Option<PathBuf>,
+
+    /// Key id written into (and expected in) signatures.
+    #[arg(long, value_name = "ID", env = "CAVRA_DAEMON_EVIDENCE_KEY_ID", default_value = "")]
+    pub evidence_signing_key_id: String,
+
+    /// Start even if the existing log does not verify: it is renamed to <log>.unverified-<time> and a new chain begins.
+    #[arg(long)]
+    pub evidence_recover: bool,
+}
+
+impl EvidenceArgs {
+    pub fn signing_key(&self) -> Result<Option<SigningKey>, EvidenceError> {
+        self.evidence_signing_key_file
+            .as_deref()
+            .map(|path| SigningKey::from_file(path, self.evidence_signing_key_id.clone()))
+            .transpose()
+    }
+
+    /// The log to open, if one was asked for.
+    pub fn config(&self) -> Result<Option<EvidenceConfig>, EvidenceError> {
+        let Some(path) = &self.evidence_log else {
+            return Ok(None);
+        };
+        Ok(Some(EvidenceConfig {
+            path: path.clone(),
+            sync: self.evidence_sync,
+            signing: self.signing_key()?,
+            recover: self.evidence_recover,
+        }))
+    }
 }
 
 #[derive(Debug, Clone, Args)]

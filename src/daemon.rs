@@ -5,9 +5,11 @@
 use std::io;
 use std::sync::Arc;
 
-use tokio::signal::unix::{SignalKind, signal};
+use nix::sys::signal;
+use tokio::signal::unix::SignalKind;
 
 use crate::cli::Cli;
+use crate::evidence::{EvidenceError, EvidenceLog};
 use crate::policy::{PolicyConfig, PolicyError, PolicySet};
 use crate::server::listener::{self, ListenerError, Origin};
 use crate::server::{self, Service};
@@ -28,12 +30,15 @@ pub enum DaemonError {
     Serve { origin: String, source: io::Error },
     #[error("cannot install the {signal} handler: {source}")]
     Signal { signal: &'static str, source: io::Error },
+    #[error(transparent)]
+    Evidence(#[from] EvidenceError),
 }
 
 pub fn serve(cli: &Cli) -> Result<(), DaemonError> {
     logging::init(cli.logging.log_target, cli.logging.log_format)?;
     let config = cli.policy.config();
     let policies = PolicySet::load(&config)?;
+    let evidence = open_evidence(cli)?;
     let acquired = listener::acquire(&cli.socket.listen_options())?;
     let origin = acquired.origin;
     let serve_error = |source| DaemonError::Serve {
@@ -45,14 +50,50 @@ pub fn serve(cli: &Cli) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
-    let service = Arc::new(Service::new(policies, cli.limits.limits()));
+    let service = Arc::new(Service::new(policies, cli.limits.limits(), evidence.clone()));
     let result = runtime.block_on(async {
         let listener = tokio::net::UnixListener::from_std(acquired.listener).map_err(serve_error)?;
         run(listener, &origin, service, config).await
     });
+    if let Some(evidence) = evidence {
+        evidence.close();
+    }
     // `origin` drops here: a socket this process bound is removed, an activated one is left to its manager.
     drop(origin);
     result
+}
+
+/// Opens the evidence log, if one is configured, and says what opening it found.
+fn open_evidence(cli: &Cli) -> Result<Option<EvidenceLog>, DaemonError> {
+    let Some(config) = cli.evidence.config()? else {
+        return Ok(None);
+    };
+    // A file-size limit must fail the write (and so the decision, closed), not kill the daemon.
+    // SAFETY: setting a signal to be ignored installs no handler code; no other thread exists yet.
+    unsafe { signal::signal(signal::Signal::SIGXFSZ, signal::SigHandler::SigIgn) }.map_err(|errno| {
+        DaemonError::Signal {
+            signal: "SIGXFSZ",
+            source: io::Error::from(errno),
+        }
+    })?;
+    let path = config.path.clone();
+    let (log, report) = EvidenceLog::open(config)?;
+    if let Some(torn) = &report.torn {
+        tracing::warn!(
+            log = %path.display(),
+            moved_to = %torn.display(),
+            "the evidence log ended in a partial record (a crash mid-write); it was moved aside"
+        );
+    }
+    if let Some(set_aside) = &report.set_aside {
+        tracing::warn!(
+            log = %path.display(),
+            moved_to = %set_aside.display(),
+            "the evidence log did not verify and --evidence-recover was given; it was set aside and a new chain begins"
+        );
+    }
+    tracing::info!(log = %path.display(), records = report.records, "evidence log open");
+    Ok(Some(log))
 }
 
 async fn run(
@@ -62,7 +103,7 @@ async fn run(
     config: PolicyConfig,
 ) -> Result<(), DaemonError> {
     let install = |kind: SignalKind, name: &'static str| {
-        signal(kind).map_err(|source| DaemonError::Signal { signal: name, source })
+        tokio::signal::unix::signal(kind).map_err(|source| DaemonError::Signal { signal: name, source })
     };
     let mut terminate = install(SignalKind::terminate(), "SIGTERM")?;
     let mut interrupt = install(SignalKind::interrupt(), "SIGINT")?;

@@ -13,3 +13,4 @@ pub mod paths;
 pub mod policy;
 pub mod server;
 pub mod service;
+pub mod verify_evidence;

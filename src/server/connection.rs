@@ -158,8 +158,28 @@ fn answer(service: &Arc<Service>, peer: &Peer, bytes: &[u8]) -> Reply {
     }
     let policies = service.policies();
     let response = engine::evaluate(&policies, &request);
-    log_decision(&response, peer);
-    ready_reply(line(&response))
+    let Some(evidence) = service.evidence() else {
+        log_decision(&response, peer);
+        return ready_reply(line(&response));
+    };
+    // The answer waits for its record: no client acts on a decision the log does not hold.
+    let peer = *peer;
+    let session_id = response.session_id.clone();
+    let recorded = evidence.record(&request, response);
+    Box::pin(async move {
+        match recorded.await {
+            Ok(response) => {
+                log_decision(&response, &peer);
+                line(&response)
+            }
+            Err(error) => {
+                let reason = format!("Decision withheld: its evidence record could not be written ({error}).");
+                let mut refusal = error_response("daemon.evidence.unavailable", Severity::Critical, reason);
+                refusal.session_id = session_id;
+                line(&refusal)
+            }
+        }
+    })
 }
 
 fn log_decision(response: &DecisionResponse, peer: &Peer) {

@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, watch};
 pub use peer::Peer;
 
 use crate::contract::Health;
+use crate::evidence::EvidenceLog;
 use crate::policy::PolicySet;
 
 /// Bounds on what one client can make the server hold or wait for.
@@ -50,16 +51,23 @@ impl Default for Limits {
 pub struct Service {
     policies: RwLock<Arc<PolicySet>>,
     limits: Limits,
+    evidence: Option<EvidenceLog>,
     started: Instant,
 }
 
 impl Service {
-    pub fn new(policies: PolicySet, limits: Limits) -> Self {
+    pub fn new(policies: PolicySet, limits: Limits, evidence: Option<EvidenceLog>) -> Self {
         Self {
             policies: RwLock::new(Arc::new(policies)),
             limits,
+            evidence,
             started: Instant::now(),
         }
+    }
+
+    /// Where decisions are recorded before they are answered, if anywhere.
+    pub fn evidence(&self) -> Option<&EvidenceLog> {
+        self.evidence.as_ref()
     }
 
     /// The policy in force now; a request keeps the one it started with even if a reload happens meanwhile.
