@@ -195,6 +195,12 @@ pub struct LogArgs {
     pub log_format: LogFormat,
 }
 
+/// Where systemd's `LoadCredential=` puts secrets for the service.
+const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+const EVIDENCE_KEY_CREDENTIAL: &str = "evidence-signing-key";
+/// The reference daemon's variable for the evidence key itself.
+const EVIDENCE_KEY_ENV: &str = "CAVRA_DAEMON_EVIDENCE_HMAC_KEY";
+
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Evidence (daemon and --verify-evidence)")]
 pub struct EvidenceArgs {
@@ -213,7 +219,9 @@ pub struct EvidenceArgs {
     )]
     pub evidence_sync: SyncMode,
 
-    /// File holding the HMAC-SHA256 key that signs (and verifies) evidence records. Default: records are unsigned.
+    /// File holding the HMAC-SHA256 key that signs (and verifies) evidence records. Default:
+    /// $CREDENTIALS_DIRECTORY/evidence-signing-key when systemd passes it, else the key in
+    /// $CAVRA_DAEMON_EVIDENCE_HMAC_KEY, else records are unsigned.
     #[arg(long, value_name = "FILE", env = "CAVRA_EVIDENCE_SIGNING_KEY_FILE")]
     pub evidence_signing_key_file: Option<PathBuf>,
 
@@ -227,11 +235,23 @@ pub struct EvidenceArgs {
 }
 
 impl EvidenceArgs {
+    /// The signing key from, in order: --evidence-signing-key-file, the systemd credential
+    /// `evidence-signing-key`, or the reference's `CAVRA_DAEMON_EVIDENCE_HMAC_KEY`. Never from the command line.
     pub fn signing_key(&self) -> Result<Option<SigningKey>, EvidenceError> {
-        self.evidence_signing_key_file
-            .as_deref()
-            .map(|path| SigningKey::from_file(path, self.evidence_signing_key_id.clone()))
-            .transpose()
+        let key_id = self.evidence_signing_key_id.clone();
+        if let Some(path) = &self.evidence_signing_key_file {
+            return SigningKey::from_file(path, key_id).map(Some);
+        }
+        let credential = std::env::var_os(CREDENTIALS_DIRECTORY)
+            .map(|dir| PathBuf::from(dir).join(EVIDENCE_KEY_CREDENTIAL))
+            .filter(|path| path.exists());
+        if let Some(path) = credential {
+            return SigningKey::from_file(&path, key_id).map(Some);
+        }
+        Ok(std::env::var(EVIDENCE_KEY_ENV)
+            .ok()
+            .filter(|key| !key.is_empty())
+            .map(|key| SigningKey::new(key.into_bytes(), key_id)))
     }
 
     /// The log to open, if one was asked for.

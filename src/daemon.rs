@@ -77,21 +77,8 @@ fn open_evidence(cli: &Cli) -> Result<Option<EvidenceLog>, DaemonError> {
         }
     })?;
     let path = config.path.clone();
+    // Opening reports a torn tail or a set-aside log itself.
     let (log, report) = EvidenceLog::open(config)?;
-    if let Some(torn) = &report.torn {
-        tracing::warn!(
-            log = %path.display(),
-            moved_to = %torn.display(),
-            "the evidence log ended in a partial record (a crash mid-write); it was moved aside"
-        );
-    }
-    if let Some(set_aside) = &report.set_aside {
-        tracing::warn!(
-            log = %path.display(),
-            moved_to = %set_aside.display(),
-            "the evidence log did not verify and --evidence-recover was given; it was set aside and a new chain begins"
-        );
-    }
     tracing::info!(log = %path.display(), records = report.records, "evidence log open");
     Ok(Some(log))
 }
@@ -159,7 +146,8 @@ fn serving_status(service: &Service, origin: &impl std::fmt::Display) -> String 
     )
 }
 
-/// Reloads policy and registry on each SIGHUP. A policy that fails to load leaves the running one in force.
+/// Reloads policy and registry, and reopens the evidence log, on each SIGHUP. A policy that fails to load leaves
+/// the running one in force.
 async fn reload_on_hangup(
     mut hangup: tokio::signal::unix::Signal,
     service: Arc<Service>,
@@ -168,6 +156,12 @@ async fn reload_on_hangup(
 ) {
     while hangup.recv().await.is_some() {
         notify::reloading();
+        if let Some(evidence) = service.evidence() {
+            // logrotate's `create` leaves a new file at the path; an unrotated path is left as it is.
+            if let Err(error) = evidence.reopen().await {
+                tracing::error!(%error, "cannot reopen the evidence log; recording continues in the previous file");
+            }
+        }
         let attempt = config.clone();
         match tokio::task::spawn_blocking(move || PolicySet::load(&attempt)).await {
             Ok(Ok(policies)) => {

@@ -78,7 +78,7 @@ fn prlimit_fsize(pid: i32, limit: &str) {
 }
 
 #[test]
-fn every_answered_decision_is_in_the_signed_log_in_one_gapless_chain() {
+fn ten_thousand_concurrent_decisions_form_one_signed_gapless_chain() {
     let scratch = tempfile::tempdir().unwrap();
     let key = key_file(scratch.path());
     let log = scratch.path().join("evidence/log.jsonl");
@@ -96,27 +96,33 @@ fn every_answered_decision_is_in_the_signed_log_in_one_gapless_chain() {
             let client = daemon.client();
             let answered = Arc::clone(&answered);
             scope.spawn(move || {
-                for index in 0..25 {
-                    let response = client.evaluate(&request(thread * 100 + index)).unwrap();
+                for index in 0..250 {
+                    let response = client.evaluate(&request(thread * 1000 + index)).unwrap();
                     answered.lock().unwrap().push(response);
                 }
             });
         }
-        let client = daemon.client();
-        let answered = Arc::clone(&answered);
-        scope.spawn(move || {
-            let requests: Vec<_> = (1000..1200).map(request).collect();
-            let responses = client.stream().unwrap().evaluate_all(&requests).unwrap();
-            answered.lock().unwrap().extend(responses);
-        });
+        for stream in 0..8 {
+            let client = daemon.client();
+            let answered = Arc::clone(&answered);
+            scope.spawn(move || {
+                let requests: Vec<_> = (0..1000).map(|index| request(100_000 * (stream + 1) + index)).collect();
+                let responses = client.stream().unwrap().evaluate_all(&requests).unwrap();
+                answered.lock().unwrap().extend(responses);
+            });
+        }
     });
     daemon.client().health().unwrap();
 
     let answered = answered.lock().unwrap();
-    assert_eq!(answered.len(), 400);
+    assert_eq!(answered.len(), 10_000);
     let answered_ids: BTreeSet<String> = answered.iter().map(record_id).collect();
     let records = records(&log);
-    assert_eq!(records.len(), 400, "one record per decision, none for the health probe");
+    assert_eq!(
+        records.len(),
+        10_000,
+        "one record per decision, none for the health probe"
+    );
     let logged_ids: BTreeSet<String> = records
         .iter()
         .map(|r| r["record_id"].as_str().unwrap().to_owned())
@@ -130,8 +136,160 @@ fn every_answered_decision_is_in_the_signed_log_in_one_gapless_chain() {
     assert_eq!(code, 0, "{report}");
     assert_eq!(
         (report["records"].as_u64(), report["signed_records"].as_u64()),
-        (Some(400), Some(400))
+        (Some(10_000), Some(10_000))
     );
+    let mode = fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode & !0o640, 0, "evidence log mode {mode:o} is wider than 0640");
+}
+
+#[test]
+fn the_signing_key_comes_from_the_credentials_directory_or_the_reference_variable() {
+    let credentials = tempfile::tempdir().unwrap();
+    fs::write(credentials.path().join("evidence-signing-key"), "from-credentials\n").unwrap();
+    let key_dir = tempfile::tempdir().unwrap();
+    for (env, key) in [
+        (
+            ("CREDENTIALS_DIRECTORY", credentials.path().to_str().unwrap()),
+            "from-credentials",
+        ),
+        (
+            ("CAVRA_DAEMON_EVIDENCE_HMAC_KEY", "from-environment"),
+            "from-environment",
+        ),
+    ] {
+        let log = key_dir.path().join(format!("{}.jsonl", env.0));
+        let daemon = Daemon::start_with(
+            &["--evidence-log", log.to_str().unwrap()],
+            &[env, ("CAVRA_DAEMON_EVIDENCE_KEY_ID", "env-id")],
+        );
+        record_id(&daemon.client().evaluate(&request(1)).unwrap());
+        let key_path = key_dir.path().join("verify.key");
+        fs::write(&key_path, key).unwrap();
+        let output = common::run(
+            &[
+                "--verify-evidence",
+                "--evidence-log",
+                log.to_str().unwrap(),
+                "--evidence-signing-key-file",
+                key_path.to_str().unwrap(),
+                "--evidence-signing-key-id",
+                "env-id",
+            ],
+            "",
+        );
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}: {report}", env.0);
+        assert_eq!(report["signed_records"], 1, "{}", env.0);
+    }
+}
+
+#[test]
+fn sighup_follows_log_rotation_to_a_new_chain_and_says_where_the_old_one_ended() {
+    let scratch = tempfile::tempdir().unwrap();
+    let log = scratch.path().join("log.jsonl");
+    let rotated = scratch.path().join("log.jsonl.1");
+    let daemon = Daemon::start(&["--evidence-log", log.to_str().unwrap()]);
+    for index in 0..3 {
+        record_id(&daemon.client().evaluate(&request(index)).unwrap());
+    }
+    fs::rename(&log, &rotated).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_notification("RELOADING=1");
+    daemon.wait_notification("READY=1");
+    let id = record_id(&daemon.client().evaluate(&request(3)).unwrap());
+
+    let old = records(&rotated);
+    let new = records(&log);
+    assert_eq!(old.len(), 3);
+    assert_eq!((new.len(), new[0]["sequence"].as_u64()), (1, Some(1)));
+    assert_eq!(new[0]["record_id"], id.as_str());
+    let last_hash = old[2]["record_hash"].as_str().unwrap();
+    let daemon_log = daemon.log();
+    assert!(
+        daemon_log.contains(&format!(
+            "previous file ends at sequence 3 with record hash {last_hash}"
+        )),
+        "{daemon_log}"
+    );
+    assert_eq!(verify(&rotated, None).0, 0);
+    assert_eq!(verify(&log, None).0, 0);
+}
+
+/// A real full file system: a 256 KiB tmpfs, mounted in a private mount namespace around the daemon, filled up and
+/// then emptied again. Needs root (CI runs as root).
+#[test]
+fn a_full_tmpfs_fails_decisions_closed_and_recording_resumes_when_space_returns() {
+    let root = nix::unistd::geteuid().is_root();
+    let tools = ["unshare", "nsenter"]
+        .iter()
+        .all(|tool| Command::new(tool).arg("--version").output().is_ok());
+    if !root || !tools {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "root, unshare and nsenter are required under CI"
+        );
+        eprintln!("SKIPPED: the tmpfs disk-full test needs root, unshare and nsenter");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("evidence");
+    fs::create_dir(&mount).unwrap();
+    let log = mount.join("log.jsonl");
+    let script = format!(
+        "mount -t tmpfs -o size=256k cavra-test {} && exec \"$0\" \"$@\"",
+        mount.display()
+    );
+    let daemon = Daemon::launch(
+        dir,
+        &["unshare", "--mount", "--propagation", "private", "sh", "-c", &script],
+        &["--evidence-log", log.to_str().unwrap()],
+        &[],
+    );
+    daemon.wait_notification("READY=1");
+    let in_namespace = |command: &str| {
+        let status = Command::new("nsenter")
+            .args(["--target", &daemon.pid().to_string(), "--mount", "sh", "-c", command])
+            .status()
+            .unwrap();
+        status.success()
+    };
+    let client = daemon.client();
+    record_id(&client.evaluate(&request(1)).unwrap());
+
+    let filler = mount.join("filler");
+    // dd stops with "No space left on device" once the tmpfs is full, which is the point.
+    in_namespace(&format!(
+        "dd if=/dev/zero of={} bs=4k 2>/dev/null; true",
+        filler.display()
+    ));
+    // Records still fit in the log's last, partly used page; the first one that needs a new page is refused.
+    let mut acknowledged = 1;
+    let refused = (2..200)
+        .map(|index| client.evaluate(&request(index)).unwrap())
+        .find(|response| {
+            let refused = response.rule_id == "daemon.evidence.unavailable";
+            acknowledged += usize::from(!refused);
+            refused
+        })
+        .expect("a full file system refuses a record");
+    assert_eq!(refused.severity.as_str(), "critical");
+    assert!(refused.reason.contains("No space left on device"), "{}", refused.reason);
+    assert_eq!(
+        client.evaluate(&request(500)).unwrap().rule_id,
+        "daemon.evidence.unavailable",
+        "still full, still refused"
+    );
+    assert!(in_namespace(&format!("rm {}", filler.display())));
+    let id = record_id(&client.evaluate(&request(501)).unwrap());
+
+    // The tmpfs is visible only inside the daemon's namespace; /proc/<pid>/root looks through it.
+    let seen = PathBuf::from(format!("/proc/{}/root{}", daemon.pid(), log.display()));
+    let records = records(&seen);
+    assert_eq!(records.len(), acknowledged + 1);
+    let last = records.last().unwrap();
+    assert_eq!(last["sequence"].as_u64(), Some(acknowledged as u64 + 1));
+    assert_eq!(last["record_id"].as_str(), Some(id.as_str()));
+    assert_eq!(verify(&seen, None).0, 0);
 }
 
 #[test]
@@ -202,7 +360,7 @@ fn a_torn_last_record_is_moved_aside_and_the_chain_continues() {
         .collect();
     assert_eq!(aside.len(), 1, "{aside:?}");
     assert_eq!(fs::read(&aside[0]).unwrap(), torn);
-    assert!(daemon.log().contains("moved aside"), "{}", daemon.log());
+    assert!(daemon.log().contains("moved it aside"), "{}", daemon.log());
     record_id(&daemon.client().evaluate(&request(9)).unwrap());
     assert_eq!(records(&log).last().unwrap()["sequence"], 4);
     assert_eq!(verify(&log, None).0, 0);

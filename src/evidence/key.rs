@@ -8,6 +8,7 @@ use zeroize::Zeroizing;
 use super::EvidenceError;
 
 /// An evidence signing key and its id. The key bytes are wiped on drop and never shown by `Debug`.
+#[derive(Clone)]
 pub struct SigningKey {
     key: Zeroizing<Vec<u8>>,
     key_id: String,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 pub use key::SigningKey;
 pub use open::OpenReport;
 pub use verify::{VerifyReport, verify_file};
-pub use writer::EvidenceLog;
+pub use writer::{EvidenceLog, Reopened};
 
 /// When the writer makes appended records durable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -35,7 +35,7 @@ pub enum SyncMode {
 }
 
 /// How to open an evidence log.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct EvidenceConfig {
     pub path: PathBuf,
     pub sync: SyncMode,

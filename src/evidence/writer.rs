@@ -7,6 +7,7 @@
 
 use std::fs::File;
 use std::io::{self, Write as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::JoinHandle;
@@ -16,7 +17,7 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 use super::record::{self, Chain, RecordRequest};
-use super::{EvidenceConfig, EvidenceError, OpenReport, SigningKey, SyncMode, open};
+use super::{EvidenceConfig, EvidenceError, OpenReport, SyncMode, open};
 use crate::contract::{DecisionResponse, EvaluateRequest};
 
 /// A cheap handle to an open evidence log, shared by all connections.
@@ -28,7 +29,7 @@ pub struct EvidenceLog {
 struct Shared {
     path: PathBuf,
     /// `None` once closed.
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<mpsc::Sender<Message>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -38,15 +39,38 @@ struct Job {
     reply: oneshot::Sender<Result<DecisionResponse, EvidenceError>>,
 }
 
+/// What the writer thread is asked to do, in the order it was asked.
+enum Message {
+    Record(Box<Job>),
+    Reopen(oneshot::Sender<Result<Reopened, EvidenceError>>),
+}
+
+/// What reopening the log path found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reopened {
+    /// The path still names the open file: nothing changed.
+    Unchanged,
+    /// The path names another file (rotation); recording continues there. The previous file's chain ends here.
+    Switched {
+        previous_sequence: i64,
+        previous_hash: String,
+        /// Records already in the new file (0 for a fresh one, whose chain starts at sequence 1).
+        records: u64,
+    },
+}
+
 impl EvidenceLog {
     /// Opens the log (see [`OpenReport`]) and starts its writer.
     pub fn open(config: EvidenceConfig) -> Result<(EvidenceLog, OpenReport), EvidenceError> {
         let opened = open::open(&config)?;
+        let path = config.path.clone();
         let writer = Writer {
-            path: config.path.clone(),
+            // Recovery is the operator's one-off decision at start, never repeated by a later reopen.
+            config: EvidenceConfig {
+                recover: false,
+                ..config
+            },
             file: opened.file,
-            sync: config.sync,
-            key: config.signing,
             chain: opened.chain,
             restore_len: None,
             failing: false,
@@ -56,11 +80,11 @@ impl EvidenceLog {
             .name("evidence-writer".into())
             .spawn(move || writer.run(queue))
             .map_err(|source| EvidenceError::Open {
-                path: config.path.clone(),
+                path: path.clone(),
                 source,
             })?;
         let shared = Shared {
-            path: config.path,
+            path,
             jobs: Mutex::new(Some(jobs)),
             writer: Mutex::new(Some(thread)),
         };
@@ -81,15 +105,27 @@ impl EvidenceLog {
         response: DecisionResponse,
     ) -> impl Future<Output = Result<DecisionResponse, EvidenceError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        let submitted = self.submit(Job {
+        let submitted = self.submit(Message::Record(Box::new(Job {
             request: request.into(),
             response,
             reply,
-        });
+        })));
         let closed = self.closed();
         async move {
             submitted?;
             // The writer dropping the reply means it is gone (closed or panicked): nothing was recorded.
+            answer.await.map_err(|_| closed)?
+        }
+    }
+
+    /// Opens the log path again, after the records queued before this call: when rotation has put another file
+    /// there (logrotate's `create`), recording moves to it, verifying and continuing whatever chain it holds.
+    pub fn reopen(&self) -> impl Future<Output = Result<Reopened, EvidenceError>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let submitted = self.submit(Message::Reopen(reply));
+        let closed = self.closed();
+        async move {
+            submitted?;
             answer.await.map_err(|_| closed)?
         }
     }
@@ -99,9 +135,9 @@ impl EvidenceLog {
         self.shared.close();
     }
 
-    fn submit(&self, job: Job) -> Result<(), EvidenceError> {
+    fn submit(&self, message: Message) -> Result<(), EvidenceError> {
         match &*lock(&self.shared.jobs) {
-            Some(jobs) => jobs.send(job).map_err(|_| self.closed()),
+            Some(jobs) => jobs.send(message).map_err(|_| self.closed()),
             None => Err(self.closed()),
         }
     }
@@ -145,10 +181,8 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 struct Writer {
-    path: PathBuf,
+    config: EvidenceConfig,
     file: Flock<File>,
-    sync: SyncMode,
-    key: Option<SigningKey>,
     /// The last durable record.
     chain: Chain,
     /// Set when cutting a failed batch off the file failed too: cut there before the next write.
@@ -158,18 +192,68 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, queue: mpsc::Receiver<Job>) {
+    fn run(mut self, queue: mpsc::Receiver<Message>) {
         // Ends once every sender is gone and the queue is drained.
         while let Ok(first) = queue.recv() {
-            let batch: Vec<Job> = std::iter::once(first).chain(queue.try_iter()).collect();
-            if self.sync == SyncMode::Always {
-                for job in batch {
-                    self.commit(vec![job]);
+            let mut batch = Vec::new();
+            for message in std::iter::once(first).chain(queue.try_iter()) {
+                match message {
+                    Message::Record(job) => batch.push(*job),
+                    Message::Reopen(reply) => {
+                        self.commit_all(std::mem::take(&mut batch));
+                        let _ = reply.send(self.reopen());
+                    }
                 }
-            } else {
-                self.commit(batch);
             }
+            self.commit_all(batch);
         }
+    }
+
+    fn commit_all(&mut self, batch: Vec<Job>) {
+        if batch.is_empty() {
+            return;
+        }
+        if self.config.sync == SyncMode::Always {
+            for job in batch {
+                self.commit(vec![job]);
+            }
+        } else {
+            self.commit(batch);
+        }
+    }
+
+    fn reopen(&mut self) -> Result<Reopened, EvidenceError> {
+        let path = &self.config.path;
+        let identity = |metadata: std::fs::Metadata| (metadata.dev(), metadata.ino());
+        let open_now = self
+            .file
+            .metadata()
+            .map(identity)
+            .map_err(|source| EvidenceError::Read {
+                path: path.clone(),
+                source,
+            })?;
+        if std::fs::metadata(path).map(identity).ok() == Some(open_now) {
+            return Ok(Reopened::Unchanged);
+        }
+        let opened = open::open(&self.config)?;
+        let previous = std::mem::replace(&mut self.chain, opened.chain);
+        self.file = opened.file;
+        self.restore_len = None;
+        tracing::info!(
+            path = %path.display(),
+            previous_sequence = previous.sequence,
+            previous_hash = %previous.record_hash,
+            records = opened.report.records,
+            "evidence log reopened after rotation; the previous file ends at sequence {} with record hash {}",
+            previous.sequence,
+            previous.record_hash,
+        );
+        Ok(Reopened::Switched {
+            previous_sequence: previous.sequence,
+            previous_hash: previous.record_hash,
+            records: opened.report.records,
+        })
     }
 
     /// Writes `jobs` as one group and answers them all.
@@ -179,7 +263,7 @@ impl Writer {
         let mut answers = Vec::with_capacity(jobs.len());
         for job in jobs {
             let timestamp = record::timestamp(OffsetDateTime::now_utc());
-            let (line, response) = chain.append(job.request, job.response, timestamp, self.key.as_ref());
+            let (line, response) = chain.append(job.request, job.response, timestamp, self.config.signing.as_ref());
             bytes.extend_from_slice(&line);
             answers.push((job.reply, response));
         }
@@ -190,7 +274,7 @@ impl Writer {
                 if self.failing {
                     self.failing = false;
                     tracing::info!(
-                        path = %self.path.display(),
+                        path = %self.config.path.display(),
                         sequence = self.chain.sequence,
                         "evidence log writable again; chain continues"
                     );
@@ -203,7 +287,7 @@ impl Writer {
                 if !self.failing {
                     self.failing = true;
                     tracing::error!(
-                        path = %self.path.display(),
+                        path = %self.config.path.display(),
                         %error,
                         "evidence log write failed; decisions fail closed until it recovers"
                     );
@@ -211,7 +295,7 @@ impl Writer {
                 let error = Arc::new(error);
                 for (reply, _) in answers {
                     let _ = reply.send(Err(EvidenceError::Unavailable {
-                        path: self.path.clone(),
+                        path: self.config.path.clone(),
                         source: Arc::clone(&error),
                     }));
                 }
@@ -227,7 +311,7 @@ impl Writer {
             self.restore_len = None;
         }
         let len = self.file.metadata()?.len();
-        let written = (&*self.file).write_all(bytes).and_then(|()| match self.sync {
+        let written = (&*self.file).write_all(bytes).and_then(|()| match self.config.sync {
             SyncMode::None => Ok(()),
             SyncMode::Always | SyncMode::Batch => self.file.sync_data(),
         });
@@ -291,6 +375,44 @@ mod tests {
         let report = verify_file(&path, Some(&key())).unwrap();
         assert!(report.valid, "{report:?}");
         assert_eq!((report.records, report.signed_records), (N as u64, N as u64));
+    }
+
+    #[tokio::test]
+    async fn reopen_follows_rotation_to_a_new_chain_and_ignores_an_unrotated_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        let rotated = dir.path().join("evidence.jsonl.1");
+        let (log, _) = EvidenceLog::open(config(&path, SyncMode::Batch, Some(key()))).unwrap();
+        log.record(&request("a"), allow()).await.unwrap();
+        log.record(&request("b"), allow()).await.unwrap();
+        assert_eq!(log.reopen().await.unwrap(), Reopened::Unchanged);
+
+        std::fs::rename(&path, &rotated).unwrap();
+        let last_hash = records(&rotated)[1]["record_hash"].as_str().unwrap().to_owned();
+        let pending = log.record(&request("c"), allow());
+        let switched = log.reopen().await.unwrap();
+        pending.await.unwrap();
+        assert_eq!(
+            switched,
+            Reopened::Switched {
+                previous_sequence: 3,
+                previous_hash: records(&rotated)[2]["record_hash"].as_str().unwrap().to_owned(),
+                records: 0,
+            },
+            "a record queued before the reopen still goes to the old file"
+        );
+        assert_ne!(records(&rotated)[2]["previous_hash"], serde_json::Value::Null);
+        assert_eq!(records(&rotated)[2]["previous_hash"], last_hash.as_str());
+
+        log.record(&request("d"), allow()).await.unwrap();
+        log.close();
+        let fresh = records(&path);
+        assert_eq!(fresh.len(), 1);
+        assert_eq!(fresh[0]["sequence"], 1);
+        assert!(fresh[0].get("previous_hash").is_none(), "a new file starts a new chain");
+        for file in [&path, &rotated] {
+            assert!(verify_file(file, Some(&key())).unwrap().valid);
+        }
     }
 
     #[tokio::test]

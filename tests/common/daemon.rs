@@ -23,13 +23,24 @@ pub struct Daemon {
 impl Daemon {
     /// Starts a daemon on `<tempdir>/cavra.sock` with extra `args`, and waits until it reports READY=1.
     pub fn start(args: &[&str]) -> Daemon {
-        let daemon = Self::spawn(tempfile::tempdir().expect("temp dir"), args);
+        Self::start_with(args, &[])
+    }
+
+    /// As [`Daemon::start`], with extra environment variables.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let daemon = Self::launch(tempfile::tempdir().expect("temp dir"), &[], args, env);
         daemon.wait_notification("READY=1");
         daemon
     }
 
     /// Starts a daemon without waiting for readiness (for start-up failures).
     pub fn spawn(dir: TempDir, args: &[&str]) -> Daemon {
+        Self::launch(dir, &[], args, &[])
+    }
+
+    /// Runs `wrapper... cavra-runtime --serve --socket <dir>/cavra.sock args...`; the wrapper must exec the
+    /// daemon (so its pid is the daemon's), e.g. `unshare -m sh -c '...; exec "$0" "$@"'`.
+    pub fn launch(dir: TempDir, wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let socket = dir.path().join("cavra.sock");
         let notify_path = dir.path().join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).expect("bind notify socket");
@@ -37,7 +48,15 @@ impl Daemon {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("notify timeout");
         let log = dir.path().join("daemon.log");
-        let child = Command::new(super::binary())
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut command = Command::new(program);
+                command.args(wrapper_args).arg(super::binary());
+                command
+            }
+            None => Command::new(super::binary()),
+        };
+        let child = command
             .arg("--serve")
             .arg("--socket")
             .arg(&socket)
@@ -46,6 +65,7 @@ impl Daemon {
             .env("NOTIFY_SOCKET", &notify_path)
             .env_remove("JOURNAL_STREAM")
             .env_remove("CAVRA_RUNTIME_SOCKET")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(File::create(&log).expect("log file"))
