@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser};
 
 use crate::evidence::{EvidenceConfig, EvidenceError, SigningKey, SyncMode};
+use crate::lifecycle::Action;
 use crate::paths::default_socket_path;
 use crate::policy::{PolicyConfig, PolicySource};
 use crate::server::Limits;
@@ -42,6 +43,9 @@ pub struct Cli {
     pub evidence: EvidenceArgs,
 
     #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+
+    #[command(flatten)]
     pub client: ClientArgs,
 }
 
@@ -60,6 +64,11 @@ pub struct Mode {
     /// Verify the evidence log given by --evidence-log and print a report; exit 1 when it does not verify.
     #[arg(long)]
     pub verify_evidence: bool,
+
+    /// Manage a daemon by hand: start it in the background (with every --serve option), report its status, or
+    /// stop it. For hosts without a service manager.
+    #[arg(long, value_name = "ACTION", value_enum)]
+    pub lifecycle: Option<Action>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -193,6 +202,31 @@ pub struct LogArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Lifecycle (--lifecycle)")]
+pub struct LifecycleArgs {
+    /// PID file the daemon holds locked while it runs. Default: <socket>.pid.
+    #[arg(long, value_name = "PATH", env = "CAVRA_PID_FILE")]
+    pub pid: Option<PathBuf>,
+
+    /// How long start waits for the daemon to answer, and stop waits for it to exit before SIGKILL.
+    #[arg(long, value_name = "DURATION", env = "CAVRA_LIFECYCLE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub lifecycle_timeout: Duration,
+
+    /// Where the started daemon's output goes. Default: the socket path with a .log extension, unless the
+    /// journal is available (JOURNAL_STREAM), where the daemon logs itself.
+    #[arg(long, value_name = "PATH", env = "CAVRA_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+
+    /// Run the started daemon as this user (root only); root's supplementary groups are dropped.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// With --user: run as this group instead of the user's own.
+    #[arg(long, value_name = "GROUP", requires = "user")]
+    pub group: Option<String>,
 }
 
 /// Where systemd's `LoadCredential=` puts secrets for the service.

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod daemon_client;
 pub mod engine;
 pub mod evidence;
+pub mod lifecycle;
 pub mod oneshot;
 pub mod paths;
 pub mod policy;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 use cavra_runtime::cli::Cli;
-use cavra_runtime::{daemon, daemon_client, oneshot, verify_evidence};
+use cavra_runtime::{daemon, daemon_client, lifecycle, oneshot, verify_evidence};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -18,7 +18,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
-    if cli.mode.verify_evidence {
+    if let Some(action) = cli.mode.lifecycle {
+        Ok(lifecycle::run(cli, action)?)
+    } else if cli.mode.verify_evidence {
         Ok(verify_evidence::run(cli)?)
     } else if cli.mode.serve {
         daemon::serve(cli)?;
