@@ -1,0 +1,82 @@
+#!/bin/bash
+# Scenario (g), journald: under a user manager with a journal, the daemon logs each decision natively with bare
+# field names. One allowed and one blocked request are made; `journalctl -o json DECISION=block` must return exactly
+# the block (RULE_ID=filesystem.read.block, PEER_UID=0, the client's PEER_PID, the answer's DECISION_ID,
+# SYSLOG_IDENTIFIER=cavra-runtime, attributed to the user unit) and not the allow, which DECISION=allow finds.
+#
+# usage: timeout 120 unshare -m bash tests/system/user-journald.sh /path/to/cavra-runtime
+# shellcheck source-path=SCRIPTDIR
+set -euo pipefail
+# shellcheck source=lib/common.sh
+. "$(dirname "$0")/lib/common.sh"
+# shellcheck source=lib/journal.sh
+. "$SYSTEST_LIB/journal.sh"
+# shellcheck source=lib/user-manager.sh
+. "$SYSTEST_LIB/user-manager.sh"
+# shellcheck source=lib/cavra.sh
+. "$SYSTEST_LIB/cavra.sh"
+
+FIELDS=DECISION,RULE_ID,SEVERITY,POLICY_PACK,ACTION_TYPE,DECISION_ID,PEER_UID,PEER_GID,PEER_PID,SYSLOG_IDENTIFIER,_SYSTEMD_USER_UNIT,_PID
+
+systest_begin "user journald decision log" "$@"
+cavra_user_session
+
+step "activate the daemon; it logs to the journal"
+cavra_listen
+pid=$(cavra_health pid)
+grep -q '^JOURNAL_STREAM=' <(tr '\0' '\n' <"/proc/$pid/environ") || fail "the daemon got no JOURNAL_STREAM"
+pass "the daemon's stderr is a journal stream (JOURNAL_STREAM set)"
+
+# ask_from_own_process REQUEST: the answer's decision_id; sets CLIENT_PID to the process that asked.
+ask_from_own_process() {
+    "$PYTHON" "$CAVRA_CLIENT" ask "$CAVRA_SOCKET" "$1" --fields decision,decision_id >"$SYSTEST_WORK/answer" &
+    CLIENT_PID=$!
+    wait "$CLIENT_PID" || fail "no answer to $1"
+}
+
+step "one allowed and one blocked request"
+ask_from_own_process '{"action_type":"read_file","target":"README.md"}'
+read -r decision allow_id <"$SYSTEST_WORK/answer"
+expect_eq "read README.md" "$decision" allow
+ask_from_own_process '{"action_type":"read_file","target":".env"}'
+read -r decision block_id <"$SYSTEST_WORK/answer"
+block_client=$CLIENT_PID
+expect_eq "read .env" "$decision" block
+say "allow $allow_id, block $block_id (asked by pid $block_client)"
+
+# journal_entries MATCH...: the matching entries' fields, one line each.
+journal_entries() { journal_query -o json "$@" | "$PYTHON" "$CAVRA_CLIENT" fields "$FIELDS"; }
+has_entry() { [ -n "$(journal_entries "$@")" ]; }
+
+step "journalctl -o json DECISION=block"
+wait_for "a DECISION=block entry in the journal" 10 has_entry DECISION=block
+wait_for "a DECISION=allow entry in the journal" 10 has_entry DECISION=allow
+blocks=$(journal_entries DECISION=block)
+printf '   %s\n' "$blocks"
+expect_eq "entries matching DECISION=block" "$(grep -c . <<<"$blocks")" 1
+IFS=$'\t' read -r decision rule severity pack action decision_id peer_uid peer_gid peer_pid ident user_unit logger_pid <<<"$blocks"
+expect_eq DECISION "$decision" block
+expect_eq RULE_ID "$rule" filesystem.read.block
+expect_eq SEVERITY "$severity" high
+expect_eq POLICY_PACK "$pack" cavra-ai-agent-baseline
+expect_eq ACTION_TYPE "$action" read_file
+expect_eq DECISION_ID "$decision_id" "$block_id"
+expect_eq PEER_UID "$peer_uid" 0
+expect_eq PEER_GID "$peer_gid" 0
+expect_eq PEER_PID "$peer_pid" "$block_client"
+expect_eq SYSLOG_IDENTIFIER "$ident" cavra-runtime
+expect_eq _SYSTEMD_USER_UNIT "$user_unit" "$CAVRA_SERVICE"
+expect_eq "_PID (the logging process)" "$logger_pid" "$pid"
+case "$blocks" in
+*"$allow_id"* | allow*) fail "DECISION=block also returned the allow decision $allow_id" ;;
+esac
+pass "DECISION=block does not return the allow"
+
+step "the allow is in the journal too, under DECISION=allow"
+allows=$(journal_entries DECISION=allow)
+printf '   %s\n' "$allows"
+expect_eq "entries matching DECISION=allow" "$(grep -c . <<<"$allows")" 1
+expect_eq "DECISION_ID of the allow" "$(cut -f6 <<<"$allows")" "$allow_id"
+expect_eq "RULE_ID of the allow" "$(cut -f2 <<<"$allows")" filesystem.read.allow
+expect_eq "entries matching DECISION=block RULE_ID=filesystem.read.block PEER_UID=0 SYSLOG_IDENTIFIER=cavra-runtime" \
+    "$(journal_entries DECISION=block RULE_ID=filesystem.read.block PEER_UID=0 SYSLOG_IDENTIFIER=cavra-runtime | cut -f6)" "$block_id"
