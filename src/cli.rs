@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 
-use crate::evidence::{EvidenceConfig, EvidenceError, SigningKey, SyncMode};
+use crate::auth::oidc::{JwksSource, OidcVerifier};
+use crate::auth::{PeerPolicy, PeerPolicyError, RunnerAuthenticator, Secret, SecretError};
+use crate::evidence::{EvidenceConfig, SigningKey, SyncMode};
 use crate::lifecycle::Action;
 use crate::paths::default_socket_path;
 use crate::policy::{PolicyConfig, PolicySource};
@@ -44,6 +46,9 @@ pub struct Cli {
 
     #[command(flatten)]
     pub lifecycle: LifecycleArgs,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
 
     #[command(flatten)]
     pub client: ClientArgs,
@@ -229,11 +234,110 @@ pub struct LifecycleArgs {
     pub group: Option<String>,
 }
 
-/// Where systemd's `LoadCredential=` puts secrets for the service.
-const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
-const EVIDENCE_KEY_CREDENTIAL: &str = "evidence-signing-key";
-/// The reference daemon's variable for the evidence key itself.
-const EVIDENCE_KEY_ENV: &str = "CAVRA_DAEMON_EVIDENCE_HMAC_KEY";
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Who may ask (the runner key and claims also sign --daemon requests)")]
+pub struct AuthArgs {
+    /// Answer only these peer users (names or uids; repeatable or comma-separated). With no --allow-uid and no
+    /// --allow-group, the socket's file mode and group decide who may connect.
+    #[arg(long, value_name = "USER", env = "CAVRA_ALLOW_UID", value_delimiter = ',')]
+    pub allow_uid: Vec<String>,
+
+    /// Answer peers in these groups (primary or supplementary; names or gids; repeatable or comma-separated).
+    #[arg(long, value_name = "GROUP", env = "CAVRA_ALLOW_GROUP", value_delimiter = ',')]
+    pub allow_group: Vec<String>,
+
+    /// File holding the HMAC-SHA256 key for runner authentication (mode 0600 or stricter). Default:
+    /// $CREDENTIALS_DIRECTORY/runner-auth-key, else the key in $CAVRA_RUNNER_AUTH_HMAC_KEY, else none.
+    #[arg(long, value_name = "FILE", env = "CAVRA_RUNNER_AUTH_KEY_FILE")]
+    pub runner_auth_key_file: Option<PathBuf>,
+
+    /// Key id runners must present with HMAC signatures (and that --daemon presents). Default: any.
+    #[arg(long, value_name = "ID", env = "CAVRA_RUNNER_AUTH_KEY_ID", default_value = "")]
+    pub runner_auth_key_id: String,
+
+    /// OIDC issuer runner tokens must come from (with --runner-oidc-audience and a JWKS).
+    #[arg(long, value_name = "URL", env = "CAVRA_RUNNER_OIDC_ISSUER")]
+    pub runner_oidc_issuer: Option<String>,
+
+    /// Audience runner tokens must name.
+    #[arg(long, value_name = "AUDIENCE", env = "CAVRA_RUNNER_OIDC_AUDIENCE")]
+    pub runner_oidc_audience: Option<String>,
+
+    /// JWKS file with the issuer's signing keys (wins over --runner-oidc-jwks-url).
+    #[arg(long, value_name = "FILE", env = "CAVRA_RUNNER_OIDC_JWKS")]
+    pub runner_oidc_jwks: Option<PathBuf>,
+
+    /// JWKS URL with the issuer's signing keys; a failed fetch is retried with back-off on later requests.
+    #[arg(long, value_name = "URL", env = "CAVRA_RUNNER_OIDC_JWKS_URL")]
+    pub runner_oidc_jwks_url: Option<String>,
+
+    /// With --daemon: the runner identity (JSON) to authenticate as; signed with the runner key, or sent with the
+    /// OIDC token when one is given.
+    #[arg(long, value_name = "FILE", env = "CAVRA_RUNNER_AUTH_CLAIMS")]
+    pub runner_auth_claims: Option<PathBuf>,
+
+    /// With --daemon and --runner-auth-claims: file holding the runner's OIDC token (mode 0600 or stricter).
+    /// Default: the token in $CAVRA_RUNNER_AUTH_OIDC_TOKEN, if set.
+    #[arg(long, value_name = "FILE", env = "CAVRA_RUNNER_AUTH_OIDC_TOKEN_FILE")]
+    pub runner_auth_oidc_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    #[error(transparent)]
+    Peers(#[from] PeerPolicyError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(
+        "runner OIDC needs --runner-oidc-issuer, --runner-oidc-audience and --runner-oidc-jwks or --runner-oidc-jwks-url; missing {0}"
+    )]
+    IncompleteOidc(&'static str),
+}
+
+impl AuthArgs {
+    pub fn peer_policy(&self) -> Result<PeerPolicy, PeerPolicyError> {
+        PeerPolicy::resolve(&self.allow_uid, &self.allow_group)
+    }
+
+    /// The runner HMAC key: --runner-auth-key-file, the credential `runner-auth-key`, or the reference variable.
+    pub fn runner_key(&self) -> Result<Option<Secret>, SecretError> {
+        Secret::locate(
+            self.runner_auth_key_file.as_deref(),
+            "runner-auth-key",
+            "CAVRA_RUNNER_AUTH_HMAC_KEY",
+        )
+    }
+
+    /// The runner OIDC token for --daemon, if one is given.
+    pub fn oidc_token(&self) -> Result<Option<Secret>, SecretError> {
+        Secret::locate(
+            self.runner_auth_oidc_token_file.as_deref(),
+            "runner-oidc-token",
+            "CAVRA_RUNNER_AUTH_OIDC_TOKEN",
+        )
+    }
+
+    /// What the daemon requires of runners; `None` when nothing is configured. A partial OIDC setup is an error,
+    /// not a silently disabled check.
+    pub fn authenticator(&self) -> Result<Option<RunnerAuthenticator>, AuthConfigError> {
+        let hmac = self.runner_key()?.map(|key| (key, self.runner_auth_key_id.clone()));
+        let jwks = match (&self.runner_oidc_jwks, &self.runner_oidc_jwks_url) {
+            (Some(path), _) => Some(JwksSource::File(path.clone())),
+            (None, Some(url)) => Some(JwksSource::Url(url.clone())),
+            (None, None) => None,
+        };
+        let oidc = match (&self.runner_oidc_issuer, &self.runner_oidc_audience, jwks) {
+            (None, None, None) => None,
+            (Some(issuer), Some(audience), Some(jwks)) => {
+                Some(OidcVerifier::new(issuer.clone(), audience.clone(), jwks))
+            }
+            (None, _, _) => return Err(AuthConfigError::IncompleteOidc("--runner-oidc-issuer")),
+            (_, None, _) => return Err(AuthConfigError::IncompleteOidc("--runner-oidc-audience")),
+            (_, _, None) => return Err(AuthConfigError::IncompleteOidc("a JWKS")),
+        };
+        Ok(RunnerAuthenticator::new(hmac, oidc))
+    }
+}
 
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Evidence (daemon and --verify-evidence)")]
@@ -271,25 +375,17 @@ pub struct EvidenceArgs {
 impl EvidenceArgs {
     /// The signing key from, in order: --evidence-signing-key-file, the systemd credential
     /// `evidence-signing-key`, or the reference's `CAVRA_DAEMON_EVIDENCE_HMAC_KEY`. Never from the command line.
-    pub fn signing_key(&self) -> Result<Option<SigningKey>, EvidenceError> {
-        let key_id = self.evidence_signing_key_id.clone();
-        if let Some(path) = &self.evidence_signing_key_file {
-            return SigningKey::from_file(path, key_id).map(Some);
-        }
-        let credential = std::env::var_os(CREDENTIALS_DIRECTORY)
-            .map(|dir| PathBuf::from(dir).join(EVIDENCE_KEY_CREDENTIAL))
-            .filter(|path| path.exists());
-        if let Some(path) = credential {
-            return SigningKey::from_file(&path, key_id).map(Some);
-        }
-        Ok(std::env::var(EVIDENCE_KEY_ENV)
-            .ok()
-            .filter(|key| !key.is_empty())
-            .map(|key| SigningKey::new(key.into_bytes(), key_id)))
+    pub fn signing_key(&self) -> Result<Option<SigningKey>, SecretError> {
+        let key = Secret::locate(
+            self.evidence_signing_key_file.as_deref(),
+            "evidence-signing-key",
+            "CAVRA_DAEMON_EVIDENCE_HMAC_KEY",
+        )?;
+        Ok(key.map(|key| SigningKey::new(key.expose().to_vec(), self.evidence_signing_key_id.clone())))
     }
 
     /// The log to open, if one was asked for.
-    pub fn config(&self) -> Result<Option<EvidenceConfig>, EvidenceError> {
+    pub fn config(&self) -> Result<Option<EvidenceConfig>, SecretError> {
         let Some(path) = &self.evidence_log else {
             return Ok(None);
         };

@@ -8,6 +8,9 @@ use std::sync::Arc;
 use nix::sys::signal;
 use tokio::signal::unix::SignalKind;
 
+use crate::auth::oidc::JwksSource;
+use crate::auth::{RunnerAuthenticator, SecretError};
+use crate::cli::AuthConfigError;
 use crate::cli::Cli;
 use crate::evidence::{EvidenceError, EvidenceLog};
 use crate::policy::{PolicyConfig, PolicyError, PolicySet};
@@ -32,6 +35,12 @@ pub enum DaemonError {
     Signal { signal: &'static str, source: io::Error },
     #[error(transparent)]
     Evidence(#[from] EvidenceError),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Auth(#[from] AuthConfigError),
+    #[error("runner OIDC: {0}")]
+    Jwks(String),
 }
 
 pub fn serve(cli: &Cli) -> Result<(), DaemonError> {
@@ -50,7 +59,18 @@ pub fn serve(cli: &Cli) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
-    let service = Arc::new(Service::new(policies, cli.limits.limits(), evidence.clone()));
+    let mut service =
+        Service::new(policies, cli.limits.limits()).with_peers(cli.auth.peer_policy().map_err(AuthConfigError::from)?);
+    if let Some(evidence) = &evidence {
+        service = service.with_evidence(evidence.clone());
+    }
+    if let Some(runners) = runner_auth(cli)? {
+        service = service.with_runner_auth(runners);
+    }
+    if !service.peers().admits_everyone() {
+        tracing::info!("answering only {}", service.peers().describe());
+    }
+    let service = Arc::new(service);
     let result = runtime.block_on(async {
         let listener = tokio::net::UnixListener::from_std(acquired.listener).map_err(serve_error)?;
         run(listener, &origin, service, config).await
@@ -61,6 +81,25 @@ pub fn serve(cli: &Cli) -> Result<(), DaemonError> {
     // `origin` drops here: a socket this process bound is removed, an activated one is left to its manager.
     drop(origin);
     result
+}
+
+/// The runner authentication the daemon requires, with its OIDC key set loaded (a JWKS file must load; a URL
+/// that fails now is retried on later requests).
+fn runner_auth(cli: &Cli) -> Result<Option<RunnerAuthenticator>, DaemonError> {
+    let Some(runners) = cli.auth.authenticator()? else {
+        return Ok(None);
+    };
+    if let Some(verifier) = runners.oidc() {
+        match (verifier.load_now(), verifier.source()) {
+            (Ok(keys), source) => tracing::info!(?source, keys, "runner OIDC key set loaded"),
+            (Err(error), JwksSource::File(_)) => return Err(DaemonError::Jwks(error)),
+            (Err(error), JwksSource::Url(url)) => {
+                tracing::warn!(%url, %error, "cannot fetch the runner OIDC key set yet; requests will retry")
+            }
+        }
+    }
+    tracing::info!("runner authentication required");
+    Ok(Some(runners))
 }
 
 /// Opens the evidence log, if one is configured, and says what opening it found.

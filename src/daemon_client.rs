@@ -1,11 +1,19 @@
 //! `--daemon`: send one request to a running daemon and print its decision.
 
+use std::fs;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::auth::SecretError;
+use crate::auth::oidc::OidcError;
+use crate::auth::runner::{HMAC_ALGORITHM, OIDC_ALGORITHM, sign};
 use crate::cli::Cli;
 use crate::client::{Client, ClientError};
-use crate::contract::Decision;
+use crate::contract::{Decision, RunnerAuthentication, RunnerIdentity};
 use crate::oneshot::{InputError, print_json, read_request};
 
 #[derive(Debug, thiserror::Error)]
@@ -13,13 +21,28 @@ pub enum DaemonClientError {
     #[error(transparent)]
     Input(#[from] InputError),
     #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("cannot read runner claims {}: {source}", path.display())]
+    ReadClaims { path: PathBuf, source: io::Error },
+    #[error("runner claims {} are not a runner identity: {source}", path.display())]
+    InvalidClaims { path: PathBuf, source: serde_json::Error },
+    #[error("runner auth identity requires provider and repository")]
+    Identity,
+    #[error("runner auth HMAC key is required")]
+    NoKey,
+    #[error(transparent)]
+    Token(#[from] OidcError),
+    #[error(transparent)]
     Client(#[from] ClientError),
     #[error("cannot write the decision to standard output: {0}")]
     WriteOutput(io::Error),
 }
 
 pub fn run(cli: &Cli) -> Result<ExitCode, DaemonClientError> {
-    let request = read_request(&cli.client.input)?;
+    let mut request = read_request(&cli.client.input)?;
+    if let Some(claims) = &cli.auth.runner_auth_claims {
+        request.runner_auth = Some(authenticate(cli, claims)?);
+    }
     let client = Client::new(&cli.socket.socket).with_timeout(cli.client.client_timeout);
     let response = client.evaluate(&request)?;
     print_json(&response).map_err(DaemonClientError::WriteOutput)?;
@@ -28,4 +51,54 @@ pub fn run(cli: &Cli) -> Result<ExitCode, DaemonClientError> {
         (true, Decision::RequireApproval) => ExitCode::from(2),
         (true, Decision::Block) => ExitCode::from(3),
     })
+}
+
+/// `runner_auth` for the identity in `claims`: with the OIDC token when one is given, else HMAC-signed.
+fn authenticate(cli: &Cli, claims: &Path) -> Result<RunnerAuthentication, DaemonClientError> {
+    let text = fs::read(claims).map_err(|source| DaemonClientError::ReadClaims {
+        path: claims.to_owned(),
+        source,
+    })?;
+    let identity: RunnerIdentity =
+        serde_json::from_slice(&text).map_err(|source| DaemonClientError::InvalidClaims {
+            path: claims.to_owned(),
+            source,
+        })?;
+    if identity.provider.is_empty() || identity.repository.is_empty() {
+        return Err(DaemonClientError::Identity);
+    }
+    if let Some(token) = cli.auth.oidc_token()? {
+        let token = String::from_utf8_lossy(token.expose()).trim().to_owned();
+        return Ok(RunnerAuthentication {
+            key_id: token_kid(&token)?,
+            identity,
+            algorithm: OIDC_ALGORITHM.to_owned(),
+            signature: token,
+        });
+    }
+    let key = cli.auth.runner_key()?.ok_or(DaemonClientError::NoKey)?;
+    Ok(RunnerAuthentication {
+        signature: sign(&key, &identity),
+        identity,
+        algorithm: HMAC_ALGORITHM.to_owned(),
+        key_id: cli.auth.runner_auth_key_id.clone(),
+    })
+}
+
+/// The `kid` of a compact JWT's header (empty if it has none), checking the token's shape as the daemon will.
+fn token_kid(token: &str) -> Result<String, OidcError> {
+    let parts: Vec<&str> = token.split('.').collect();
+    let [header, _, _] = parts.as_slice() else {
+        return Err(OidcError::NotCompact);
+    };
+    let header = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|error| OidcError::HeaderEncoding(error.to_string()))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|error| OidcError::HeaderJson(error.to_string()))?;
+    Ok(header
+        .get("kid")
+        .and_then(|kid| kid.as_str())
+        .unwrap_or_default()
+        .to_owned())
 }

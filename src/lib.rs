@@ -1,6 +1,7 @@
 //! cavra-runtime: a local policy-enforcement runtime. AI coding agents and CI runners ask it whether an action may
 //! happen; it answers allow, block or require_approval from a policy pack.
 
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod contract;

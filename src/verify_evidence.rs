@@ -13,6 +13,8 @@ pub enum VerifyError {
     NoLog,
     #[error(transparent)]
     Evidence(#[from] EvidenceError),
+    #[error(transparent)]
+    Key(#[from] crate::auth::SecretError),
     #[error("cannot write the report to standard output: {0}")]
     WriteOutput(io::Error),
 }

@@ -73,7 +73,9 @@ fn the_fixture_key_file_with_a_newline_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("evidence.key");
     std::fs::write(&key_file, "fixture-evidence-key\n").unwrap();
-    let key = SigningKey::from_file(&key_file, "fixture-2026").unwrap();
+    std::fs::set_permissions(&key_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let secret = cavra_runtime::auth::Secret::from_file(&key_file).unwrap();
+    let key = SigningKey::new(secret.expose().to_vec(), "fixture-2026");
     assert!(errors("signed-chain.jsonl", Some(&key)).is_empty());
 }
 

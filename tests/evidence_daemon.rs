@@ -145,7 +145,9 @@ fn ten_thousand_concurrent_decisions_form_one_signed_gapless_chain() {
 #[test]
 fn the_signing_key_comes_from_the_credentials_directory_or_the_reference_variable() {
     let credentials = tempfile::tempdir().unwrap();
-    fs::write(credentials.path().join("evidence-signing-key"), "from-credentials\n").unwrap();
+    let credential = credentials.path().join("evidence-signing-key");
+    fs::write(&credential, "from-credentials\n").unwrap();
+    fs::set_permissions(&credential, fs::Permissions::from_mode(0o400)).unwrap();
     let key_dir = tempfile::tempdir().unwrap();
     for (env, key) in [
         (
@@ -165,6 +167,7 @@ fn the_signing_key_comes_from_the_credentials_directory_or_the_reference_variabl
         record_id(&daemon.client().evaluate(&request(1)).unwrap());
         let key_path = key_dir.path().join("verify.key");
         fs::write(&key_path, key).unwrap();
+        fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).unwrap();
         let output = common::run(
             &[
                 "--verify-evidence",
@@ -409,6 +412,7 @@ fn verify_evidence_reports_like_the_reference_and_exits_1_when_invalid() {
     let key_dir = tempfile::tempdir().unwrap();
     let key = key_dir.path().join("fixture.key");
     fs::write(&key, "fixture-evidence-key").unwrap();
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
     let fixture = common::testdata("evidence/signed-chain.jsonl");
     let run = |log: &Path, key: &Path, key_id: &str| {
         common::run(

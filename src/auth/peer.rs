@@ -1,24 +1,197 @@
-//! Who is on the other end of a connection, as the kernel reports it when the peer connected.
+//! Who is on the other end of a connection, as the kernel recorded it when the peer connected, and whether the
+//! operator's allow-lists admit it.
 
 use std::io;
+use std::os::fd::AsRawFd as _;
 
+use nix::unistd::{Gid, Group, Uid, User};
 use tokio::net::UnixStream;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     pub uid: u32,
     pub gid: u32,
     /// Not every platform reports the peer's pid.
     pub pid: Option<i32>,
+    /// Supplementary groups, read only when an allow-list needs them (Linux).
+    pub groups: Vec<u32>,
 }
 
 impl Peer {
-    pub fn of(stream: &UnixStream) -> io::Result<Peer> {
+    pub fn of(stream: &UnixStream, with_groups: bool) -> io::Result<Peer> {
         let credentials = stream.peer_cred()?;
         Ok(Peer {
             uid: credentials.uid(),
             gid: credentials.gid(),
             pid: credentials.pid(),
+            groups: if with_groups {
+                supplementary_groups(stream)?
+            } else {
+                Vec::new()
+            },
         })
+    }
+}
+
+/// `SO_PEERGROUPS`: the peer's supplementary groups as of connect().
+#[cfg(target_os = "linux")]
+fn supplementary_groups(stream: &UnixStream) -> io::Result<Vec<u32>> {
+    use nix::libc;
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let mut length = (groups.len() * size_of::<libc::gid_t>()) as libc::socklen_t;
+        // SAFETY: the buffer is `length` bytes of gid_t the kernel fills; it reports the size it needed if short.
+        let result = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut length,
+            )
+        };
+        let count = length as usize / size_of::<libc::gid_t>();
+        if result == 0 {
+            groups.truncate(count);
+            return Ok(groups);
+        }
+        let error = io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::ERANGE) && count > groups.len() {
+            groups.resize(count, 0);
+            continue;
+        }
+        return Err(error);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn supplementary_groups(_stream: &UnixStream) -> io::Result<Vec<u32>> {
+    Ok(Vec::new())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerPolicyError {
+    #[error("--allow-uid {0:?}: no such user")]
+    UnknownUser(String),
+    #[error("--allow-group {0:?}: no such group")]
+    UnknownGroup(String),
+}
+
+/// `--allow-uid` and `--allow-group`. Empty lists admit everyone the socket's file mode lets connect.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerPolicy {
+    uids: Vec<u32>,
+    gids: Vec<u32>,
+}
+
+impl PeerPolicy {
+    /// Resolves user and group names (or numbers) once, at start.
+    pub fn resolve(users: &[String], groups: &[String]) -> Result<Self, PeerPolicyError> {
+        let uids = users
+            .iter()
+            .map(|user| match user.parse::<u32>() {
+                Ok(uid) => Ok(uid),
+                Err(_) => User::from_name(user)
+                    .ok()
+                    .flatten()
+                    .map(|found| found.uid.as_raw())
+                    .ok_or_else(|| PeerPolicyError::UnknownUser(user.clone())),
+            })
+            .collect::<Result<_, _>>()?;
+        let gids = groups
+            .iter()
+            .map(|group| match group.parse::<u32>() {
+                Ok(gid) => Ok(gid),
+                Err(_) => Group::from_name(group)
+                    .ok()
+                    .flatten()
+                    .map(|found| found.gid.as_raw())
+                    .ok_or_else(|| PeerPolicyError::UnknownGroup(group.clone())),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { uids, gids })
+    }
+
+    pub fn admits_everyone(&self) -> bool {
+        self.uids.is_empty() && self.gids.is_empty()
+    }
+
+    /// Whether admitting a peer needs its supplementary groups.
+    pub fn needs_groups(&self) -> bool {
+        !self.gids.is_empty()
+    }
+
+    /// Root is not special: it is admitted only if listed, like anyone else.
+    pub fn admits(&self, peer: &Peer) -> bool {
+        self.admits_everyone()
+            || self.uids.contains(&peer.uid)
+            || self.gids.contains(&peer.gid)
+            || peer.groups.iter().any(|gid| self.gids.contains(gid))
+    }
+
+    /// For logs: who is admitted.
+    pub fn describe(&self) -> String {
+        let uid = |uid: &u32| {
+            User::from_uid(Uid::from_raw(*uid))
+                .ok()
+                .flatten()
+                .map_or(uid.to_string(), |user| format!("{} ({uid})", user.name))
+        };
+        let gid = |gid: &u32| {
+            Group::from_gid(Gid::from_raw(*gid))
+                .ok()
+                .flatten()
+                .map_or(gid.to_string(), |group| format!("{} ({gid})", group.name))
+        };
+        let users: Vec<String> = self.uids.iter().map(uid).collect();
+        let groups: Vec<String> = self.gids.iter().map(gid).collect();
+        format!("users [{}], groups [{}]", users.join(", "), groups.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(uid: u32, gid: u32, groups: &[u32]) -> Peer {
+        Peer {
+            uid,
+            gid,
+            pid: Some(1),
+            groups: groups.to_vec(),
+        }
+    }
+
+    #[test]
+    fn no_lists_admit_everyone() {
+        assert!(PeerPolicy::default().admits(&peer(1000, 1000, &[])));
+    }
+
+    #[test]
+    fn listed_uids_and_groups_are_admitted_and_root_is_not_special() {
+        let policy = PeerPolicy::resolve(&["1000".into()], &["2000".into()]).unwrap();
+        assert!(policy.admits(&peer(1000, 5, &[])));
+        assert!(policy.admits(&peer(7, 2000, &[])));
+        assert!(policy.admits(&peer(7, 5, &[3, 2000])), "a supplementary group counts");
+        assert!(!policy.admits(&peer(0, 0, &[])), "root is refused unless listed");
+        assert!(!policy.admits(&peer(1001, 1001, &[1002])));
+    }
+
+    #[test]
+    fn names_resolve_and_unknown_names_are_errors() {
+        let policy = PeerPolicy::resolve(&["root".into()], &["root".into()]).unwrap();
+        assert!(policy.admits(&peer(0, 99, &[])));
+        assert_eq!(
+            PeerPolicy::resolve(&["no-such-user-x".into()], &[])
+                .unwrap_err()
+                .to_string(),
+            "--allow-uid \"no-such-user-x\": no such user"
+        );
+        assert_eq!(
+            PeerPolicy::resolve(&[], &["no-such-group-x".into()])
+                .unwrap_err()
+                .to_string(),
+            "--allow-group \"no-such-group-x\": no such group"
+        );
     }
 }

@@ -47,10 +47,6 @@ pub struct EvidenceConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
-    #[error("cannot read evidence signing key {}: {source}", .path.display())]
-    KeyFile { path: PathBuf, source: io::Error },
-    #[error("evidence signing key file {} is empty", .path.display())]
-    EmptyKey { path: PathBuf },
     #[error("cannot open evidence log {}: {source}", .path.display())]
     Open { path: PathBuf, source: io::Error },
     #[error("evidence log {} is in use by another process", .path.display())]

@@ -12,8 +12,11 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
+use super::Service;
 use super::framing::{Frame, FrameReader};
-use super::{Peer, Service};
+use crate::auth::Peer;
+use crate::auth::RunnerAuthError;
+use crate::auth::runner::Check;
 use crate::contract::{Decision, DecisionResponse, EvaluateRequest, HEALTH_ACTION, STREAM_PROTOCOL, Severity};
 use crate::engine;
 
@@ -28,7 +31,7 @@ const LINGER_BYTES: usize = 4 * 1024 * 1024;
 type Reply = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
 
 pub async fn serve(stream: UnixStream, service: Arc<Service>, mut stop: watch::Receiver<bool>) {
-    let peer = match Peer::of(&stream) {
+    let peer = match Peer::of(&stream, service.peers().needs_groups()) {
         Ok(peer) => peer,
         Err(error) => {
             tracing::warn!(%error, "cannot read peer credentials; closing the connection");
@@ -38,6 +41,24 @@ pub async fn serve(stream: UnixStream, service: Arc<Service>, mut stop: watch::R
     let limits = service.limits().clone();
     let (read_half, mut write_half) = stream.into_split();
     let mut reader = FrameReader::new(read_half, limits.max_request_bytes);
+    if !service.peers().admits(&peer) {
+        tracing::warn!(
+            peer_uid = peer.uid,
+            peer_gid = peer.gid,
+            peer_pid = peer.pid,
+            "refused a peer that --allow-uid/--allow-group do not admit"
+        );
+        let reason = format!(
+            "Peer uid {} (gid {}) is not allowed to use this daemon (--allow-uid, --allow-group).",
+            peer.uid, peer.gid
+        );
+        let refusal = line(&error_response("daemon.peer.unauthorized", Severity::Critical, reason));
+        if matches!(timeout(LINGER, write_half.write_all(&refusal)).await, Ok(Ok(()))) {
+            let _ = write_half.shutdown().await;
+            reader.drain(LINGER_BYTES, LINGER).await;
+        }
+        return;
+    }
     let first = match reader.first_value(limits.request_timeout).await {
         Ok(frame) => frame,
         Err(error) => {
@@ -156,16 +177,68 @@ fn answer(service: &Arc<Service>, peer: &Peer, bytes: &[u8]) -> Reply {
         health.push(b'\n');
         return ready_reply(health);
     }
-    let policies = service.policies();
-    let response = engine::evaluate(&policies, &request);
+    let Some(runners) = service.runner_auth() else {
+        return decide(service, peer, request);
+    };
+    match runners.check(request.runner_auth.as_ref()) {
+        Check::Done(Ok(())) => decide(service, peer, request),
+        Check::Done(Err(error)) => refuse_runner(service, peer, request, &error),
+        // Rare: the OIDC key set must be fetched first. The record waits for it too, so only this request's place
+        // in the evidence order may move.
+        Check::NeedsKeys(verifier) => {
+            let (service, peer, runners) = (Arc::clone(service), peer.clone(), Arc::clone(runners));
+            Box::pin(async move {
+                verifier.refresh().await;
+                let reply = match runners.check_now(request.runner_auth.as_ref()) {
+                    Ok(()) => decide(&service, &peer, request),
+                    Err(error) => refuse_runner(&service, &peer, request, &error),
+                };
+                reply.await
+            })
+        }
+    }
+}
+
+fn decide(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest) -> Reply {
+    let response = engine::evaluate(&service.policies(), &request);
+    deliver(service, peer, &request, response)
+}
+
+/// The reference's answer to a runner that did not prove itself: not evaluated, echoing the request as sent.
+fn refuse_runner(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, error: &RunnerAuthError) -> Reply {
+    tracing::warn!(peer_uid = peer.uid, peer_pid = peer.pid, %error, "runner authentication failed");
+    let response = DecisionResponse {
+        decision_id: String::new(),
+        session_id: request.session_id.clone(),
+        agent_id: request.agent_id.clone(),
+        actor: request.actor.clone(),
+        action_type: request.action_type.clone(),
+        target: request.target.clone(),
+        requested_operation: request.requested_operation.clone(),
+        policy_pack: request.policy_pack.clone(),
+        policy_id: String::new(),
+        rule_id: "runner_auth.invalid".to_owned(),
+        decision: Decision::Block,
+        severity: Severity::Critical,
+        reason: format!("runner authentication failed: {error}"),
+        evidence_refs: Vec::new(),
+        approver_group: String::new(),
+        timestamp: String::new(),
+        correlation_id: String::new(),
+    };
+    deliver(service, peer, &request, response)
+}
+
+/// Sends `response`, after its evidence record is durable when a log is kept.
+fn deliver(service: &Arc<Service>, peer: &Peer, request: &EvaluateRequest, response: DecisionResponse) -> Reply {
     let Some(evidence) = service.evidence() else {
         log_decision(&response, peer);
         return ready_reply(line(&response));
     };
     // The answer waits for its record: no client acts on a decision the log does not hold.
-    let peer = *peer;
+    let peer = peer.clone();
     let session_id = response.session_id.clone();
-    let recorded = evidence.record(&request, response);
+    let recorded = evidence.record(request, response);
     Box::pin(async move {
         match recorded.await {
             Ok(response) => {

@@ -6,7 +6,6 @@
 mod connection;
 mod framing;
 pub mod listener;
-mod peer;
 
 use std::future::Future;
 use std::io;
@@ -16,8 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, watch};
 
-pub use peer::Peer;
-
+use crate::auth::{PeerPolicy, RunnerAuthenticator};
 use crate::contract::Health;
 use crate::evidence::EvidenceLog;
 use crate::policy::PolicySet;
@@ -52,17 +50,47 @@ pub struct Service {
     policies: RwLock<Arc<PolicySet>>,
     limits: Limits,
     evidence: Option<EvidenceLog>,
+    peers: PeerPolicy,
+    runners: Option<Arc<RunnerAuthenticator>>,
     started: Instant,
 }
 
 impl Service {
-    pub fn new(policies: PolicySet, limits: Limits, evidence: Option<EvidenceLog>) -> Self {
+    pub fn new(policies: PolicySet, limits: Limits) -> Self {
         Self {
             policies: RwLock::new(Arc::new(policies)),
             limits,
-            evidence,
+            evidence: None,
+            peers: PeerPolicy::default(),
+            runners: None,
             started: Instant::now(),
         }
+    }
+
+    /// Records every decision in `evidence` before answering it.
+    pub fn with_evidence(mut self, evidence: EvidenceLog) -> Self {
+        self.evidence = Some(evidence);
+        self
+    }
+
+    /// Answers only peers `peers` admits.
+    pub fn with_peers(mut self, peers: PeerPolicy) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    /// Requires every request to carry runner authentication that `runners` accepts.
+    pub fn with_runner_auth(mut self, runners: RunnerAuthenticator) -> Self {
+        self.runners = Some(Arc::new(runners));
+        self
+    }
+
+    pub fn peers(&self) -> &PeerPolicy {
+        &self.peers
+    }
+
+    pub fn runner_auth(&self) -> Option<&Arc<RunnerAuthenticator>> {
+        self.runners.as_ref()
     }
 
     /// Where decisions are recorded before they are answered, if anywhere.

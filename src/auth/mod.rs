@@ -1,0 +1,10 @@
+//! Who may ask: local peers by uid and group, CI runners by HMAC signature or OIDC token, and the secrets both use.
+
+pub mod oidc;
+pub mod peer;
+pub mod runner;
+pub mod secret;
+
+pub use peer::{Peer, PeerPolicy, PeerPolicyError};
+pub use runner::{RunnerAuthError, RunnerAuthenticator};
+pub use secret::{Secret, SecretError};

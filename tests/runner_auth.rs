@@ -1,0 +1,485 @@
+//! Who may ask: peer allow-lists with two real uids, runner HMAC signatures, OIDC tokens checked against a real
+//! RSA key (JWKS file and a JWKS URL that fails first), and key files that others could read.
+
+mod common;
+
+use std::fs;
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::daemon::Daemon;
+use common::oidc::{self, AUDIENCE, GITHUB_ISSUER, SigningKey};
+use serde_json::{Value, json};
+
+const REQUEST: &str = r#"{"session_id":"ci-1","action_type":"execute_command","target":"terraform plan"}"#;
+
+fn secret_file(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+fn claims_file(dir: &Path, repository: &str) -> PathBuf {
+    let path = dir.join(format!("claims-{}.json", repository.replace('/', "_")));
+    let identity = json!({"provider": "github-actions", "repository": repository, "workflow": "release",
+                          "run_id": "42", "ref": "refs/heads/main", "actor": "release-bot"});
+    fs::write(&path, identity.to_string()).unwrap();
+    path
+}
+
+/// Runs `--daemon` against `daemon` with extra args and environment, returning the parsed answer.
+fn ask(daemon: &Daemon, args: &[&str], env: &[(&str, &str)], request: &str) -> Value {
+    let mut command = Command::new(common::binary());
+    command
+        .args(["--daemon", "--socket", daemon.socket.to_str().unwrap()])
+        .args(args)
+        .env_remove("CAVRA_RUNNER_AUTH_HMAC_KEY")
+        .env_remove("CAVRA_RUNNER_AUTH_OIDC_TOKEN")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(request.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn refused_because(answer: &Value) -> &str {
+    assert_eq!(answer["decision"], "block", "{answer}");
+    assert_eq!(answer["rule_id"], "runner_auth.invalid", "{answer}");
+    assert_eq!(answer["severity"], "critical", "{answer}");
+    answer["reason"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("runner authentication failed: ")
+        .unwrap()
+}
+
+fn unprivileged(binary_args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new("setpriv")
+        .args(["--reuid", "nobody", "--regid", "nogroup", "--clear-groups", "--"])
+        .arg(common::binary())
+        .args(binary_args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn can_switch_users() -> bool {
+    let ok = nix::unistd::geteuid().is_root() && Command::new("setpriv").arg("--version").output().is_ok();
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "root and setpriv are required under CI"
+        );
+        eprintln!("SKIPPED: the two-uid tests need root and setpriv");
+    }
+    ok
+}
+
+/// A daemon whose socket an unprivileged user can reach, so only the allow-lists decide.
+fn open_daemon(args: &[&str]) -> Daemon {
+    let mut all = vec!["--socket-mode", "0666"];
+    all.extend_from_slice(args);
+    let daemon = Daemon::start(&all);
+    fs::set_permissions(daemon.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+    daemon
+}
+
+#[test]
+fn allow_uid_admits_root_and_refuses_another_real_user() {
+    if !can_switch_users() {
+        return;
+    }
+    let daemon = open_daemon(&["--allow-uid", "root"]);
+    let socket = daemon.socket.to_str().unwrap();
+    let root = common::run(&["--daemon", "--socket", socket], REQUEST);
+    assert!(root.status.success());
+    assert_eq!(
+        serde_json::from_slice::<Value>(&root.stdout).unwrap()["decision"],
+        "allow"
+    );
+
+    let nobody = unprivileged(&["--daemon", "--socket", socket], REQUEST);
+    assert!(nobody.status.success(), "{}", String::from_utf8_lossy(&nobody.stderr));
+    let answer: Value = serde_json::from_slice(&nobody.stdout).unwrap();
+    let uid = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
+    assert_eq!(answer["decision"], "block");
+    assert_eq!(answer["rule_id"], "daemon.peer.unauthorized");
+    assert_eq!(answer["severity"], "critical");
+    assert!(
+        answer["reason"].as_str().unwrap().contains(&format!("uid {uid}")),
+        "{answer}"
+    );
+    let log = daemon.log();
+    assert!(
+        log.contains("refused a peer") && log.contains(&format!("peer_uid={uid}")),
+        "{log}"
+    );
+}
+
+#[test]
+fn allow_group_admits_its_members_and_root_is_not_special() {
+    if !can_switch_users() {
+        return;
+    }
+    let daemon = open_daemon(&["--allow-group", "nogroup"]);
+    let socket = daemon.socket.to_str().unwrap();
+    let nobody = unprivileged(&["--daemon", "--socket", socket], REQUEST);
+    let answer: Value = serde_json::from_slice(&nobody.stdout).unwrap();
+    assert_eq!(answer["decision"], "allow", "{answer}");
+    let root: Value = serde_json::from_slice(&common::run(&["--daemon", "--socket", socket], REQUEST).stdout).unwrap();
+    assert_eq!(root["rule_id"], "daemon.peer.unauthorized");
+}
+
+#[test]
+fn without_allow_lists_the_socket_mode_decides() {
+    if !can_switch_users() {
+        return;
+    }
+    let daemon = Daemon::start(&[]);
+    fs::set_permissions(daemon.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+    let nobody = unprivileged(&["--daemon", "--socket", daemon.socket.to_str().unwrap()], REQUEST);
+    assert_eq!(nobody.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("Permission denied"));
+}
+
+#[test]
+fn hmac_signed_runners_pass_and_every_kind_of_bad_auth_is_refused_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret_file(dir.path(), "runner.key", "runner-secret\n", 0o600);
+    let wrong = secret_file(dir.path(), "wrong.key", "other-secret", 0o600);
+    let log = dir.path().join("evidence.jsonl");
+    let daemon = Daemon::start(&[
+        "--runner-auth-key-file",
+        key.to_str().unwrap(),
+        "--runner-auth-key-id",
+        "ci-2026",
+        "--evidence-log",
+        log.to_str().unwrap(),
+    ]);
+    let claims = claims_file(dir.path(), "acme/payments");
+    let signed = |key: &Path, key_id: &str| {
+        ask(
+            &daemon,
+            &[
+                "--runner-auth-claims",
+                claims.to_str().unwrap(),
+                "--runner-auth-key-file",
+                key.to_str().unwrap(),
+                "--runner-auth-key-id",
+                key_id,
+            ],
+            &[],
+            REQUEST,
+        )
+    };
+    let answer = signed(&key, "ci-2026");
+    assert_eq!(
+        (answer["decision"].as_str(), answer["rule_id"].as_str()),
+        (Some("allow"), Some("commands.allow"))
+    );
+
+    assert_eq!(
+        refused_because(&signed(&wrong, "ci-2026")),
+        "runner_auth signature is invalid"
+    );
+    assert_eq!(
+        refused_because(&signed(&key, "old-key")),
+        "runner_auth key_id mismatch: old-key"
+    );
+    assert_eq!(
+        refused_because(&ask(&daemon, &[], &[], REQUEST)),
+        "runner_auth is required"
+    );
+
+    // A signature made for one identity does not cover another.
+    let auth = {
+        use hmac::{KeyInit as _, Mac as _};
+        let identity = json!({"provider": "github-actions", "repository": "acme/payments"});
+        // The reference signing payload, written out by hand.
+        let payload = "cavra.runner-auth.v1\nprovider=github-actions\nrepository=acme/payments\nworkflow=\nrun_id=\n\
+                       run_attempt=\nref=\nsha=\nactor=\njob=\nrunner_name=";
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"runner-secret").unwrap();
+        mac.update(payload.as_bytes());
+        let signature = hex::encode(mac.finalize().into_bytes());
+        json!({"identity": identity, "algorithm": "HMAC-SHA256", "key_id": "ci-2026", "signature": signature})
+    };
+    let genuine = json!({"action_type": "execute_command", "target": "terraform plan", "runner_auth": auth});
+    assert_eq!(
+        ask(&daemon, &[], &[], &genuine.to_string())["decision"],
+        "allow",
+        "the hand-made signature is valid"
+    );
+    let mut tampered = genuine.clone();
+    tampered["runner_auth"]["identity"]["repository"] = json!("attacker/repo");
+    assert_eq!(
+        refused_because(&ask(&daemon, &[], &[], &tampered.to_string())),
+        "runner_auth signature is invalid"
+    );
+
+    let records: Vec<Value> = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let refusals = records
+        .iter()
+        .filter(|record| record["response"]["rule_id"] == "runner_auth.invalid")
+        .count();
+    assert_eq!(refusals, 4, "every refusal is in the evidence log");
+    let last = &records.last().unwrap()["response"];
+    assert_eq!(
+        last["reason"],
+        "runner authentication failed: runner_auth signature is invalid"
+    );
+    assert!(
+        last.get("decision_id").is_none() && last.get("timestamp").is_none(),
+        "the reference shape: {last}"
+    );
+}
+
+#[test]
+fn a_runner_key_file_others_can_read_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = secret_file(dir.path(), "runner.key", "runner-secret", 0o644);
+    let socket = dir.path().join("s.sock");
+    let output = common::run(
+        &[
+            "--serve",
+            "--log-target",
+            "stderr",
+            "--socket",
+            socket.to_str().unwrap(),
+            "--runner-auth-key-file",
+            key.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        format!(
+            "cavra-runtime: key file {0} has mode 0644: it must not be readable by group or others (chmod 600 {0})\n",
+            key.display()
+        )
+    );
+}
+
+struct OidcSetup {
+    dir: tempfile::TempDir,
+    key: SigningKey,
+    other: SigningKey,
+    claims: PathBuf,
+}
+
+fn oidc_setup() -> OidcSetup {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate(dir.path(), "test-key");
+    let other = SigningKey::generate(dir.path(), "rogue-key");
+    let claims = claims_file(dir.path(), "acme/payments");
+    OidcSetup {
+        dir,
+        key,
+        other,
+        claims,
+    }
+}
+
+fn oidc_daemon_args<'a>(jwks: &'a str, flag: &'a str) -> Vec<&'a str> {
+    vec![
+        "--runner-oidc-issuer",
+        GITHUB_ISSUER,
+        "--runner-oidc-audience",
+        AUDIENCE,
+        flag,
+        jwks,
+    ]
+}
+
+fn with_token(daemon: &Daemon, setup: &OidcSetup, token: &str) -> Value {
+    let file = secret_file(setup.dir.path(), "token.jwt", token, 0o600);
+    ask(
+        daemon,
+        &[
+            "--runner-auth-claims",
+            setup.claims.to_str().unwrap(),
+            "--runner-auth-oidc-token-file",
+            file.to_str().unwrap(),
+        ],
+        &[],
+        REQUEST,
+    )
+}
+
+#[test]
+fn oidc_tokens_are_checked_signature_first_then_every_claim() {
+    let setup = oidc_setup();
+    let jwks = oidc::write_jwks(setup.dir.path(), &[&setup.key]);
+    let daemon = Daemon::start(&oidc_daemon_args(jwks.to_str().unwrap(), "--runner-oidc-jwks"));
+    let now = oidc::now();
+    let token = |change: Value| {
+        let mut claims = oidc::claims("acme/payments");
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(change.as_object().unwrap().clone());
+        setup.key.token("test-key", &claims)
+    };
+
+    let valid = with_token(&daemon, &setup, &token(json!({})));
+    assert_eq!(valid["decision"], "allow", "{valid}");
+    let cases = [
+        (
+            token(json!({"exp": now - 10})),
+            "runner OIDC token is expired".to_owned(),
+        ),
+        (
+            token(json!({"nbf": now + 600})),
+            "runner OIDC token is not valid yet".to_owned(),
+        ),
+        (
+            token(json!({"aud": "someone-else"})),
+            "runner OIDC audience mismatch".to_owned(),
+        ),
+        (
+            token(json!({"iss": "https://evil.example"})),
+            "runner OIDC issuer mismatch: \"https://evil.example\"".to_owned(),
+        ),
+        (
+            token(json!({"repository": "attacker/repo"})),
+            "runner OIDC claim repository mismatch".to_owned(),
+        ),
+        (
+            setup.other.token("test-key", &oidc::claims("acme/payments")),
+            "runner OIDC signature is invalid".to_owned(),
+        ),
+        (
+            setup.other.token("rogue-key", &oidc::claims("acme/payments")),
+            "runner OIDC signing key \"rogue-key\" was not found in JWKS".to_owned(),
+        ),
+    ];
+    for (token, reason) in cases {
+        assert_eq!(refused_because(&with_token(&daemon, &setup, &token)), reason);
+    }
+    // A forged token that claims everything right is refused on its signature, before any claim counts.
+    let forged = setup.other.token("test-key", &json!({"iss": "https://evil.example"}));
+    assert_eq!(
+        refused_because(&with_token(&daemon, &setup, &forged)),
+        "runner OIDC signature is invalid"
+    );
+}
+
+#[test]
+fn oidc_tokens_come_from_the_environment_too_and_are_redacted_in_evidence() {
+    let setup = oidc_setup();
+    let jwks = oidc::write_jwks(setup.dir.path(), &[&setup.key]);
+    let log = setup.dir.path().join("evidence.jsonl");
+    let mut args = oidc_daemon_args(jwks.to_str().unwrap(), "--runner-oidc-jwks");
+    args.extend(["--evidence-log", log.to_str().unwrap()]);
+    let daemon = Daemon::start(&args);
+    let token = setup.key.token("test-key", &oidc::claims("acme/payments"));
+    let answer = ask(
+        &daemon,
+        &["--runner-auth-claims", setup.claims.to_str().unwrap()],
+        &[("CAVRA_RUNNER_AUTH_OIDC_TOKEN", &token)],
+        REQUEST,
+    );
+    assert_eq!(answer["decision"], "allow", "{answer}");
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(!text.contains(&token), "the token is not stored");
+    let record: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(record["request"]["runner_auth"]["signature"], "<redacted-oidc-jwt>");
+    assert_eq!(record["request"]["runner_auth"]["key_id"], "test-key");
+}
+
+/// Serves `jwks` over HTTP on loopback, answering 500 to the first `failures` requests.
+fn jwks_server(jwks: Value, failures: usize) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/.well-known/jwks", listener.local_addr().unwrap());
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&served);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let attempt = count.fetch_add(1, Ordering::SeqCst);
+            let (status, body) = if attempt < failures {
+                ("500 Internal Server Error", "{}".to_owned())
+            } else {
+                ("200 OK", jwks.to_string())
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    (url, served)
+}
+
+#[test]
+fn a_jwks_url_that_fails_is_retried_on_later_requests_until_it_recovers() {
+    let setup = oidc_setup();
+    let (url, served) = jwks_server(oidc::jwks(&[&setup.key]), 2);
+    let daemon = Daemon::start(&oidc_daemon_args(&url, "--runner-oidc-jwks-url"));
+    assert!(
+        daemon.log().contains("cannot fetch the runner OIDC key set yet"),
+        "{}",
+        daemon.log()
+    );
+    let token = setup.key.token("test-key", &oidc::claims("acme/payments"));
+
+    let first = with_token(&daemon, &setup, &token);
+    assert_eq!(
+        refused_because(&first),
+        "runner OIDC key set is unavailable: JWKS URL returned 500 Internal Server Error"
+    );
+    // Back-off spaces the retries; a request after it fetches again and succeeds. Bounded: the back-off after two
+    // failures is 2 s.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = with_token(&daemon, &setup, &token);
+        if answer["decision"] == "allow" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {answer}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        3,
+        "start-up, one retry that failed, one that worked"
+    );
+}
+
+#[test]
+fn a_partial_oidc_setup_is_an_error_at_start() {
+    let output = common::run(
+        &[
+            "--serve",
+            "--log-target",
+            "stderr",
+            "--runner-oidc-issuer",
+            GITHUB_ISSUER,
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("missing --runner-oidc-audience"));
+}
