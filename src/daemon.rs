@@ -48,6 +48,7 @@ pub fn serve(cli: &Cli) -> Result<(), DaemonError> {
     let config = cli.policy.config();
     let policies = PolicySet::load(&config)?;
     let evidence = open_evidence(cli)?;
+    raise_open_file_limit(cli.limits.max_connections);
     let acquired = listener::acquire(&cli.socket.listen_options())?;
     let origin = acquired.origin;
     let serve_error = |source| DaemonError::Serve {
@@ -100,6 +101,30 @@ fn runner_auth(cli: &Cli) -> Result<Option<RunnerAuthenticator>, DaemonError> {
     }
     tracing::info!("runner authentication required");
     Ok(Some(runners))
+}
+
+/// Every connection is a file descriptor; the usual soft limit (1024) is below what --max-connections allows, so
+/// raise it towards the hard limit, as servers commonly do. Failing to is not fatal: accept() then backs off.
+fn raise_open_file_limit(max_connections: u32) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    // Room for the listener, the evidence log, the journal and the like beside the connections.
+    let wanted = u64::from(max_connections) + 64;
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < wanted => {
+            let raised = wanted.min(hard);
+            if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, raised, hard) {
+                tracing::warn!(%error, soft, "cannot raise the open-file limit");
+            } else if raised < wanted {
+                tracing::warn!(
+                    limit = raised,
+                    max_connections,
+                    "the open-file limit caps connections below --max-connections"
+                );
+            }
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot read the open-file limit"),
+    }
 }
 
 /// Opens the evidence log, if one is configured, and says what opening it found.

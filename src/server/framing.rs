@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::time::{Instant, timeout_at};
 
 const CHUNK: usize = 8 * 1024;
+const FIRST_READ: usize = 512;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {
@@ -153,8 +154,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Reads more input; false when the deadline passed first.
     async fn fill(&mut self, deadline: Instant) -> io::Result<bool> {
-        self.buf.reserve(CHUNK);
-        match timeout_at(deadline, self.inner.read_buf(&mut self.buf)).await {
+        let read = if self.buf.is_empty() {
+            // An idle connection holds no buffer: the first bytes land on the stack, and most requests fit.
+            let mut first = [0u8; FIRST_READ];
+            timeout_at(deadline, self.inner.read(&mut first)).await.map(|read| {
+                read.inspect(|&length| {
+                    self.buf.extend_from_slice(&first[..length]);
+                })
+            })
+        } else {
+            self.buf.reserve(CHUNK);
+            timeout_at(deadline, self.inner.read_buf(&mut self.buf)).await
+        };
+        match read {
             Ok(Ok(0)) => {
                 self.eof = true;
                 Ok(true)
