@@ -47,9 +47,11 @@ pub fn serve(cli: &Cli) -> Result<(), DaemonError> {
     logging::init(cli.logging.log_target, cli.logging.log_format)?;
     let config = cli.policy.config();
     let policies = PolicySet::load(&config)?;
-    let evidence = open_evidence(cli)?;
     raise_open_file_limit(cli.limits.max_connections);
+    // First, while this is the only thread: taking activated sockets edits the environment. A socket bound here is
+    // removed again if anything below fails.
     let acquired = listener::acquire(&cli.socket.listen_options())?;
+    let evidence = open_evidence(cli)?;
     let origin = acquired.origin;
     let serve_error = |source| DaemonError::Serve {
         origin: origin.to_string(),
@@ -133,7 +135,7 @@ fn open_evidence(cli: &Cli) -> Result<Option<EvidenceLog>, DaemonError> {
         return Ok(None);
     };
     // A file-size limit must fail the write (and so the decision, closed), not kill the daemon.
-    // SAFETY: setting a signal to be ignored installs no handler code; no other thread exists yet.
+    // SAFETY: setting a signal to be ignored installs no handler code.
     unsafe { signal::signal(signal::Signal::SIGXFSZ, signal::SigHandler::SigIgn) }.map_err(|errno| {
         DaemonError::Signal {
             signal: "SIGXFSZ",
