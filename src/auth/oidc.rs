@@ -258,7 +258,12 @@ impl OidcVerifier {
                 return Err(OidcError::Claim(name));
             }
         }
-        match text("repository") {
+        // GitLab's ID tokens name the project in `project_path`; they have no `repository` claim.
+        let repository = match (text("repository"), provider_for(&self.issuer)) {
+            ("", Some("gitlab-ci")) => text("project_path"),
+            (repository, _) => repository,
+        };
+        match repository {
             "" => Err(OidcError::RepositoryClaim),
             repository if repository != identity.repository => Err(OidcError::Repository),
             _ => Ok(()),
@@ -438,6 +443,38 @@ mod tests {
         assert_eq!(
             check(json!({}), &other_repository, 1500.0),
             Err("runner OIDC claim repository mismatch".into())
+        );
+    }
+
+    #[test]
+    fn gitlab_tokens_name_the_repository_in_project_path() {
+        let gitlab = OidcVerifier::new(
+            "https://gitlab.com".into(),
+            "cavra".into(),
+            JwksSource::File("unused".into()),
+        );
+        let identity = RunnerIdentity {
+            provider: "gitlab-ci".into(),
+            repository: "acme/payments".into(),
+            ..Default::default()
+        };
+        let claims =
+            |project_path: &str| json!({"iss": "https://gitlab.com", "aud": "cavra", "project_path": project_path});
+        assert_eq!(gitlab.check_claims(&claims("acme/payments"), &identity, 0.0), Ok(()));
+        assert_eq!(
+            gitlab.check_claims(&claims("acme/other"), &identity, 0.0),
+            Err(OidcError::Repository)
+        );
+        // Other issuers still need the `repository` claim itself.
+        let github_claims = json!({"iss": "https://token.actions.githubusercontent.com", "aud": "cavra",
+                                   "project_path": "acme/payments"});
+        let github_identity = RunnerIdentity {
+            provider: "github-actions".into(),
+            ..identity
+        };
+        assert_eq!(
+            verifier().check_claims(&github_claims, &github_identity, 0.0),
+            Err(OidcError::RepositoryClaim)
         );
     }
 
