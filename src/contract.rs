@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
+use time::OffsetDateTime;
 
 /// One question to the policy engine: may this action happen?
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -239,6 +240,26 @@ pub const HEALTH_ACTION: &str = "cavra.health";
 
 /// The first line of a stream-mode connection, and the server's answer to it.
 pub const STREAM_PROTOCOL: &str = "cavra.ndjson.v1";
+
+/// A timestamp as the reference writes them (Go's `time.RFC3339Nano` in UTC): fractional seconds without trailing zeros, none when whole, and `Z`.
+pub fn timestamp(now: OffsetDateTime) -> String {
+    let now = now.to_offset(time::UtcOffset::UTC);
+    let mut text = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
+    if now.nanosecond() != 0 {
+        let fraction = format!(".{:09}", now.nanosecond());
+        text.push_str(fraction.trim_end_matches('0'));
+    }
+    text.push('Z');
+    text
+}
 
 /// Accepts `null` as the type's empty value.
 pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>

@@ -53,15 +53,8 @@ pub fn evaluate(policy: &Policy, command: &str) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{PolicyConfig, PolicySet};
 
-    fn pack(id: &str) -> Policy {
-        PolicySet::load(&PolicyConfig::default())
-            .unwrap()
-            .pack(id)
-            .unwrap()
-            .clone()
-    }
+    use crate::policy::builtin as pack;
 
     #[test]
     fn blocked_command_severity_depends_on_mutating_words() {

@@ -104,14 +104,9 @@ pub fn normalize_path(target: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{PolicyConfig, PolicySet};
 
     fn baseline() -> Policy {
-        PolicySet::load(&PolicyConfig::default())
-            .unwrap()
-            .pack("cavra-ai-agent-baseline")
-            .unwrap()
-            .clone()
+        crate::policy::builtin("cavra-ai-agent-baseline")
     }
 
     #[test]

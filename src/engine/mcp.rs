@@ -139,15 +139,9 @@ pub fn evaluate_registry(registry: &TrustRegistry, call: &McpCall) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{McpServerRecord, PolicyConfig, PolicySet};
+    use crate::policy::McpServerRecord;
 
-    fn pack(id: &str) -> Policy {
-        PolicySet::load(&PolicyConfig::default())
-            .unwrap()
-            .pack(id)
-            .unwrap()
-            .clone()
-    }
+    use crate::policy::builtin as pack;
 
     fn call<'a>(server: &'a str, tool: &'a str, capability: &'a str) -> McpCall<'a> {
         McpCall::new(server, tool, capability, "", "")

@@ -13,9 +13,8 @@ use std::fmt::Write as _;
 
 use rand::Rng as _;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
-use crate::contract::{Decision, DecisionResponse, EvaluateRequest, Severity};
+use crate::contract::{self, Decision, DecisionResponse, EvaluateRequest, Severity};
 use crate::policy::PolicySet;
 
 pub const RELEASE_GOVERNANCE_ACTION: &str = "release_governance_record";
@@ -147,11 +146,9 @@ pub fn random_id(prefix: &str) -> String {
     id
 }
 
-/// UTC, RFC 3339 with `Z` and only as many fraction digits as the time needs, like the reference.
+/// Now, as the reference writes timestamps: UTC, RFC 3339 with `Z` and only the fraction digits it needs.
 pub fn now_rfc3339() -> String {
-    OffsetDateTime::now_utc()
-        .format(&Rfc3339)
-        .expect("the current UTC time is always representable in RFC 3339")
+    contract::timestamp(OffsetDateTime::now_utc())
 }
 
 #[cfg(test)]
@@ -189,7 +186,8 @@ mod tests {
             response.evidence_refs,
             [format!("evidence://local/{}", response.decision_id)]
         );
-        let parsed = OffsetDateTime::parse(&response.timestamp, &Rfc3339).unwrap();
+        let parsed =
+            OffsetDateTime::parse(&response.timestamp, &time::format_description::well_known::Rfc3339).unwrap();
         assert!(response.timestamp.ends_with('Z'), "{}", response.timestamp);
         assert!((OffsetDateTime::now_utc() - parsed).whole_seconds().abs() < 60);
         assert!(!response.timestamp.contains(".") || !response.timestamp.ends_with("0Z"));

@@ -3,7 +3,6 @@
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use time::OffsetDateTime;
 
 use super::SigningKey;
 use super::encode;
@@ -203,30 +202,11 @@ pub(crate) fn signature_matches(key: &SigningKey, previous_hash: &str, record_ha
     }
 }
 
-/// Go's `time.RFC3339Nano` in UTC: fractional seconds without trailing zeros, none when whole, and `Z`.
-pub(crate) fn timestamp(now: OffsetDateTime) -> String {
-    let now = now.to_offset(time::UtcOffset::UTC);
-    let mut text = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    );
-    if now.nanosecond() != 0 {
-        let fraction = format!(".{:09}", now.nanosecond());
-        text.push_str(fraction.trim_end_matches('0'));
-    }
-    text.push('Z');
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::contract::RunnerIdentity;
+    use crate::contract::timestamp;
 
     fn sha256_hex(bytes: &[u8]) -> String {
         hex::encode(Sha256::digest(bytes))

@@ -16,7 +16,7 @@ use nix::fcntl::Flock;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use super::record::{self, Chain, RecordRequest};
+use super::record::{Chain, RecordRequest};
 use super::{EvidenceConfig, EvidenceError, OpenReport, SyncMode, open};
 use crate::contract::{DecisionResponse, EvaluateRequest};
 
@@ -262,7 +262,7 @@ impl Writer {
         let mut bytes = Vec::new();
         let mut answers = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let timestamp = record::timestamp(OffsetDateTime::now_utc());
+            let timestamp = crate::contract::timestamp(OffsetDateTime::now_utc());
             let (line, response) = chain.append(job.request, job.response, timestamp, self.config.signing.as_ref());
             bytes.extend_from_slice(&line);
             answers.push((job.reply, response));

@@ -178,6 +178,16 @@ impl PolicySet {
     }
 }
 
+/// A built-in pack by id, for tests.
+#[cfg(test)]
+pub(crate) fn builtin(id: &str) -> Policy {
+    PolicySet::load(&PolicyConfig::default())
+        .expect("built-in packs load")
+        .pack(id)
+        .unwrap_or_else(|| panic!("no built-in pack {id}"))
+        .clone()
+}
+
 fn read_text(path: &Path) -> Result<String, PolicyError> {
     fs::read_to_string(path).map_err(|source| PolicyError::Read {
         path: path.to_owned(),
