@@ -2,7 +2,7 @@
 //! records continue it.
 
 use std::fs::{DirBuilder, File, OpenOptions};
-use std::io::{self, BufRead as _, BufReader, Write as _};
+use std::io::{self, BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -124,29 +124,68 @@ fn open_locked(path: &Path) -> Result<Flock<File>, EvidenceError> {
     }
 }
 
-/// Feeds every complete line to the verifier. Returns the length up to the last complete line and the bytes after
-/// it, if any: a record whose write was cut short.
+/// How many of the last records opening checks. The whole log is `--verify-evidence`'s job: checking it all at
+/// every start made restarts take seconds per million records, past a service manager's start timeout.
+pub(crate) const TAIL_RECORDS: u64 = 1000;
+
+/// Reads the last [`TAIL_RECORDS`] complete lines through `verifier`, the first of them anchoring the chain (unless
+/// the log is shorter and is read whole). Returns the length of the complete lines and the torn tail, if any.
 fn scan(file: &File, path: &Path, verifier: &mut Verifier) -> Result<(u64, Option<Vec<u8>>), EvidenceError> {
+    let read_error = |source| EvidenceError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let start = tail_start(file, TAIL_RECORDS).map_err(read_error)?;
     let mut reader = BufReader::new(file);
-    let mut complete_len = 0;
+    reader.seek(SeekFrom::Start(start)).map_err(read_error)?;
+    let mut complete_len = start;
+    let mut anchored = start == 0;
     let mut line = Vec::new();
     loop {
         line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .map_err(|source| EvidenceError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
+        let read = reader.read_until(b'\n', &mut line).map_err(read_error)?;
         if read == 0 {
             return Ok((complete_len, None));
         }
         if line.last() != Some(&b'\n') {
             return Ok((complete_len, Some(line)));
         }
+        if !anchored {
+            // A first line that is not a record cannot anchor; it is then checked, and reported, like any other.
+            verifier.anchor(&line);
+            anchored = true;
+        }
         verifier.line(&line);
         complete_len += read as u64;
     }
+}
+
+/// Where the last `lines` newline-terminated lines begin (0 if the file has no more than that): just after the
+/// newline before them, found by reading backwards from the end.
+fn tail_start(file: &File, lines: u64) -> io::Result<u64> {
+    const CHUNK: u64 = 64 * 1024;
+    let length = file.metadata()?.len();
+    let mut reader = file;
+    let mut end = length;
+    let mut newlines = 0;
+    let mut buffer = vec![0u8; CHUNK as usize];
+    while end > 0 {
+        let begin = end.saturating_sub(CHUNK);
+        let chunk = &mut buffer[..(end - begin) as usize];
+        reader.seek(SeekFrom::Start(begin))?;
+        reader.read_exact(chunk)?;
+        for (offset, byte) in chunk.iter().enumerate().rev() {
+            // The newline ending the last line counts too: the line before the window ends at the (lines + 1)th.
+            if *byte == b'\n' {
+                newlines += 1;
+                if newlines == lines + 1 {
+                    return Ok(begin + offset as u64 + 1);
+                }
+            }
+        }
+        end = begin;
+    }
+    Ok(0)
 }
 
 /// Saves the torn bytes to `<log>.torn-<time>` (durably) before cutting them off the log.
@@ -400,6 +439,52 @@ mod tests {
         let (log, report) = EvidenceLog::open(config(&path, SyncMode::None, None)).unwrap();
         assert_eq!(report.records, 1);
         log.close();
+    }
+
+    /// Replaces the first occurrence of `session` in record `line` (1-based) of the log.
+    fn tamper(path: &Path, line: usize, session: &str) {
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines[line - 1] = lines[line - 1].replacen(session, &session.to_uppercase(), 1);
+        std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    }
+
+    #[tokio::test]
+    async fn opening_a_long_log_checks_its_tail_and_continues_it() {
+        let total = TAIL_RECORDS as usize + 200;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        write(&path, None, total).await;
+
+        let (log, report) = EvidenceLog::open(config(&path, SyncMode::None, None)).unwrap();
+        assert_eq!(
+            report.records, total as u64,
+            "counted by the chain, not by the lines read"
+        );
+        log.record(&request("next"), allow()).await.unwrap();
+        log.close();
+        assert_eq!(records(&path).last().unwrap()["sequence"], total as u64 + 1);
+        assert!(verify_file(&path, None).unwrap().valid);
+
+        // Inside the window: refused, numbered by its place in the whole log.
+        // Record n carries session s{n-1}.
+        tamper(&path, total - 10, &format!("\"s{}\"", total - 11));
+        let error = EvidenceLog::open(config(&path, SyncMode::None, None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!("record {} hash mismatch", total - 10)),
+            "{error}"
+        );
+
+        // Before the window: opening does not read that far; the full verifier does.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        write(&path, None, total).await;
+        tamper(&path, 5, "\"s4\"");
+        let (log, _) = EvidenceLog::open(config(&path, SyncMode::None, None)).unwrap();
+        log.close();
+        assert_eq!(verify_file(&path, None).unwrap().errors, ["record 5 hash mismatch"]);
     }
 
     #[test]

@@ -74,6 +74,20 @@ impl<'a> Verifier<'a> {
         }
     }
 
+    /// Starts the chain at the record in `raw` instead of at sequence 1, for checking the tail of a long log:
+    /// that record's own place (sequence, previous hash) is taken as given, and everything from it on is checked.
+    /// Returns false if the line is not a record.
+    pub(crate) fn anchor(&mut self, raw: &[u8]) -> bool {
+        let Ok(record) = serde_json::from_slice::<EvidenceRecord>(raw) else {
+            return false;
+        };
+        self.expected_sequence = record.sequence;
+        self.previous_hash = record.previous_hash;
+        // Records are numbered by their place in the whole log, as if it had been read from the start.
+        self.report.records = u64::try_from(record.sequence - 1).unwrap_or_default();
+        true
+    }
+
     /// Checks one line (with or without its newline). Blank lines are skipped.
     pub(crate) fn line(&mut self, raw: &[u8]) {
         // Go's decoder turns invalid UTF-8 into U+FFFD rather than failing; so does this.
