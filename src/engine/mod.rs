@@ -9,8 +9,6 @@ pub mod git;
 pub mod mcp;
 pub mod release_governance;
 
-use std::fmt::Write as _;
-
 use rand::Rng as _;
 use time::OffsetDateTime;
 
@@ -137,11 +135,13 @@ fn stamp(verdict: Verdict, request: &EvaluateRequest, pack_id: &str) -> Decision
 
 /// `prefix` + 12 lower-case hex digits from 6 random bytes.
 pub fn random_id(prefix: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes: [u8; 6] = rand::rng().random();
     let mut id = String::with_capacity(prefix.len() + 12);
     id.push_str(prefix);
     for byte in bytes {
-        write!(id, "{byte:02x}").expect("writing to a String cannot fail");
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
     id
 }

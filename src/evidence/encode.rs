@@ -14,6 +14,10 @@ struct GoFormatter;
 
 impl Formatter for GoFormatter {
     fn write_string_fragment<W: ?Sized + io::Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+        // Most fragments hold none of these: `<`, `>`, `&`, or 0xE2, the first byte of U+2028 and U+2029.
+        if !fragment.bytes().any(|byte| matches!(byte, b'<' | b'>' | b'&' | 0xE2)) {
+            return writer.write_all(fragment.as_bytes());
+        }
         let mut start = 0;
         for (at, ch) in fragment.char_indices() {
             let escaped = match ch {

@@ -128,14 +128,30 @@ fn open_locked(path: &Path) -> Result<Flock<File>, EvidenceError> {
 /// every start made restarts take seconds per million records, past a service manager's start timeout.
 pub(crate) const TAIL_RECORDS: u64 = 1000;
 
-/// Reads the last [`TAIL_RECORDS`] complete lines through `verifier`, the first of them anchoring the chain (unless
-/// the log is shorter and is read whole). Returns the length of the complete lines and the torn tail, if any.
-fn scan(file: &File, path: &Path, verifier: &mut Verifier) -> Result<(u64, Option<Vec<u8>>), EvidenceError> {
+/// What scanning found: the length of the log's complete lines, and its torn last line if it has one.
+type Scanned = (u64, Option<Vec<u8>>);
+
+/// Reads the last [`TAIL_RECORDS`] complete lines through `verifier`, the first record among them anchoring the
+/// chain; a log that short is read whole, and so is one whose tail holds no record at all (only blank lines), so
+/// the chain is never restarted by mistake. Returns the length of the complete lines and the torn tail, if any.
+fn scan(file: &File, path: &Path, verifier: &mut Verifier) -> Result<Scanned, EvidenceError> {
+    let start = tail_start(file, TAIL_RECORDS).map_err(|source| EvidenceError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    match scan_from(file, path, verifier, start)? {
+        Some(scanned) => Ok(scanned),
+        // Blank lines leave the verifier untouched, so it can start over from the beginning.
+        None => Ok(scan_from(file, path, verifier, 0)?.expect("a scan from the start needs no anchor")),
+    }
+}
+
+/// Scans complete lines from `start`; `None` when `start` is not the beginning and no record was found to anchor on.
+fn scan_from(file: &File, path: &Path, verifier: &mut Verifier, start: u64) -> Result<Option<Scanned>, EvidenceError> {
     let read_error = |source| EvidenceError::Read {
         path: path.to_owned(),
         source,
     };
-    let start = tail_start(file, TAIL_RECORDS).map_err(read_error)?;
     let mut reader = BufReader::new(file);
     reader.seek(SeekFrom::Start(start)).map_err(read_error)?;
     let mut complete_len = start;
@@ -144,13 +160,12 @@ fn scan(file: &File, path: &Path, verifier: &mut Verifier) -> Result<(u64, Optio
     loop {
         line.clear();
         let read = reader.read_until(b'\n', &mut line).map_err(read_error)?;
-        if read == 0 {
-            return Ok((complete_len, None));
+        let torn = read > 0 && line.last() != Some(&b'\n');
+        if read == 0 || torn {
+            let tail = torn.then(|| line.clone());
+            return Ok(anchored.then_some((complete_len, tail)));
         }
-        if line.last() != Some(&b'\n') {
-            return Ok((complete_len, Some(line)));
-        }
-        if !anchored {
+        if !anchored && !line.trim_ascii().is_empty() {
             // A first line that is not a record cannot anchor; it is then checked, and reported, like any other.
             verifier.anchor(&line);
             anchored = true;
@@ -485,6 +500,32 @@ mod tests {
         let (log, _) = EvidenceLog::open(config(&path, SyncMode::None, None)).unwrap();
         log.close();
         assert_eq!(verify_file(&path, None).unwrap().errors, ["record 5 hash mismatch"]);
+    }
+
+    #[tokio::test]
+    async fn a_tail_of_blank_lines_does_not_restart_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        write(&path, None, 3).await;
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&"\n".repeat(TAIL_RECORDS as usize + 5));
+        std::fs::write(&path, text).unwrap();
+        let (log, report) = EvidenceLog::open(config(&path, SyncMode::None, None)).unwrap();
+        assert_eq!(report.records, 3);
+        log.record(&request("after-blanks"), allow()).await.unwrap();
+        log.close();
+        assert_eq!(records_in(&path).last().unwrap()["sequence"], 4);
+        assert!(verify_file(&path, None).unwrap().valid);
+    }
+
+    /// The records of a log that may contain blank lines.
+    fn records_in(path: &Path) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
     }
 
     #[test]

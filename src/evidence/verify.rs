@@ -84,7 +84,7 @@ impl<'a> Verifier<'a> {
         self.expected_sequence = record.sequence;
         self.previous_hash = record.previous_hash;
         // Records are numbered by their place in the whole log, as if it had been read from the start.
-        self.report.records = u64::try_from(record.sequence - 1).unwrap_or_default();
+        self.report.records = u64::try_from(record.sequence.saturating_sub(1)).unwrap_or_default();
         true
     }
 
@@ -145,7 +145,7 @@ impl<'a> Verifier<'a> {
             }
         }
         self.previous_hash = stored_hash;
-        self.expected_sequence += 1;
+        self.expected_sequence = self.expected_sequence.saturating_add(1);
     }
 
     /// The first problem found so far.

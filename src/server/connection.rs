@@ -267,11 +267,7 @@ fn log_decision(response: &DecisionResponse, peer: &Peer) {
         peer_uid = peer.uid,
         peer_gid = peer.gid,
         peer_pid = peer.pid,
-        "{} {} ({}) for uid {}",
-        response.decision.as_str(),
-        response.action_type,
-        response.rule_id,
-        peer.uid,
+        "decision",
     );
 }
 
@@ -311,7 +307,9 @@ fn error_response(rule_id: &str, severity: Severity, reason: String) -> Decision
 }
 
 fn line(response: &DecisionResponse) -> Vec<u8> {
-    let mut bytes = serde_json::to_vec(response).expect("a decision serialises");
+    // A decision line is a few hundred bytes; one allocation of this size holds it.
+    let mut bytes = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut bytes, response).expect("a decision serialises");
     bytes.push(b'\n');
     bytes
 }
