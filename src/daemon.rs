@@ -47,6 +47,9 @@ pub fn serve(cli: &Cli) -> Result<(), DaemonError> {
     logging::init(cli.logging.log_target, cli.logging.log_format)?;
     let config = cli.policy.config();
     let policies = PolicySet::load(&config)?;
+    // Everything that can be wrong with the configuration is found before a socket exists.
+    let peers = cli.auth.peer_policy().map_err(AuthConfigError::from)?;
+    let runners = runner_auth(cli)?;
     raise_open_file_limit(cli.limits.max_connections);
     // First, while this is the only thread: taking activated sockets edits the environment. A socket bound here is
     // removed again if anything below fails.
@@ -62,12 +65,11 @@ pub fn serve(cli: &Cli) -> Result<(), DaemonError> {
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
-    let mut service =
-        Service::new(policies, cli.limits.limits()).with_peers(cli.auth.peer_policy().map_err(AuthConfigError::from)?);
+    let mut service = Service::new(policies, cli.limits.limits()).with_peers(peers);
     if let Some(evidence) = &evidence {
         service = service.with_evidence(evidence.clone());
     }
-    if let Some(runners) = runner_auth(cli)? {
+    if let Some(runners) = runners {
         service = service.with_runner_auth(runners);
     }
     if !service.peers().admits_everyone() {

@@ -469,12 +469,16 @@ fn a_jwks_url_that_fails_is_retried_on_later_requests_until_it_recovers() {
 }
 
 #[test]
-fn a_partial_oidc_setup_is_an_error_at_start() {
+fn a_partial_oidc_setup_is_an_error_at_start_before_any_socket_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("run/cavra.sock");
     let output = common::run(
         &[
             "--serve",
             "--log-target",
             "stderr",
+            "--socket",
+            socket.to_str().unwrap(),
             "--runner-oidc-issuer",
             GITHUB_ISSUER,
         ],
@@ -482,4 +486,8 @@ fn a_partial_oidc_setup_is_an_error_at_start() {
     );
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("missing --runner-oidc-audience"));
+    assert!(
+        !socket.parent().unwrap().exists(),
+        "nothing was created for a daemon that could not start"
+    );
 }
