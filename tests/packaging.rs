@@ -1,0 +1,1115 @@
+//! The packaged service: the systemd units, the deb and rpm packages built from this checkout, and the launchd plist.
+//!
+//! * Files, checked as they are: the units say what the service needs (and nothing that would break it),
+//!   `systemd-analyze verify` has nothing to say about them, `systemd-analyze security` rates the service 1.0 or
+//!   better, the settings file names only real variables, the policies README's example loads, the man page renders
+//!   and names real flags, the launchd plist has the keys, types and decimal mode launchd needs.
+//! * Packages: `packaging/build-packages.sh` builds revisions 1 and 2 of the .deb (cargo-deb) and the .rpm (rpmbuild,
+//!   from the crate) once for all tests here. Their contents and maintainer scripts are inspected, lintian and
+//!   rpmlint must be clean apart from the allow-lists in `packaging/`, and `tests/system/system-{deb,rpm}.sh` install
+//!   them into an overlay clone of this machine booted by systemd-nspawn (see `tests/system/lib/system-manager.sh`).
+//!
+//! Tests that need root, tools or the packages skip loudly (`SKIPPED: ...` on stderr) when they cannot run, except
+//! under CI (`CI=true`), where a missing prerequisite fails them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const BINARY: &str = env!("CARGO_BIN_EXE_cavra-runtime");
+const SYSTEM_SOCKET: &str = "packaging/systemd/cavra-runtime.socket";
+const SYSTEM_SERVICE: &str = "packaging/systemd/cavra-runtime.service";
+const USER_SOCKET: &str = "packaging/systemd/user/cavra-runtime.socket";
+const USER_SERVICE: &str = "packaging/systemd/user/cavra-runtime.service";
+const SETTINGS: &str = "packaging/config/cavra-runtime.env";
+const EVIDENCE_LOG: &str = "/var/lib/cavra/evidence.jsonl";
+/// `systemd-analyze security` exposure the service may not exceed.
+const MAX_EXPOSURE: f64 = 1.0;
+/// Per system scenario; `timeout` signals the script's process group (and so the container) when it hits.
+const SCENARIO_TIMEOUT_SECONDS: &str = "300";
+
+fn repo(relative: &str) -> PathBuf {
+    Path::new(REPO).join(relative)
+}
+
+fn read(relative: &str) -> String {
+    fs::read_to_string(repo(relative)).unwrap_or_else(|error| panic!("cannot read {relative}: {error}"))
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Whether the test can run. If not, it says why on stderr (past the output capture) and the test returns early;
+/// under CI it fails instead.
+fn prerequisites(test: &str, root: bool, programs: &[&str]) -> bool {
+    let why = if root && !is_root() {
+        Some("needs root".to_owned())
+    } else {
+        programs
+            .iter()
+            .find(|program| !on_path(program))
+            .map(|program| format!("{program} is not installed"))
+    };
+    let Some(why) = why else { return true };
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: cannot run under CI: {why}"
+    );
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {why}");
+    false
+}
+
+fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program)
+        .args(args)
+        .current_dir(REPO)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {program}: {error}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs a command that must succeed; returns its standard output.
+fn succeed(program: &str, args: &[&str]) -> String {
+    let output = run(program, args);
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed ({}):\n{}{}",
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
+fn help() -> &'static str {
+    static HELP: OnceLock<String> = OnceLock::new();
+    HELP.get_or_init(|| succeed(BINARY, &["--help"]))
+}
+
+/// The environment variables `--help` names (`[env: NAME=]`).
+fn help_variables() -> BTreeSet<String> {
+    help()
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split('=').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A unit file as (section, key, value) entries, in order; comments and blank lines dropped.
+fn unit_entries(relative: &str) -> Vec<(String, String, String)> {
+    let mut section = String::new();
+    let mut entries = Vec::new();
+    for line in read(relative).lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|line| line.strip_suffix(']')) {
+            section = name.to_owned();
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("{relative}: not a key=value line: {line}"));
+        entries.push((section.clone(), key.trim().to_owned(), value.trim().to_owned()));
+    }
+    entries
+}
+
+/// Every value of `key` in `section`.
+fn values(entries: &[(String, String, String)], section: &str, key: &str) -> Vec<String> {
+    entries
+        .iter()
+        .filter(|(s, k, _)| s == section && k == key)
+        .map(|(_, _, v)| v.clone())
+        .collect()
+}
+
+/// The single value of `key` in `section`.
+fn value(entries: &[(String, String, String)], section: &str, key: &str) -> String {
+    let found = values(entries, section, key);
+    assert_eq!(
+        found.len(),
+        1,
+        "[{section}] {key}= must be set exactly once, found {found:?}"
+    );
+    found.into_iter().next().unwrap()
+}
+
+#[test]
+fn system_units_provide_what_the_service_needs() {
+    let socket = unit_entries(SYSTEM_SOCKET);
+    for (key, expected) in [
+        ("ListenStream", "/run/cavra/cavra-runtime.sock"),
+        ("SocketUser", "root"),
+        ("SocketGroup", "cavra"),
+        ("SocketMode", "0660"),
+        ("DirectoryMode", "0755"),
+        ("RemoveOnStop", "yes"),
+    ] {
+        assert_eq!(value(&socket, "Socket", key), expected, "{SYSTEM_SOCKET}: {key}=");
+    }
+    // The daemon picks its listener by the name its --listen-fd-name defaults to.
+    let listen_fd_name = help()
+        .split("--listen-fd-name <NAME>")
+        .nth(1)
+        .and_then(|rest| rest.split("[default: ").nth(1))
+        .and_then(|rest| rest.split(']').next())
+        .expect("--help shows the default of --listen-fd-name");
+    assert_eq!(value(&socket, "Socket", "FileDescriptorName"), listen_fd_name);
+    let after = values(&socket, "Unit", "After").join(" ");
+    assert!(
+        after.split_whitespace().any(|unit| unit == "nss-user-lookup.target"),
+        "{SYSTEM_SOCKET} must be ordered after nss-user-lookup.target (SocketGroup= is resolved when it starts)"
+    );
+    assert_eq!(value(&socket, "Install", "WantedBy"), "sockets.target");
+
+    let service = unit_entries(SYSTEM_SERVICE);
+    for (key, expected) in [
+        ("Type", "notify"),
+        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+        ("EnvironmentFile", "-/etc/default/cavra-runtime"),
+        ("User", "cavra"),
+        ("Group", "cavra"),
+        ("StateDirectory", "cavra"),
+        ("ConfigurationDirectory", "cavra"),
+        ("Restart", "on-failure"),
+    ] {
+        assert_eq!(value(&service, "Service", key), expected, "{SYSTEM_SERVICE}: {key}=");
+    }
+    let exec_start = value(&service, "Service", "ExecStart");
+    assert!(
+        exec_start.starts_with("/usr/bin/cavra-runtime --serve"),
+        "ExecStart= must run /usr/bin/cavra-runtime --serve, not {exec_start}"
+    );
+    assert!(!value(&service, "Service", "WatchdogSec").is_empty());
+    let credentials: BTreeSet<String> = values(&service, "Service", "LoadCredential").into_iter().collect();
+    assert_eq!(
+        credentials,
+        BTreeSet::from(["evidence-signing-key".to_owned(), "runner-auth-key".to_owned()]),
+        "the keys the daemon reads from $CREDENTIALS_DIRECTORY"
+    );
+    assert_eq!(values(&service, "Unit", "Requires"), ["cavra-runtime.socket"]);
+    for forbidden in ["PrivateUsers", "RuntimeDirectory", "DynamicUser"] {
+        assert!(
+            values(&service, "Service", forbidden).is_empty(),
+            "{SYSTEM_SERVICE} must not set {forbidden}= (PrivateUsers= hides peer uids from the daemon; \
+             RuntimeDirectory= would delete the socket's directory when the service stops; the socket's group \
+             and the evidence log need a fixed user)"
+        );
+    }
+    // The default evidence log is in the StateDirectory, where the hardened service may write.
+    let state_directory = format!("/var/lib/{}/", value(&service, "Service", "StateDirectory"));
+    assert!(EVIDENCE_LOG.starts_with(&state_directory));
+}
+
+/// Copies the units into `dir`, running `binary` where they name /usr/bin/cavra-runtime: verify checks that every
+/// command exists.
+fn units_for_verify(dir: &Path, units: &[&str], binary: &str) -> Vec<String> {
+    units
+        .iter()
+        .map(|unit| {
+            let target = dir.join(Path::new(unit).file_name().unwrap());
+            fs::write(&target, read(unit).replace("/usr/bin/cavra-runtime", binary)).unwrap();
+            target.display().to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn units_pass_systemd_analyze_verify_and_sysusers_creates_the_user() {
+    let test = "units_pass_systemd_analyze_verify_and_sysusers_creates_the_user";
+    if !prerequisites(test, true, &["unshare", "systemd-analyze", "systemd-sysusers"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    for (mode, units) in [
+        ("--system", [SYSTEM_SOCKET, SYSTEM_SERVICE]),
+        ("--user", [USER_SOCKET, USER_SERVICE]),
+    ] {
+        let dir = work.path().join(&mode[2..]);
+        fs::create_dir_all(&dir).unwrap();
+        let files = units_for_verify(&dir, &units, BINARY);
+        let runtime = work.path().join("xdg-runtime");
+        fs::create_dir_all(&runtime).unwrap();
+        // verify also looks up each Documentation=man:... page: point man at the one the packages install.
+        let man = work.path().join("man");
+        fs::create_dir_all(man.join("man1")).unwrap();
+        fs::copy(repo("packaging/man/cavra-runtime.1"), man.join("man1/cavra-runtime.1")).unwrap();
+        // verify writes under /run/systemd: give it a private /run.
+        let output = Command::new("unshare")
+            .args(["-m", "sh", "-c", "mount -t tmpfs tmpfs /run && exec \"$@\"", "sh"])
+            .args(["systemd-analyze", mode, "verify"])
+            .args(&files)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("MANPATH", &man)
+            .output()
+            .unwrap();
+        let said = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        // verify exits 0 on "ignoring" warnings (an unknown key, a bad value): its output must be empty.
+        assert!(
+            output.status.success() && said.is_empty(),
+            "systemd-analyze {mode} verify {units:?} ({}):\n{said}",
+            output.status
+        );
+        eprintln!("systemd-analyze {mode} verify {units:?}: clean");
+    }
+
+    // systemd-sysusers on an empty root with the file installed where the packages put it.
+    let root = work.path().join("sysusers-root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::create_dir_all(root.join("usr/lib/sysusers.d")).unwrap();
+    for file in ["passwd", "group", "shadow", "gshadow"] {
+        fs::write(root.join("etc").join(file), "").unwrap();
+    }
+    fs::copy(
+        repo("packaging/systemd/cavra-runtime.sysusers"),
+        root.join("usr/lib/sysusers.d/cavra-runtime.conf"),
+    )
+    .unwrap();
+    succeed("systemd-sysusers", &[format!("--root={}", root.display()).as_str()]);
+    let passwd = fs::read_to_string(root.join("etc/passwd")).unwrap();
+    let group = fs::read_to_string(root.join("etc/group")).unwrap();
+    let user: Vec<&str> = passwd.trim().split(':').collect();
+    let group_entry: Vec<&str> = group.trim().split(':').collect();
+    assert_eq!(user[0], "cavra", "{passwd}");
+    assert_eq!(&user[5..], ["/var/lib/cavra", "/usr/sbin/nologin"], "{passwd}");
+    assert_eq!(group_entry[0], "cavra", "{group}");
+    assert_eq!(user[3], group_entry[2], "the user's primary group is group cavra");
+}
+
+#[test]
+fn service_security_exposure_is_at_most_one() {
+    if !prerequisites("service_security_exposure_is_at_most_one", false, &["systemd-analyze"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let unit = work.path().join("cavra-runtime.service");
+    fs::copy(repo(SYSTEM_SERVICE), &unit).unwrap();
+    let threshold = format!("--threshold={}", (MAX_EXPOSURE * 10.0) as u32);
+    let output = run(
+        "systemd-analyze",
+        &[
+            "security",
+            "--offline=yes",
+            "--no-pager",
+            &threshold,
+            unit.to_str().unwrap(),
+        ],
+    );
+    let report = text(&output.stdout);
+    let score: f64 = report
+        .lines()
+        .find_map(|line| line.split("Overall exposure level for cavra-runtime.service: ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|score| score.parse().ok())
+        .unwrap_or_else(|| panic!("no overall exposure in:\n{report}{}", text(&output.stderr)));
+    eprintln!("systemd-analyze security --offline=yes: cavra-runtime.service exposure {score}");
+    assert!(
+        score <= MAX_EXPOSURE && output.status.success(),
+        "exposure {score} is above {MAX_EXPOSURE}:\n{report}"
+    );
+}
+
+#[test]
+fn settings_file_names_only_variables_the_daemon_reads() {
+    let known = help_variables();
+    assert!(
+        known.contains("CAVRA_EVIDENCE_LOG"),
+        "--help lists the variables: {known:?}"
+    );
+    let service = read(SYSTEM_SERVICE);
+    let mut active = BTreeMap::new();
+    for line in read(SETTINGS).lines() {
+        let commented = line.starts_with('#');
+        let assignment = line.trim_start_matches('#');
+        let Some((name, value)) = assignment.split_once('=') else {
+            continue;
+        };
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        {
+            continue; // prose
+        }
+        // RUST_LOG sets the log level; CAVRA_EXTRA_ARGS is expanded into ExecStart= by the unit.
+        let understood = known.contains(name)
+            || name == "RUST_LOG"
+            || (name == "CAVRA_EXTRA_ARGS" && service.contains("$CAVRA_EXTRA_ARGS"));
+        assert!(
+            understood,
+            "{SETTINGS} names {name}, which neither the daemon nor the unit reads"
+        );
+        if !commented {
+            active.insert(name.to_owned(), value.to_owned());
+        }
+    }
+    assert_eq!(
+        active,
+        BTreeMap::from([("CAVRA_EVIDENCE_LOG".to_owned(), EVIDENCE_LOG.to_owned())]),
+        "{SETTINGS}: the only setting in force by default is the evidence log"
+    );
+}
+
+#[test]
+fn policies_readme_example_pack_loads_and_decides() {
+    let readme = read("packaging/config/policies-README");
+    // The example: the indented lines after "<id>/policy.yaml" up to the next blank line.
+    let after = readme
+        .split("/etc/cavra/policies/acme-workstations/policy.yaml\n\n")
+        .nth(1)
+        .expect("the README shows acme-workstations/policy.yaml");
+    let yaml: String = after
+        .lines()
+        .take_while(|line| !line.trim().is_empty())
+        .map(|line| format!("{}\n", line.strip_prefix("    ").unwrap_or(line)))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("acme-workstations")).unwrap();
+    fs::write(dir.path().join("acme-workstations/policy.yaml"), &yaml).unwrap();
+    let policy_dir = dir.path().to_str().unwrap();
+    for (request, expected) in [
+        (r#"{"action_type":"read_file","target":"secrets/db.txt"}"#, "block"),
+        (
+            r#"{"action_type":"execute_command","target":"terraform plan"}"#,
+            "allow",
+        ),
+        (
+            r#"{"action_type":"execute_command","target":"terraform apply"}"#,
+            "block",
+        ),
+    ] {
+        let request_file = dir.path().join("request.json");
+        fs::write(&request_file, request).unwrap();
+        let answer = succeed(
+            BINARY,
+            &[
+                "--policy-dir",
+                policy_dir,
+                "--default-pack",
+                "acme-workstations",
+                "--input",
+                request_file.to_str().unwrap(),
+            ],
+        );
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(
+            answer["decision"], expected,
+            "{request} under the README's example pack:\n{yaml}"
+        );
+    }
+}
+
+#[test]
+fn man_page_renders_cleanly_and_names_real_flags() {
+    if !prerequisites("man_page_renders_cleanly_and_names_real_flags", false, &["man"]) {
+        return;
+    }
+    // As lintian checks man pages.
+    let output = Command::new("man")
+        .args([
+            "--warnings",
+            "-E",
+            "UTF-8",
+            "-l",
+            "-Tutf8",
+            "-Z",
+            "packaging/man/cavra-runtime.1",
+        ])
+        .current_dir(REPO)
+        .env("LC_ALL", "C.UTF-8")
+        .env("MANROFFSEQ", "")
+        .env("MANWIDTH", "80")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success() && output.stderr.is_empty(),
+        "man --warnings: {}",
+        text(&output.stderr)
+    );
+    let page = read("packaging/man/cavra-runtime.1").replace("\\-", "-");
+    // Flags of cavra-runtime, that is: not on the lines of examples that run another program.
+    let own_lines: String = page
+        .lines()
+        .filter(|line| !line.contains("journalctl ") && !line.contains("systemctl "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let flags: BTreeSet<&str> = own_lines
+        .split(|c: char| c.is_whitespace() || c == '[' || c == '(' || c == ',' || c == '"')
+        .filter(|word| word.starts_with("--") && word.len() > 2)
+        .map(|word| word.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+        .collect();
+    assert!(flags.contains("--serve"), "{flags:?}");
+    for flag in &flags {
+        assert!(
+            help().contains(&format!("{flag} ")) || help().contains(&format!("{flag}\n")),
+            "the man page names {flag}, which --help does not list"
+        );
+    }
+    let variables = help_variables();
+    for word in page.split(|c: char| !(c.is_ascii_uppercase() || c == '_')) {
+        if word.starts_with("CAVRA_") {
+            assert!(
+                variables.contains(word),
+                "the man page names {word}, which --help does not list"
+            );
+        }
+    }
+}
+
+/// Runs the plist checker on `content` (written as com.cavra.runtime.plist); returns (passed, what it printed).
+fn check_plist(content: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("com.cavra.runtime.plist");
+    fs::write(&file, content).unwrap();
+    let output = Command::new("/usr/bin/python3")
+        .arg(repo("tests/system/lib/launchd-plist.py"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        format!("{}{}", text(&output.stdout), text(&output.stderr)),
+    )
+}
+
+#[test]
+fn launchd_plist_has_the_keys_types_and_decimal_mode_launchd_needs() {
+    if !Path::new("/usr/bin/python3").exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "python3 is required under CI"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: launchd plist check: /usr/bin/python3 is missing"
+        );
+        return;
+    }
+    let plist = read("packaging/launchd/com.cavra.runtime.plist");
+    let (passed, said) = check_plist(&plist);
+    assert!(passed, "packaging/launchd/com.cavra.runtime.plist:\n{said}");
+    assert!(
+        plist.contains("<integer>432</integer>"),
+        "the mode is written in decimal"
+    );
+
+    // The checker catches what it must: each of these breaks the plist in one way.
+    let serve = "<string>--serve</string>";
+    let broken = [
+        (
+            "octal digits as a decimal",
+            plist.replace("<integer>432</integer>", "<integer>660</integer>"),
+            "SockPathMode is 660",
+        ),
+        (
+            "the mode as a string",
+            plist.replace("<integer>432</integer>", "<string>0660</string>"),
+            "SockPathMode must be int",
+        ),
+        (
+            "a detaching flag",
+            plist.replace(serve, &format!("{serve}<string>--lifecycle</string>")),
+            "must not include --lifecycle",
+        ),
+        ("no --serve", plist.replace(serve, ""), "must include --serve"),
+        (
+            "RunAtLoad as a string",
+            plist.replace(
+                "<key>RunAtLoad</key>\n    <true/>",
+                "<key>RunAtLoad</key>\n    <string>yes</string>",
+            ),
+            "RunAtLoad must be bool",
+        ),
+        (
+            "no Label",
+            plist.replace("<key>Label</key>\n    <string>com.cavra.runtime</string>", ""),
+            "Label is missing",
+        ),
+        (
+            "another socket path",
+            plist.replace("/var/run/cavra/cavra-runtime.sock", "/tmp/cavra.sock"),
+            "SockPathName is '/tmp/cavra.sock'",
+        ),
+        (
+            "a misspelt key",
+            plist.replace("<key>KeepAlive</key>", "<key>KeepAlives</key>"),
+            "unknown key KeepAlives",
+        ),
+        (
+            "malformed XML",
+            plist.replace("</dict>\n</plist>", "</plist>"),
+            "not a valid plist",
+        ),
+    ];
+    for (what, content, expected) in broken {
+        assert_ne!(content, plist, "{what}: the mutation did not apply");
+        let (passed, said) = check_plist(&content);
+        assert!(
+            !passed && said.contains(expected),
+            "{what}: expected the checker to report '{expected}', got:\n{said}"
+        );
+    }
+}
+
+/// The packages this checkout builds: revision 1 and revision 2 (for the upgrade) of each.
+struct Packages {
+    deb: [PathBuf; 2],
+    rpm: [PathBuf; 2],
+}
+
+const BUILD_TOOLS: [&str; 5] = ["cargo", "cargo-deb", "rpmbuild", "dpkg-deb", "rpm"];
+
+/// Where this test process builds its packages: a directory of its own, so that test runs going on at the same
+/// time in the same checkout never replace each other's packages. Those of processes that have exited are removed.
+fn package_directory() -> PathBuf {
+    let parent = Path::new(env!("CARGO_TARGET_TMPDIR")).join("packaging");
+    if let Ok(entries) = fs::read_dir(&parent) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let finished = name
+                .strip_prefix("run-")
+                .is_some_and(|pid| !Path::new("/proc").join(pid).exists());
+            if finished {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    parent.join(format!("run-{}", std::process::id()))
+}
+
+/// Builds the packages once for every test in this file (the first caller waits; the others share the result).
+fn packages() -> &'static Packages {
+    static BUILT: OnceLock<Result<Packages, String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let out = package_directory();
+        let started = Instant::now();
+        let mut paths = Vec::new();
+        for revision in ["1", "2"] {
+            let output = Command::new("bash")
+                .arg(repo("packaging/build-packages.sh"))
+                .args(["--out", out.to_str().unwrap(), "--revision", revision])
+                .current_dir(REPO)
+                .output()
+                .map_err(|error| format!("cannot run packaging/build-packages.sh: {error}"))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "packaging/build-packages.sh --revision {revision} failed ({}):\n{}",
+                    output.status,
+                    text(&output.stderr)
+                ));
+            }
+            paths.extend(text(&output.stdout).lines().map(PathBuf::from));
+        }
+        eprintln!(
+            "built {} packages in {:.1} s",
+            paths.len(),
+            started.elapsed().as_secs_f64()
+        );
+        let pick = |extension: &str| -> Result<[PathBuf; 2], String> {
+            let found: Vec<PathBuf> = paths
+                .iter()
+                .filter(|path| path.extension().is_some_and(|e| e == extension) && path.is_file())
+                .cloned()
+                .collect();
+            found
+                .try_into()
+                .map_err(|found| format!("expected two .{extension} files, got {found:?}"))
+        };
+        Ok(Packages {
+            deb: pick("deb")?,
+            rpm: pick("rpm")?,
+        })
+    });
+    built.as_ref().unwrap_or_else(|error| panic!("{error}"))
+}
+
+#[test]
+fn deb_contents_and_maintainer_scripts() {
+    if !prerequisites("deb_contents_and_maintainer_scripts", false, &BUILD_TOOLS) {
+        return;
+    }
+    let deb = packages().deb[0].to_str().unwrap();
+    // path -> "mode owner/group", directories left out
+    let files: BTreeMap<String, String> = succeed("dpkg-deb", &["--contents", deb])
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (!fields[0].starts_with('d')).then(|| {
+                let path = fields[5].trim_start_matches('.').to_owned();
+                (path, format!("{} {}", fields[0], fields[1]))
+            })
+        })
+        .collect();
+    let file = |mode: &str| format!("{mode} 0/0");
+    let expected = BTreeMap::from([
+        ("/etc/cavra/policies/README".to_owned(), file("-rw-r--r--")),
+        ("/etc/default/cavra-runtime".to_owned(), file("-rw-r--r--")),
+        ("/usr/bin/cavra-runtime".to_owned(), file("-rwxr-xr-x")),
+        (
+            "/usr/lib/systemd/system/cavra-runtime.service".to_owned(),
+            file("-rw-r--r--"),
+        ),
+        (
+            "/usr/lib/systemd/system/cavra-runtime.socket".to_owned(),
+            file("-rw-r--r--"),
+        ),
+        (
+            "/usr/lib/systemd/user/cavra-runtime.service".to_owned(),
+            file("-rw-r--r--"),
+        ),
+        (
+            "/usr/lib/systemd/user/cavra-runtime.socket".to_owned(),
+            file("-rw-r--r--"),
+        ),
+        ("/usr/lib/sysusers.d/cavra-runtime.conf".to_owned(), file("-rw-r--r--")),
+        ("/usr/share/doc/cavra-runtime/README.md".to_owned(), file("-rw-r--r--")),
+        (
+            "/usr/share/doc/cavra-runtime/changelog.Debian.gz".to_owned(),
+            file("-rw-r--r--"),
+        ),
+        ("/usr/share/doc/cavra-runtime/copyright".to_owned(), file("-rw-r--r--")),
+        ("/usr/share/man/man1/cavra-runtime.1.gz".to_owned(), file("-rw-r--r--")),
+    ]);
+    assert_eq!(files, expected, "dpkg-deb --contents {deb}");
+
+    let control = succeed(
+        "dpkg-deb",
+        &["--field", deb, "Package", "Version", "Section", "Depends"],
+    );
+    for expected in [
+        "Package: cavra-runtime",
+        "Version: 0.1.0-1",
+        "Section: admin",
+        "Depends: libc6",
+    ] {
+        assert!(control.contains(expected), "control lacks {expected}:\n{control}");
+    }
+
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    let control_dir = work.path().join("control");
+    succeed("dpkg-deb", &["--extract", deb, root.to_str().unwrap()]);
+    succeed("dpkg-deb", &["--control", deb, control_dir.to_str().unwrap()]);
+    for (installed, source) in [
+        ("usr/lib/systemd/system/cavra-runtime.service", SYSTEM_SERVICE),
+        ("usr/lib/systemd/system/cavra-runtime.socket", SYSTEM_SOCKET),
+        ("usr/lib/systemd/user/cavra-runtime.service", USER_SERVICE),
+        ("usr/lib/systemd/user/cavra-runtime.socket", USER_SOCKET),
+        (
+            "usr/lib/sysusers.d/cavra-runtime.conf",
+            "packaging/systemd/cavra-runtime.sysusers",
+        ),
+        ("etc/default/cavra-runtime", SETTINGS),
+        ("etc/cavra/policies/README", "packaging/config/policies-README"),
+    ] {
+        assert_eq!(
+            fs::read_to_string(root.join(installed)).unwrap(),
+            read(source),
+            "{installed} is {source}"
+        );
+    }
+    let version = succeed(root.join("usr/bin/cavra-runtime").to_str().unwrap(), &["--version"]);
+    assert_eq!(version.trim(), format!("cavra-runtime {}", env!("CARGO_PKG_VERSION")));
+
+    let script = |name: &str| fs::read_to_string(control_dir.join(name)).unwrap();
+    assert_eq!(
+        script("conffiles").lines().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["/etc/default/cavra-runtime", "/etc/cavra/policies/README"])
+    );
+    for name in ["postinst", "prerm", "postrm"] {
+        let body = script(name);
+        assert!(
+            !body.contains("#DEBHELPER#"),
+            "{name}: the debhelper token was not replaced"
+        );
+        succeed("sh", &["-n", control_dir.join(name).to_str().unwrap()]);
+    }
+    // postinst: the user and group exist before the socket (which names the group) is enabled and started; an
+    // upgrade restarts the daemon and never the socket.
+    let postinst = script("postinst");
+    let position = |needle: &str| {
+        postinst
+            .find(needle)
+            .unwrap_or_else(|| panic!("postinst lacks `{needle}`:\n{postinst}"))
+    };
+    let sysusers = position("systemd-sysusers ${DPKG_ROOT:+--root=\"$DPKG_ROOT\"} cavra-runtime.conf");
+    let enable = position("deb-systemd-helper enable cavra-runtime.socket");
+    let start = position("deb-systemd-invoke start cavra-runtime.socket");
+    let restart = position("deb-systemd-invoke try-restart cavra-runtime.service");
+    assert!(
+        sysusers < enable && enable < start && start < restart,
+        "postinst order:\n{postinst}"
+    );
+    for line in postinst.lines().filter(|line| line.contains("restart")) {
+        assert!(
+            !line.contains("cavra-runtime.socket"),
+            "postinst restarts the socket: {line}"
+        );
+    }
+    // prerm: stop both units on removal only.
+    let prerm = script("prerm");
+    assert!(
+        prerm.contains("if [ -d /run/systemd/system ] && [ \"$1\" = remove ]; then\n\tdeb-systemd-invoke stop cavra-runtime.service cavra-runtime.socket"),
+        "prerm:\n{prerm}"
+    );
+    // postrm: the daemon's data goes on purge only.
+    let postrm = script("postrm");
+    let purge_block = postrm
+        .split("if [ \"$1\" = purge ]; then\n")
+        .last()
+        .and_then(|rest| rest.split("\nfi").next())
+        .unwrap_or_default();
+    assert_eq!(purge_block.trim(), "rm -rf /var/lib/cavra", "postrm:\n{postrm}");
+    let deletions: Vec<&str> = postrm
+        .lines()
+        .filter(|line| line.trim_start().starts_with("rm ") && line.contains("/var/lib/cavra"))
+        .collect();
+    assert_eq!(
+        deletions.len(),
+        1,
+        "postrm deletes /var/lib/cavra in one place, the purge branch:\n{postrm}"
+    );
+}
+
+#[test]
+fn rpm_contents_and_scriptlets() {
+    if !prerequisites(
+        "rpm_contents_and_scriptlets",
+        false,
+        &[&BUILD_TOOLS[..], &["rpm2cpio", "cpio"]].concat(),
+    ) {
+        return;
+    }
+    let rpm = packages().rpm[0].to_str().unwrap();
+    let query = |format: &str| succeed("rpm", &["-qp", "--queryformat", format, rpm]);
+    assert_eq!(
+        query("%{NAME} %{VERSION}-%{RELEASE}"),
+        format!("cavra-runtime {}-1", env!("CARGO_PKG_VERSION"))
+    );
+    // path -> "mode owner group flags" (c: config, n: noreplace, d: doc, l: licence), directories left out
+    let files: BTreeMap<String, String> =
+        query("[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]")
+            .lines()
+            .filter(|line| !line.starts_with('d') && !line.contains("/usr/lib/.build-id/"))
+            .map(|line| {
+                let (attributes, path) = line.rsplit_once(' ').unwrap();
+                (path.to_owned(), attributes.trim().to_owned())
+            })
+            .collect();
+    let version = env!("CARGO_PKG_VERSION");
+    let expected = BTreeMap::from([
+        (
+            "/etc/cavra/policies/README".to_owned(),
+            "-rw-r--r-- root root cn".to_owned(),
+        ),
+        (
+            "/etc/sysconfig/cavra-runtime".to_owned(),
+            "-rw-r--r-- root root cn".to_owned(),
+        ),
+        ("/usr/bin/cavra-runtime".to_owned(), "-rwxr-xr-x root root".to_owned()),
+        (
+            "/usr/lib/systemd/system/cavra-runtime.service".to_owned(),
+            "-rw-r--r-- root root".to_owned(),
+        ),
+        (
+            "/usr/lib/systemd/system/cavra-runtime.socket".to_owned(),
+            "-rw-r--r-- root root".to_owned(),
+        ),
+        (
+            "/usr/lib/systemd/system-preset/50-cavra-runtime.preset".to_owned(),
+            "-rw-r--r-- root root".to_owned(),
+        ),
+        (
+            "/usr/lib/systemd/user/cavra-runtime.service".to_owned(),
+            "-rw-r--r-- root root".to_owned(),
+        ),
+        (
+            "/usr/lib/systemd/user/cavra-runtime.socket".to_owned(),
+            "-rw-r--r-- root root".to_owned(),
+        ),
+        (
+            "/usr/lib/sysusers.d/cavra-runtime.conf".to_owned(),
+            "-rw-r--r-- root root".to_owned(),
+        ),
+        (
+            format!("/usr/share/doc/cavra-runtime-{version}/README.md"),
+            "-rw-r--r-- root root d".to_owned(),
+        ),
+        (
+            format!("/usr/share/licenses/cavra-runtime-{version}/copyright"),
+            "-rw-r--r-- root root l".to_owned(),
+        ),
+        (
+            "/usr/share/man/man1/cavra-runtime.1.gz".to_owned(),
+            "-rw-r--r-- root root d".to_owned(),
+        ),
+    ]);
+    assert_eq!(files, expected, "rpm -qp --queryformat ... {rpm}");
+
+    let work = tempfile::tempdir().unwrap();
+    let extract = format!("rpm2cpio '{rpm}' | cpio --quiet -idm");
+    let output = Command::new("sh")
+        .args(["-c", &extract])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{extract}: {}", text(&output.stderr));
+    let root = work.path();
+    // The units are the deb's, except where the settings live.
+    let service = fs::read_to_string(root.join("usr/lib/systemd/system/cavra-runtime.service")).unwrap();
+    assert_eq!(
+        service,
+        read(SYSTEM_SERVICE).replace("/etc/default/cavra-runtime", "/etc/sysconfig/cavra-runtime")
+    );
+    assert!(service.contains("\nEnvironmentFile=-/etc/sysconfig/cavra-runtime\n"));
+    assert_eq!(
+        fs::read_to_string(root.join("usr/lib/systemd/system/cavra-runtime.socket")).unwrap(),
+        read(SYSTEM_SOCKET)
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("usr/lib/sysusers.d/cavra-runtime.conf")).unwrap(),
+        read("packaging/systemd/cavra-runtime.sysusers")
+    );
+    let settings = fs::read_to_string(root.join("etc/sysconfig/cavra-runtime")).unwrap();
+    assert!(settings.contains(&format!("\nCAVRA_EVIDENCE_LOG={EVIDENCE_LOG}\n")));
+    assert_eq!(
+        fs::read_to_string(root.join("usr/lib/systemd/system-preset/50-cavra-runtime.preset"))
+            .unwrap()
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .collect::<Vec<_>>(),
+        ["enable cavra-runtime.socket"]
+    );
+    let version_output = succeed(root.join("usr/bin/cavra-runtime").to_str().unwrap(), &["--version"]);
+    assert_eq!(version_output.trim(), format!("cavra-runtime {version}"));
+
+    // Scriptlets, by section of `rpm -qp --scripts`.
+    let scripts = succeed("rpm", &["-qp", "--scripts", rpm]);
+    let mut sections: BTreeMap<String, String> = BTreeMap::new();
+    let mut current = String::new();
+    for line in scripts.lines() {
+        if let Some(name) = line.strip_suffix(" scriptlet (using /bin/sh):") {
+            current = name.to_owned();
+            continue;
+        }
+        let body = sections.entry(current.clone()).or_default();
+        body.push_str(line);
+        body.push('\n');
+    }
+    let section = |name: &str| {
+        sections
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} scriptlet:\n{scripts}"))
+    };
+    let pre = section("preinstall");
+    assert!(
+        pre.contains("systemd-sysusers --replace=/usr/lib/sysusers.d/cavra-runtime.conf"),
+        "%pre:\n{pre}"
+    );
+    assert!(
+        pre.contains("u     cavra -"),
+        "%pre carries the sysusers.d entry:\n{pre}"
+    );
+    let post = section("postinstall");
+    assert!(
+        post.contains("preset cavra-runtime.socket") && !post.contains("cavra-runtime.service"),
+        "%post:\n{post}"
+    );
+    let preun = section("preuninstall");
+    assert!(
+        preun.contains("disable --now cavra-runtime.socket cavra-runtime.service"),
+        "%preun:\n{preun}"
+    );
+    assert!(
+        preun.contains("if [ $1 -eq 0 ]"),
+        "%preun acts on removal only:\n{preun}"
+    );
+    let postun = section("postuninstall");
+    assert!(
+        postun.contains("try-restart cavra-runtime.service"),
+        "%postun:\n{postun}"
+    );
+    assert!(
+        postun.contains("if [ $1 -ge 1 ]"),
+        "%postun restarts on upgrade only:\n{postun}"
+    );
+    for line in postun.lines().filter(|line| line.contains("restart")) {
+        assert!(
+            !line.contains("cavra-runtime.socket"),
+            "%postun restarts the socket: {line}"
+        );
+    }
+    assert!(
+        !scripts
+            .lines()
+            .any(|line| line.trim_start().starts_with("rm ") && line.contains("/var/lib/cavra")),
+        "rpm keeps the evidence log on removal:\n{scripts}"
+    );
+}
+
+/// The tags lintian may report: the non-comment lines of packaging/debian/lintian-allow.
+fn lintian_allowed() -> BTreeSet<String> {
+    read("packaging/debian/lintian-allow")
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn deb_is_lintian_clean_apart_from_the_allow_list() {
+    if !prerequisites(
+        "deb_is_lintian_clean_apart_from_the_allow_list",
+        false,
+        &[&BUILD_TOOLS[..], &["lintian"]].concat(),
+    ) {
+        return;
+    }
+    let deb = packages().deb[0].to_str().unwrap();
+    // Every level, info, pedantic and experimental included.
+    let output = run(
+        "lintian",
+        &[
+            "--display-info",
+            "--display-experimental",
+            "--pedantic",
+            "--tag-display-limit",
+            "0",
+            deb,
+        ],
+    );
+    let report = text(&output.stdout);
+    assert!(
+        output.status.code().is_some_and(|code| code <= 2),
+        "lintian failed to run ({}): {}",
+        output.status,
+        text(&output.stderr)
+    );
+    let allowed = lintian_allowed();
+    let mut seen = BTreeSet::new();
+    for line in report.lines() {
+        // "<level>: cavra-runtime[ <type>]: <tag> [details]"
+        let Some((_, rest)) = line.split_once(": ") else {
+            continue;
+        };
+        let Some((_, tag_and_details)) = rest.split_once(": ") else {
+            continue;
+        };
+        let tag = tag_and_details.split_whitespace().next().unwrap_or_default();
+        assert!(
+            allowed.contains(tag),
+            "lintian reports {tag}, which packaging/debian/lintian-allow does not allow:\n{report}"
+        );
+        seen.insert(tag.to_owned());
+    }
+    eprintln!("lintian: {} allowed tags reported: {seen:?}", seen.len());
+    let unused: Vec<_> = allowed.difference(&seen).collect();
+    if !unused.is_empty() {
+        eprintln!("lintian: allow-list entries no longer reported (remove them): {unused:?}");
+    }
+}
+
+#[test]
+fn rpm_and_spec_are_rpmlint_clean_apart_from_the_allow_list() {
+    if !prerequisites(
+        "rpm_and_spec_are_rpmlint_clean_apart_from_the_allow_list",
+        false,
+        &[&BUILD_TOOLS[..], &["rpmlint"]].concat(),
+    ) {
+        return;
+    }
+    let rpm = packages().rpm[0].to_str().unwrap();
+    let output = run(
+        "rpmlint",
+        &[
+            "--rpmlintrc",
+            "packaging/rpm/cavra-runtime.rpmlintrc",
+            rpm,
+            "packaging/rpm/cavra-runtime.spec",
+        ],
+    );
+    let report = text(&output.stdout);
+    eprintln!("{report}");
+    assert!(
+        output.status.success() && report.contains(" 0 errors, 0 warnings"),
+        "rpmlint ({}):\n{report}{}",
+        output.status,
+        text(&output.stderr)
+    );
+}
+
+/// The nspawn scenarios boot a whole machine each; one at a time keeps a loaded CI machine from turning slowness
+/// into failures.
+static ONE_MACHINE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Runs `tests/system/<name>.sh BINARY FIRST SECOND` as `timeout N unshare -m bash ...` and asserts it passes.
+fn system_scenario(name: &str, first: &Path, second: &Path) {
+    let script = repo(&format!("tests/system/{name}.sh"));
+    let _one = ONE_MACHINE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let started = Instant::now();
+    let output = Command::new("timeout")
+        .args(["--kill-after=10", SCENARIO_TIMEOUT_SECONDS, "unshare", "-m", "bash"])
+        .arg(&script)
+        .args([Path::new(BINARY), first, second])
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", script.display()));
+    let took = started.elapsed().as_secs_f64();
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    let verdict = match output.status.code() {
+        Some(0) => return eprintln!("{name}: passed in {took:.1} s"),
+        Some(124) => format!("timed out after {SCENARIO_TIMEOUT_SECONDS} s"),
+        Some(code) => format!("exited with status {code}"),
+        None => "was killed by a signal".to_owned(),
+    };
+    panic!("system test {name} {verdict} after {took:.1} s\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+}
+
+const SYSTEM_TOOLS: [&str; 6] = ["timeout", "unshare", "nsenter", "systemd-nspawn", "dpkg", "useradd"];
+
+#[test]
+fn deb_installed_under_a_real_systemd() {
+    if !prerequisites(
+        "deb_installed_under_a_real_systemd",
+        true,
+        &[&BUILD_TOOLS[..], &SYSTEM_TOOLS[..]].concat(),
+    ) {
+        return;
+    }
+    let [first, second] = &packages().deb;
+    system_scenario("system-deb", first, second);
+}
+
+#[test]
+fn rpm_installed_under_a_real_systemd() {
+    if !prerequisites(
+        "rpm_installed_under_a_real_systemd",
+        true,
+        &[&BUILD_TOOLS[..], &SYSTEM_TOOLS[..]].concat(),
+    ) {
+        return;
+    }
+    let [first, second] = &packages().rpm;
+    system_scenario("system-rpm", first, second);
+}
