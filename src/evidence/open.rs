@@ -11,7 +11,7 @@ use nix::fcntl::{Flock, FlockArg};
 use time::OffsetDateTime;
 
 use super::record::Chain;
-use super::verify::{Signatures, Verifier};
+use super::verify::{Signatures, Verifier, is_blank};
 use super::{EvidenceConfig, EvidenceError};
 
 /// What opening found and did.
@@ -165,7 +165,7 @@ fn scan_from(file: &File, path: &Path, verifier: &mut Verifier, start: u64) -> R
             let tail = torn.then(|| line.clone());
             return Ok(anchored.then_some((complete_len, tail)));
         }
-        if !anchored && !line.trim_ascii().is_empty() {
+        if !anchored && !is_blank(&line) {
             // A first line that is not a record cannot anchor; it is then checked, and reported, like any other.
             verifier.anchor(&line);
             anchored = true;

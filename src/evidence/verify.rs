@@ -50,6 +50,11 @@ pub(crate) enum Signatures<'a> {
     Check(Option<&'a SigningKey>),
 }
 
+/// Whether a line holds no record: nothing but (Unicode) white space. Opening and verifying must agree on this.
+pub(crate) fn is_blank(raw: &[u8]) -> bool {
+    String::from_utf8_lossy(raw).trim().is_empty()
+}
+
 /// Follows a stream line by line.
 pub(crate) struct Verifier<'a> {
     signatures: Signatures<'a>,
@@ -90,12 +95,12 @@ impl<'a> Verifier<'a> {
 
     /// Checks one line (with or without its newline). Blank lines are skipped.
     pub(crate) fn line(&mut self, raw: &[u8]) {
+        if is_blank(raw) {
+            return;
+        }
         // Go's decoder turns invalid UTF-8 into U+FFFD rather than failing; so does this.
         let text = String::from_utf8_lossy(raw);
         let line = text.trim();
-        if line.is_empty() {
-            return;
-        }
         self.report.records += 1;
         let n = self.report.records;
         let mut record: EvidenceRecord = match serde_json::from_str(line) {
