@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::auth::RunnerAuthError;
 use crate::auth::SecretError;
 use crate::auth::oidc::OidcError;
-use crate::auth::runner::{HMAC_ALGORITHM, OIDC_ALGORITHM, sign};
+use crate::auth::runner::{HMAC_ALGORITHM, OIDC_ALGORITHM, reject_line_breaks, sign};
 use crate::cli::Cli;
 use crate::client::{Client, ClientError};
 use crate::contract::{Decision, RunnerAuthentication, RunnerIdentity};
@@ -32,6 +33,8 @@ pub enum DaemonClientError {
     NoKey,
     #[error(transparent)]
     Token(#[from] OidcError),
+    #[error(transparent)]
+    Claims(#[from] RunnerAuthError),
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("cannot write the decision to standard output: {0}")]
@@ -67,6 +70,7 @@ fn authenticate(cli: &Cli, claims: &Path) -> Result<RunnerAuthentication, Daemon
     if identity.provider.is_empty() || identity.repository.is_empty() {
         return Err(DaemonClientError::Identity);
     }
+    reject_line_breaks(&identity)?;
     if let Some(token) = cli.auth.oidc_token()? {
         let token = String::from_utf8_lossy(token.expose()).trim().to_owned();
         return Ok(RunnerAuthentication {

@@ -31,6 +31,8 @@ pub enum RunnerAuthError {
     SignatureInvalid,
     #[error("runner_auth identity requires provider and repository")]
     Identity,
+    #[error("runner_auth identity fields must not contain line breaks")]
+    LineBreak,
     #[error("runner OIDC authentication is not configured")]
     OidcNotConfigured,
     #[error("runner_auth OIDC token is required")]
@@ -112,6 +114,9 @@ impl RunnerAuthenticator {
         let Some(auth) = auth else {
             return Check::Done(Err(RunnerAuthError::Missing));
         };
+        if let Err(error) = reject_line_breaks(&auth.identity) {
+            return Check::Done(Err(error));
+        }
         match auth.algorithm.as_str() {
             HMAC_ALGORITHM => Check::Done(self.check_hmac(auth)),
             OIDC_ALGORITHM => self.check_oidc(auth, may_fetch),
@@ -159,6 +164,28 @@ impl RunnerAuthenticator {
 fn require_identity(identity: &RunnerIdentity) -> Result<(), RunnerAuthError> {
     if identity.provider.is_empty() || identity.repository.is_empty() {
         return Err(RunnerAuthError::Identity);
+    }
+    Ok(())
+}
+
+/// The signing payload is one `name=value` line per field, so a value holding a line break could make two
+/// identities sign alike (`provider="p\nrepository=r"` against `provider="p", repository="r"`); such an identity is
+/// refused before its signature is looked at.
+pub fn reject_line_breaks(identity: &RunnerIdentity) -> Result<(), RunnerAuthError> {
+    let fields = [
+        &identity.provider,
+        &identity.repository,
+        &identity.workflow,
+        &identity.run_id,
+        &identity.run_attempt,
+        &identity.git_ref,
+        &identity.sha,
+        &identity.actor,
+        &identity.job,
+        &identity.runner_name,
+    ];
+    if fields.iter().any(|field| field.contains(['\n', '\r'])) {
+        return Err(RunnerAuthError::LineBreak);
     }
     Ok(())
 }
@@ -291,6 +318,35 @@ mod tests {
             key_id: String::new(),
         };
         assert_eq!(outcome(&authenticator(""), Some(&auth)), Err(RunnerAuthError::Identity));
+    }
+
+    #[test]
+    fn identities_with_line_breaks_are_refused_because_they_could_collide() {
+        let one = RunnerIdentity {
+            provider: "p\nrepository=r".into(),
+            ..Default::default()
+        };
+        let other = RunnerIdentity {
+            provider: "p".into(),
+            repository: "r\nrepository=".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            signing_payload(&one),
+            signing_payload(&other),
+            "the payload alone cannot tell them apart"
+        );
+        let key = Secret::new(b"runner-secret".to_vec());
+        let auth = RunnerAuthentication {
+            signature: sign(&key, &other),
+            identity: other,
+            algorithm: HMAC_ALGORITHM.into(),
+            key_id: String::new(),
+        };
+        assert_eq!(
+            outcome(&authenticator(""), Some(&auth)),
+            Err(RunnerAuthError::LineBreak)
+        );
     }
 
     #[test]
