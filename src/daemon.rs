@@ -44,7 +44,8 @@ pub enum DaemonError {
 }
 
 pub fn serve(cli: &Cli) -> Result<(), DaemonError> {
-    logging::init(cli.logging.log_target, cli.logging.log_format)?;
+    // Held to the end: dropping it writes out the log lines still queued.
+    let _log = logging::init(cli.logging.log_target, cli.logging.log_format)?;
     let config = cli.policy.config();
     let policies = PolicySet::load(&config)?;
     // Everything that can be wrong with the configuration is found before a socket exists.

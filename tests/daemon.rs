@@ -137,7 +137,13 @@ fn health_reports_version_and_policy_without_evaluating() {
     assert_eq!(health.default_pack, "cavra-ai-agent-baseline");
     assert_eq!(health.packs, 20);
     assert!(health.policy_digest.starts_with("sha256:"));
-    assert!(!daemon.log().contains("cavra.health"), "a probe is not a decision");
+    // The log is written in order: once a later decision is in it, the probe would be too.
+    let later = daemon
+        .client()
+        .evaluate(&request(json!({"action_type": "read_file", "target": "README.md"})))
+        .unwrap();
+    let log = daemon.wait_log(&later.decision_id);
+    assert!(!log.contains("cavra.health"), "a probe is not a decision:\n{log}");
 }
 
 #[test]
@@ -326,7 +332,7 @@ fn sighup_reloads_a_good_policy_and_keeps_the_old_one_when_the_new_one_is_bad() 
     );
     assert_eq!(decide("second.txt"), Decision::Block);
     assert_eq!(daemon.client().health().unwrap().policy_digest, after);
-    assert!(daemon.log().contains("policy reload failed"), "{}", daemon.log());
+    daemon.wait_log("policy reload failed");
 }
 
 #[test]

@@ -212,13 +212,9 @@ fn sighup_follows_log_rotation_to_a_new_chain_and_says_where_the_old_one_ended()
     assert_eq!((new.len(), new[0]["sequence"].as_u64()), (1, Some(1)));
     assert_eq!(new[0]["record_id"], id.as_str());
     let last_hash = old[2]["record_hash"].as_str().unwrap();
-    let daemon_log = daemon.log();
-    assert!(
-        daemon_log.contains(&format!(
-            "previous file ends at sequence 3 with record hash {last_hash}"
-        )),
-        "{daemon_log}"
-    );
+    daemon.wait_log(&format!(
+        "previous file ends at sequence 3 with record hash {last_hash}"
+    ));
     assert_eq!(verify(&rotated, None).0, 0);
     assert_eq!(verify(&log, None).0, 0);
 }
@@ -324,16 +320,16 @@ fn a_full_disk_fails_decisions_closed_and_recording_resumes_with_the_chain_intac
         size,
         "no partial record is left behind"
     );
-    assert_eq!(
-        daemon.log().matches("ERROR").count(),
-        1,
-        "logged once per episode:\n{}",
-        daemon.log()
-    );
 
     prlimit_fsize(daemon.pid(), "unlimited:unlimited");
     let resumed = client.evaluate(&request(5)).unwrap();
     let id = record_id(&resumed);
+    let daemon_log = daemon.wait_log("evidence log writable again");
+    assert_eq!(
+        daemon_log.matches("ERROR").count(),
+        1,
+        "logged once per episode:\n{daemon_log}"
+    );
     let records = records(&log);
     assert_eq!(records.len(), 2);
     assert_eq!(records[1]["record_id"], id.as_str());
@@ -368,7 +364,7 @@ fn a_torn_last_record_is_moved_aside_and_the_chain_continues() {
         .collect();
     assert_eq!(aside.len(), 1, "{aside:?}");
     assert_eq!(fs::read(&aside[0]).unwrap(), torn);
-    assert!(daemon.log().contains("moved it aside"), "{}", daemon.log());
+    daemon.wait_log("moved it aside");
     record_id(&daemon.client().evaluate(&request(9)).unwrap());
     assert_eq!(records(&log).last().unwrap()["sequence"], 4);
     assert_eq!(verify(&log, None).0, 0);

@@ -1,10 +1,13 @@
 //! Logging: to the journal when systemd connected standard error to it (`JOURNAL_STREAM`) or when asked, else to
 //! standard error as text or JSON lines. Journal fields keep their plain names (`DECISION`, `RULE_ID`, ...) so
-//! `journalctl -u cavra-runtime DECISION=block` finds every block.
+//! `journalctl -u cavra-runtime DECISION=block` finds every block. Standard error is written in batches by a
+//! background thread (see [`super::log_writer`]); [`LogGuard`] writes out what is queued when it drops.
 
 use std::io::IsTerminal as _;
 
 use clap::ValueEnum;
+
+use super::log_writer::{Flusher, batched_stderr};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -27,8 +30,14 @@ pub enum LogFormat {
 #[error("cannot log to the journal: {0}")]
 pub struct LoggingError(std::io::Error);
 
+/// Keeps the standard-error writer running; dropping it writes out every queued line.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    _flusher: Option<Flusher>,
+}
+
 /// Installs the global subscriber. `RUST_LOG` overrides the `info` default.
-pub fn init(target: LogTarget, format: LogFormat) -> Result<(), LoggingError> {
+pub fn init(target: LogTarget, format: LogFormat) -> Result<LogGuard, LoggingError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let journald = match target {
         LogTarget::Journald => true,
@@ -42,14 +51,17 @@ pub fn init(target: LogTarget, format: LogFormat) -> Result<(), LoggingError> {
             .with_field_prefix(None)
             .with_syslog_identifier("cavra-runtime".to_owned());
         registry.with(layer).init();
-        return Ok(());
+        return Ok(LogGuard { _flusher: None });
     }
+    let (writer, flusher) = batched_stderr();
     let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Text => registry.with(stderr).init(),
         LogFormat::Json => registry.with(stderr.json().flatten_event(true)).init(),
     }
-    Ok(())
+    Ok(LogGuard {
+        _flusher: Some(flusher),
+    })
 }

@@ -124,6 +124,20 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the daemon's log contains `needle` (the daemon writes its log in batches, a few milliseconds
+    /// behind); the log then. Panics after ten seconds.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "no {needle:?} in the daemon log:\n{log}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
