@@ -46,6 +46,28 @@ fn compatible_mode_answers_without_newline_or_eof_and_closes() {
 }
 
 #[test]
+fn compatible_mode_input_after_the_request_never_resets_the_answer() {
+    let daemon = Daemon::start(&[]);
+    // Closing a Unix socket with unread input would turn the client's end of stream into ECONNRESET; the daemon
+    // reads such input away first. `exchange_raw` reads to the end and fails on a reset.
+    let trailing = b"{\"action_type\":\"read_file\",\"target\":\"a\"}\n{\"action_type\":\"read_file\"}\n";
+    assert_eq!(exchange_raw(&daemon, trailing)["decision"], "allow");
+
+    // The newline in a write of its own, after the answer may already be on its way.
+    let mut stream = UnixStream::connect(&daemon.socket).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .write_all(br#"{"action_type":"read_file","target":"a"}"#)
+        .unwrap();
+    let mut first = [0u8; 1];
+    stream.read_exact(&mut first).unwrap();
+    stream.write_all(b"\n").unwrap();
+    let mut rest = String::new();
+    stream.read_to_string(&mut rest).unwrap();
+    assert!(rest.ends_with("}\n"), "{rest:?}");
+}
+
+#[test]
 fn client_library_and_daemon_cli_agree() {
     let daemon = Daemon::start(&[]);
     let response = daemon

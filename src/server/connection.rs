@@ -1,15 +1,17 @@
 //! One client connection: compatible mode (one request, one answer, close) or stream mode (after the
 //! `cavra.ndjson.v1` handshake, newline-delimited requests answered in order, pipelined).
 
-use std::future::{Future, ready};
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::UnixStream;
-use tokio::net::unix::OwnedWriteHalf;
-use tokio::sync::{mpsc, watch};
+use tokio::net::unix::{ReadHalf, WriteHalf};
+use tokio::sync::watch;
 use tokio::time::timeout;
 
 use super::Service;
@@ -27,10 +29,22 @@ const PIPELINE_DEPTH: usize = 256;
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 4 * 1024 * 1024;
 
-/// One answer line, possibly still waiting (for its evidence record to be durable).
-type Reply = Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
+/// One answer line: ready now, or waiting (for its evidence record to be durable, or for a key set).
+enum Reply {
+    Ready(Vec<u8>),
+    Waiting(Pin<Box<dyn Future<Output = Vec<u8>> + Send>>),
+}
 
-pub async fn serve(stream: UnixStream, service: Arc<Service>, mut stop: watch::Receiver<bool>) {
+impl Reply {
+    async fn line(self) -> Vec<u8> {
+        match self {
+            Reply::Ready(line) => line,
+            Reply::Waiting(line) => line.await,
+        }
+    }
+}
+
+pub async fn serve(mut stream: UnixStream, service: Arc<Service>, mut stop: watch::Receiver<bool>) {
     let peer = match Peer::of(&stream, service.peers().needs_groups()) {
         Ok(peer) => peer,
         Err(error) => {
@@ -39,7 +53,7 @@ pub async fn serve(stream: UnixStream, service: Arc<Service>, mut stop: watch::R
         }
     };
     let limits = service.limits().clone();
-    let (read_half, mut write_half) = stream.into_split();
+    let (read_half, mut write_half) = stream.split();
     let mut reader = FrameReader::new(read_half, limits.max_request_bytes);
     if !service.peers().admits(&peer) {
         tracing::warn!(
@@ -68,21 +82,35 @@ pub async fn serve(stream: UnixStream, service: Arc<Service>, mut stop: watch::R
     };
     let reply = match first {
         Frame::Request(bytes) if is_stream_handshake(&bytes) => {
-            return stream_mode(reader, write_half, service, peer, &mut stop).await;
+            return stream_mode(reader, write_half, &service, &peer, &mut stop).await;
         }
         Frame::Request(bytes) => answer(&service, &peer, &bytes),
-        Frame::TooLarge => ready_reply(too_large(&service)),
-        Frame::TimedOut => ready_reply(timed_out(&service)),
+        Frame::TooLarge => Reply::Ready(too_large(&service)),
+        Frame::TimedOut => Reply::Ready(timed_out(&service)),
         Frame::Closed | Frame::Idle => return,
     };
-    let line = reply.await;
+    let line = reply.line().await;
     let written = timeout(limits.request_timeout, async {
         write_half.write_all(&line).await?;
         write_half.shutdown().await
     })
     .await;
-    if matches!(written, Ok(Ok(()))) {
+    if matches!(written, Ok(Ok(()))) && !nothing_left_to_read(&reader) {
         reader.drain(LINGER_BYTES, LINGER).await;
+    }
+}
+
+/// True when the client sent its request as one line and nothing after it: closing at once then cannot reset the
+/// connection under the client (see `FrameReader::drain`), so there is no need to wait for it to close first.
+fn nothing_left_to_read(reader: &FrameReader<ReadHalf<'_>>) -> bool {
+    if !reader.rest_is_line_end() {
+        return false;
+    }
+    let mut probe = [0u8; 1];
+    match reader.get_ref().as_ref().try_read(&mut probe) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(error) => error.kind() == std::io::ErrorKind::WouldBlock,
     }
 }
 
@@ -102,55 +130,108 @@ pub fn refuse_overloaded(stream: UnixStream, max_connections: usize) {
     }
 }
 
+/// Answers newline-delimited requests in order. Everything already read is answered before anything is written,
+/// so a pipelined burst costs one write; answers still waiting for their evidence record hold back the ones after
+/// them, while reading goes on up to `PIPELINE_DEPTH` answers ahead.
 async fn stream_mode(
-    mut reader: FrameReader<tokio::net::unix::OwnedReadHalf>,
-    writer: OwnedWriteHalf,
-    service: Arc<Service>,
-    peer: Peer,
+    mut reader: FrameReader<ReadHalf<'_>>,
+    mut writer: WriteHalf<'_>,
+    service: &Arc<Service>,
+    peer: &Peer,
     stop: &mut watch::Receiver<bool>,
 ) {
     let limits = service.limits().clone();
-    let (replies, queue) = mpsc::channel::<Reply>(PIPELINE_DEPTH);
-    let writer = tokio::spawn(write_replies(writer, queue, limits.request_timeout));
     let greeting = serde_json::json!({
         "protocol": STREAM_PROTOCOL,
         "server": format!("cavra-runtime {}", env!("CARGO_PKG_VERSION")),
     });
-    let mut greeting = greeting.to_string().into_bytes();
-    greeting.push(b'\n');
-    let mut open = replies.send(ready_reply(greeting)).await.is_ok();
-    while open && !*stop.borrow() {
-        let frame = tokio::select! {
-            _ = stop.changed() => break,
-            frame = reader.next_line(limits.idle_timeout, limits.request_timeout) => frame,
-        };
-        let (reply, last) = match frame {
-            Ok(Frame::Request(bytes)) => (answer(&service, &peer, &bytes), false),
-            Ok(Frame::TooLarge) => (ready_reply(too_large(&service)), false),
-            Ok(Frame::TimedOut) => (ready_reply(timed_out(&service)), true),
-            Ok(Frame::Closed | Frame::Idle) | Err(_) => break,
-        };
-        open = replies.send(reply).await.is_ok() && !last;
+    let mut out = greeting.to_string().into_bytes();
+    out.push(b'\n');
+    let mut waiting: VecDeque<Reply> = VecDeque::new();
+    let mut reading = true;
+    loop {
+        while reading && waiting.len() < PIPELINE_DEPTH {
+            let Some(frame) = reader.buffered_line() else {
+                break;
+            };
+            reading = take(frame, service, peer, &mut waiting, &mut out);
+        }
+        collect_ready(&mut waiting, &mut out).await;
+        if !out.is_empty() {
+            // A client that stops reading must not hold the connection open forever.
+            if !matches!(
+                timeout(limits.request_timeout, writer.write_all(&out)).await,
+                Ok(Ok(()))
+            ) {
+                return;
+            }
+            out.clear();
+        }
+        if *stop.borrow() {
+            reading = false;
+        }
+        if !reading && waiting.is_empty() {
+            break;
+        }
+        let can_read = reading && waiting.len() < PIPELINE_DEPTH;
+        tokio::select! {
+            biased;
+            line = next_waiting(&mut waiting), if !waiting.is_empty() => out.extend(line),
+            frame = reader.next_line(limits.idle_timeout, limits.request_timeout), if can_read => {
+                reading = match frame {
+                    Ok(frame) => take(frame, service, peer, &mut waiting, &mut out),
+                    Err(_) => false,
+                };
+            }
+            _ = stop.changed(), if reading => reading = false,
+        }
     }
-    drop(replies);
-    let _ = writer.await;
+    let _ = timeout(limits.request_timeout, writer.shutdown()).await;
 }
 
-/// Writes answers in request order; answers already queued go out in one write.
-async fn write_replies(mut writer: OwnedWriteHalf, mut queue: mpsc::Receiver<Reply>, limit: Duration) {
-    let mut out = Vec::new();
-    while let Some(reply) = queue.recv().await {
-        out.extend(reply.await);
-        if !queue.is_empty() {
-            continue;
-        }
-        // A client that stops reading must not hold the connection open forever.
-        if !matches!(timeout(limit, writer.write_all(&out)).await, Ok(Ok(()))) {
-            return;
-        }
-        out.clear();
+/// Queues the answer to `frame`; false once nothing more is to be read from the connection.
+fn take(frame: Frame, service: &Arc<Service>, peer: &Peer, waiting: &mut VecDeque<Reply>, out: &mut Vec<u8>) -> bool {
+    let (reply, more) = match frame {
+        Frame::Request(bytes) => (answer(service, peer, &bytes), true),
+        Frame::TooLarge => (Reply::Ready(too_large(service)), true),
+        Frame::TimedOut => (Reply::Ready(timed_out(service)), false),
+        Frame::Closed | Frame::Idle => return false,
+    };
+    match reply {
+        Reply::Ready(line) if waiting.is_empty() => out.extend(line),
+        reply => waiting.push_back(reply),
     }
-    let _ = timeout(limit, writer.shutdown()).await;
+    more
+}
+
+/// Moves the answers at the head of the queue that are ready into `out`, in order, without waiting.
+async fn collect_ready(waiting: &mut VecDeque<Reply>, out: &mut Vec<u8>) {
+    poll_fn(|cx| {
+        while let Some(front) = waiting.front_mut() {
+            let line = match front {
+                Reply::Ready(line) => std::mem::take(line),
+                Reply::Waiting(future) => match future.as_mut().poll(cx) {
+                    Poll::Ready(line) => line,
+                    Poll::Pending => break,
+                },
+            };
+            out.extend(line);
+            waiting.pop_front();
+        }
+        Poll::Ready(())
+    })
+    .await;
+}
+
+/// Waits for the answer at the head of the queue and takes it.
+async fn next_waiting(waiting: &mut VecDeque<Reply>) -> Vec<u8> {
+    let line = match waiting.front_mut() {
+        Some(Reply::Ready(line)) => std::mem::take(line),
+        Some(Reply::Waiting(future)) => future.await,
+        None => return Vec::new(),
+    };
+    waiting.pop_front();
+    line
 }
 
 fn is_stream_handshake(bytes: &[u8]) -> bool {
@@ -169,13 +250,13 @@ fn answer(service: &Arc<Service>, peer: &Peer, bytes: &[u8]) -> Reply {
         Err(error) => {
             tracing::info!(peer_uid = peer.uid, peer_pid = peer.pid, %error, "invalid request");
             let reason = format!("Request is not a valid EvaluateRequest: {error}.");
-            return ready_reply(line(&error_response("daemon.request.invalid", Severity::High, reason)));
+            return Reply::Ready(line(&error_response("daemon.request.invalid", Severity::High, reason)));
         }
     };
     if request.action_type == HEALTH_ACTION {
         let mut health = serde_json::to_vec(&service.health()).expect("health serialises");
         health.push(b'\n');
-        return ready_reply(health);
+        return Reply::Ready(health);
     }
     let Some(runners) = service.runner_auth() else {
         return decide(service, peer, request);
@@ -187,14 +268,14 @@ fn answer(service: &Arc<Service>, peer: &Peer, bytes: &[u8]) -> Reply {
         // in the evidence order may move.
         Check::NeedsKeys(verifier) => {
             let (service, peer, runners) = (Arc::clone(service), peer.clone(), Arc::clone(runners));
-            Box::pin(async move {
+            Reply::Waiting(Box::pin(async move {
                 verifier.refresh().await;
                 let reply = match runners.check_now(request.runner_auth.as_ref()) {
                     Ok(()) => decide(&service, &peer, request),
                     Err(error) => refuse_runner(&service, &peer, request, &error),
                 };
-                reply.await
-            })
+                reply.line().await
+            }))
         }
     }
 }
@@ -233,13 +314,13 @@ fn refuse_runner(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, 
 fn deliver(service: &Arc<Service>, peer: &Peer, request: &EvaluateRequest, response: DecisionResponse) -> Reply {
     let Some(evidence) = service.evidence() else {
         log_decision(&response, peer);
-        return ready_reply(line(&response));
+        return Reply::Ready(line(&response));
     };
     // The answer waits for its record: no client acts on a decision the log does not hold.
     let peer = peer.clone();
     let session_id = response.session_id.clone();
     let recorded = evidence.record(request, response);
-    Box::pin(async move {
+    Reply::Waiting(Box::pin(async move {
         match recorded.await {
             Ok(response) => {
                 log_decision(&response, &peer);
@@ -252,7 +333,7 @@ fn deliver(service: &Arc<Service>, peer: &Peer, request: &EvaluateRequest, respo
                 line(&refusal)
             }
         }
-    })
+    }))
 }
 
 fn log_decision(response: &DecisionResponse, peer: &Peer) {
@@ -312,8 +393,4 @@ fn line(response: &DecisionResponse) -> Vec<u8> {
     serde_json::to_writer(&mut bytes, response).expect("a decision serialises");
     bytes.push(b'\n');
     bytes
-}
-
-fn ready_reply(bytes: Vec<u8>) -> Reply {
-    Box::pin(ready(bytes))
 }

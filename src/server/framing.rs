@@ -6,10 +6,11 @@
 //! being stored.
 
 use std::io;
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt as _};
-use tokio::time::{Instant, timeout_at};
+use tokio::time::{Instant, Sleep, timeout_at};
 
 const CHUNK: usize = 8 * 1024;
 const FIRST_READ: usize = 512;
@@ -30,11 +31,19 @@ pub enum Frame {
 
 pub struct FrameReader<R> {
     inner: R,
+    /// Input read and not yet consumed is `buf[start..]`.
     buf: Vec<u8>,
+    start: usize,
+    /// Where the search for the next newline resumes (an index into `buf`).
+    searched: usize,
     max: usize,
     eof: bool,
     /// Discarding the rest of an oversized line up to its newline.
     skipping: bool,
+    /// When the request that has begun must be complete; kept here so a caller may stop waiting and come back.
+    request_deadline: Option<Instant>,
+    /// One timer for the connection's life, moved as deadlines change (moving it later is cheap).
+    timer: Pin<Box<Sleep>>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -42,10 +51,19 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Self {
             inner,
             buf: Vec::new(),
+            start: 0,
+            searched: 0,
             max,
             eof: false,
             skipping: false,
+            request_deadline: None,
+            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
         }
+    }
+
+    /// The underlying reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
     }
 
     /// Reads the first JSON value, which must be complete within `limit` of the call.
@@ -53,17 +71,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let deadline = Instant::now() + limit;
         let mut scanner = ValueScanner::default();
         loop {
-            if let Some(end) = scanner.scan(&self.buf) {
+            if let Some(end) = scanner.scan(&self.buf[self.start..]) {
                 if end > self.max {
-                    self.buf = Vec::new();
+                    self.release();
                     return Ok(Frame::TooLarge);
                 }
-                let rest = self.buf.split_off(end);
-                let value = std::mem::replace(&mut self.buf, rest);
+                let value = self.buf[self.start..self.start + end].to_vec();
+                self.consume(end);
                 return Ok(Frame::Request(value));
             }
-            if self.buf.len() > self.max {
-                self.buf = Vec::new();
+            if self.pending().len() > self.max {
+                self.release();
                 return Ok(Frame::TooLarge);
             }
             if self.eof {
@@ -75,55 +93,73 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// True when all that followed the first value so far is whitespace ending in a newline: the client sent one
+    /// line, as the reference's clients do.
+    pub fn rest_is_line_end(&self) -> bool {
+        let rest = self.pending();
+        rest.ends_with(b"\n") && rest.iter().all(u8::is_ascii_whitespace)
+    }
+
     /// Reads the next newline-delimited request. Waits up to `idle` for it to begin, then up to `limit` for its end.
+    /// Cancel-safe: a caller that stops waiting loses no input, and the deadline of a begun request stands.
     pub async fn next_line(&mut self, idle: Duration, limit: Duration) -> io::Result<Frame> {
-        let mut deadline = None;
-        let mut searched = 0;
         loop {
-            if self.skipping {
-                match self.buf.iter().position(|&byte| byte == b'\n') {
-                    Some(newline) => {
-                        self.buf.drain(..=newline);
-                        self.skipping = false;
-                    }
-                    None => self.buf.clear(),
-                }
+            if let Some(frame) = self.buffered_line() {
+                return Ok(frame);
             }
-            if !self.skipping {
-                if let Some(offset) = self.buf[searched..].iter().position(|&byte| byte == b'\n') {
-                    let newline = searched + offset;
-                    if newline > self.max {
-                        self.buf.drain(..=newline);
-                        return Ok(Frame::TooLarge);
-                    }
-                    let rest = self.buf.split_off(newline + 1);
-                    let mut line = std::mem::replace(&mut self.buf, rest);
-                    line.truncate(newline);
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        searched = 0;
-                        continue;
-                    }
-                    return Ok(Frame::Request(line));
-                }
-                searched = self.buf.len();
-                if self.buf.len() > self.max {
-                    self.buf.clear();
-                    self.skipping = true;
-                    return Ok(Frame::TooLarge);
-                }
-            }
-            if self.eof {
-                return Ok(self.finish());
-            }
-            let pending = self.skipping || self.buf.iter().any(|byte| !byte.is_ascii_whitespace());
-            let until = match (pending, deadline) {
-                (true, Some(deadline)) => deadline,
-                (true, None) => *deadline.insert(Instant::now() + limit),
-                (false, _) => Instant::now() + idle,
+            let pending = self.skipping || self.pending().iter().any(|byte| !byte.is_ascii_whitespace());
+            let until = if pending {
+                *self.request_deadline.get_or_insert_with(|| Instant::now() + limit)
+            } else {
+                Instant::now() + idle
             };
             if !self.fill(until).await? {
                 return Ok(if pending { Frame::TimedOut } else { Frame::Idle });
             }
+        }
+    }
+
+    /// The next request already read, or the end of input; `None` when more input is needed.
+    pub fn buffered_line(&mut self) -> Option<Frame> {
+        loop {
+            if self.skipping {
+                match memchr(&self.buf[self.searched..]) {
+                    Some(offset) => {
+                        self.consume(self.searched + offset + 1 - self.start);
+                        self.skipping = false;
+                    }
+                    None => self.release(),
+                }
+            }
+            if !self.skipping {
+                if let Some(offset) = memchr(&self.buf[self.searched..]) {
+                    let newline = self.searched + offset;
+                    let line = &self.buf[self.start..newline];
+                    let frame = if line.len() > self.max {
+                        Some(Frame::TooLarge)
+                    } else if line.iter().all(u8::is_ascii_whitespace) {
+                        None
+                    } else {
+                        Some(Frame::Request(line.to_vec()))
+                    };
+                    self.consume(newline + 1 - self.start);
+                    match frame {
+                        Some(frame) => return Some(frame),
+                        None => continue,
+                    }
+                }
+                self.searched = self.buf.len();
+                if self.pending().len() > self.max {
+                    self.release();
+                    self.skipping = true;
+                    self.request_deadline = None;
+                    return Some(Frame::TooLarge);
+                }
+            }
+            if self.eof {
+                return Some(self.finish());
+            }
+            return None;
         }
     }
 
@@ -142,9 +178,38 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Marks `length` bytes from `start` as used; the buffer is reset once everything in it is.
+    fn consume(&mut self, length: usize) {
+        self.start += length;
+        self.searched = self.searched.max(self.start);
+        self.request_deadline = None;
+        if self.start == self.buf.len() {
+            // Keep a small buffer for the next request; give a large one back.
+            if self.buf.capacity() > 2 * CHUNK {
+                self.buf = Vec::new();
+            } else {
+                self.buf.clear();
+            }
+            self.start = 0;
+            self.searched = 0;
+        }
+    }
+
+    /// Drops everything buffered, and the memory.
+    fn release(&mut self) {
+        self.buf = Vec::new();
+        self.start = 0;
+        self.searched = 0;
+    }
+
     /// What is left at end of input: a last request without its terminator, or nothing.
     fn finish(&mut self) -> Frame {
-        let rest = std::mem::take(&mut self.buf);
+        let rest = self.pending().to_vec();
+        self.release();
         if self.skipping || rest.iter().all(u8::is_ascii_whitespace) {
             Frame::Closed
         } else {
@@ -154,28 +219,50 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Reads more input; false when the deadline passed first.
     async fn fill(&mut self, deadline: Instant) -> io::Result<bool> {
-        let read = if self.buf.is_empty() {
+        if self.start > 0 {
+            // Move what is left to the front before reading more, so the buffer never grows past what one
+            // request needs.
+            self.buf.drain(..self.start);
+            self.searched -= self.start;
+            self.start = 0;
+        }
+        if self.timer.deadline() != deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        let read = if self.buf.capacity() == 0 {
             // An idle connection holds no buffer: the first bytes land on the stack, and most requests fit.
             let mut first = [0u8; FIRST_READ];
-            timeout_at(deadline, self.inner.read(&mut first)).await.map(|read| {
-                read.inspect(|&length| {
-                    self.buf.extend_from_slice(&first[..length]);
-                })
-            })
+            let read = tokio::select! {
+                biased;
+                read = self.inner.read(&mut first) => Some(read),
+                () = &mut self.timer => None,
+            };
+            if let Some(Ok(length)) = read {
+                self.buf.extend_from_slice(&first[..length]);
+            }
+            read
         } else {
             self.buf.reserve(CHUNK);
-            timeout_at(deadline, self.inner.read_buf(&mut self.buf)).await
+            tokio::select! {
+                biased;
+                read = self.inner.read_buf(&mut self.buf) => Some(read),
+                () = &mut self.timer => None,
+            }
         };
         match read {
-            Ok(Ok(0)) => {
+            Some(Ok(0)) => {
                 self.eof = true;
                 Ok(true)
             }
-            Ok(Ok(_)) => Ok(true),
-            Ok(Err(error)) => Err(error),
-            Err(_) => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(error)) => Err(error),
+            None => Ok(false),
         }
     }
+}
+
+fn memchr(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().position(|&byte| byte == b'\n')
 }
 
 /// Tracks brackets and strings to find where a JSON object or array ends; anything that does not start with `{`
@@ -330,5 +417,37 @@ mod tests {
             Frame::TimedOut
         );
         assert_eq!(reader.first_value(SECOND).await.unwrap(), Frame::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_begun_request_keeps_its_deadline_when_the_caller_stops_waiting() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut reader = FrameReader::new(server, 64);
+        client.write_all(b"{\"a\"").await.unwrap();
+        let idle = Duration::from_secs(5);
+        let gave_up = tokio::time::timeout(Duration::from_millis(600), reader.next_line(idle, SECOND)).await;
+        assert!(gave_up.is_err());
+        let resumed = Instant::now();
+        assert_eq!(reader.next_line(idle, SECOND).await.unwrap(), Frame::TimedOut);
+        assert_eq!(resumed.elapsed(), Duration::from_millis(400));
+    }
+
+    #[tokio::test]
+    async fn buffered_lines_are_taken_without_reading() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut reader = FrameReader::new(server, 64);
+        client.write_all(b"{\"a\":1}\n{\"b\":2}\n{\"c\"").await.unwrap();
+        assert_eq!(reader.buffered_line(), None, "nothing read yet");
+        assert_eq!(
+            reader.next_line(SECOND, SECOND).await.unwrap(),
+            Frame::Request(b"{\"a\":1}".to_vec())
+        );
+        assert_eq!(reader.buffered_line(), Some(Frame::Request(b"{\"b\":2}".to_vec())));
+        assert_eq!(reader.buffered_line(), None, "the third line is not complete");
+        client.write_all(b":3}\n").await.unwrap();
+        assert_eq!(
+            reader.next_line(SECOND, SECOND).await.unwrap(),
+            Frame::Request(b"{\"c\":3}".to_vec())
+        );
     }
 }
