@@ -1,5 +1,7 @@
 //! One evidence record: its reference wire shape, id, redaction, chain hash and signature.
 
+use std::io::Write as _;
+
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -66,6 +68,12 @@ impl RecordRequest {
         }
         self
     }
+
+    fn is_redacted(&self) -> bool {
+        self.runner_auth
+            .as_ref()
+            .is_some_and(|auth| auth.algorithm == OIDC_ALGORITHM)
+    }
 }
 
 /// One line of the stream, fields in reference order. Parsing is as lenient as Go's: absent or `null` fields take
@@ -121,9 +129,130 @@ pub(crate) struct Chain {
     pub(crate) record_hash: String,
 }
 
+/// The id digits of the reference in a prepared response until the record id is known; same length as an id.
+const ID_PLACEHOLDER: &str = "000000000000000000000000";
+
+/// The parts of a record that do not depend on its place in the chain, encoded where the decision was made: the
+/// single writer then only hashes and concatenates. The bytes are exactly what [`EvidenceRecord`] serialises to.
+pub(crate) struct Prepared {
+    /// Go JSON of the request as received and of the response before its reference: the record id covers these.
+    id_request: Vec<u8>,
+    id_response: Vec<u8>,
+    /// Go JSON of the request as stored, when redaction changed it.
+    stored_request: Option<Vec<u8>>,
+    /// Go JSON of the response as stored, with a reference whose id digits at `id_at` are `ID_PLACEHOLDER`.
+    stored_response: Vec<u8>,
+    id_at: usize,
+    /// References the response already carried (almost always none).
+    refs: Vec<String>,
+}
+
+impl Prepared {
+    pub(crate) fn new(request: RecordRequest, response: &mut DecisionResponse) -> Prepared {
+        let id_request = encode::to_vec(&request);
+        let redacted = request.redacted();
+        let stored_request = redacted.is_redacted().then(|| encode::to_vec(&redacted));
+        let id_response = encode::to_vec(&*response);
+        // Encoded with the placeholder reference in place, then put back as it was.
+        response.evidence_refs.push(format!("{REF_PREFIX}{ID_PLACEHOLDER}"));
+        let stored_response = encode::to_vec(&*response);
+        response.evidence_refs.pop();
+        // The placeholder is the array's last element: nowhere else can its closing quote be followed by `]`
+        // unescaped.
+        let tail = format!("\"{REF_PREFIX}{ID_PLACEHOLDER}\"]");
+        let id_at = stored_response
+            .windows(tail.len())
+            .rposition(|window| window == tail.as_bytes())
+            .expect("the placeholder reference is in the encoded response")
+            + 1
+            + REF_PREFIX.len();
+        Prepared {
+            id_request,
+            id_response,
+            stored_request,
+            stored_response,
+            id_at,
+            refs: response.evidence_refs.clone(),
+        }
+    }
+}
+
+/// The reference a response carries for the record `record_id`.
+pub(crate) fn reference(record_id: &str) -> String {
+    format!("{REF_PREFIX}{record_id}")
+}
+
 impl Chain {
-    /// Builds the record that follows this chain and advances it. Returns the line to append (with its `\n`) and the
-    /// response carrying the record's `go-daemon-evidence://` reference, exactly as stored.
+    /// Appends to `out` the record that follows this chain (one line, with its `\n`) and advances the chain.
+    /// Returns the record id.
+    pub(crate) fn seal(
+        &mut self,
+        mut prepared: Prepared,
+        timestamp: &str,
+        key: Option<&SigningKey>,
+        out: &mut Vec<u8>,
+    ) -> String {
+        let timestamp = encode::to_vec(timestamp);
+        let record_id = record_id(&prepared.id_request, &prepared.id_response, &timestamp);
+        // As the reference does; the id covers the refs already present, so in practice this one never is.
+        let response = if prepared.refs.contains(&reference(&record_id)) {
+            &prepared.id_response
+        } else {
+            let at = prepared.id_at;
+            prepared.stored_response[at..at + ID_PLACEHOLDER.len()].copy_from_slice(record_id.as_bytes());
+            &prepared.stored_response
+        };
+        let request = prepared.stored_request.as_ref().unwrap_or(&prepared.id_request);
+        let sequence = self.sequence + 1;
+
+        let mut head = Vec::with_capacity(256);
+        let _ = write!(
+            head,
+            r#"{{"schema_version":"{SCHEMA_VERSION}","product":"{PRODUCT}","event_type":"{EVENT_TYPE}","record_id":"{record_id}","sequence":{sequence}"#
+        );
+        if !self.record_hash.is_empty() {
+            let _ = write!(head, r#","previous_hash":"{}""#, self.record_hash);
+        }
+        let body: [&[u8]; 6] = [
+            b",\"timestamp\":",
+            &timestamp,
+            b",\"request\":",
+            request,
+            b",\"response\":",
+            response,
+        ];
+        let mut hasher = Sha256::new();
+        hasher.update(&head);
+        for part in body {
+            hasher.update(part);
+        }
+        hasher.update(b"}");
+        let record_hash = hex::encode(hasher.finalize());
+
+        out.extend_from_slice(&head);
+        let _ = write!(out, r#","record_hash":"{record_hash}""#);
+        for part in body {
+            out.extend_from_slice(part);
+        }
+        if let Some(key) = key {
+            out.extend_from_slice(br#","signature":{"algorithm":""#);
+            out.extend_from_slice(SIGNATURE_ALGORITHM.as_bytes());
+            out.push(b'"');
+            if !key.key_id().is_empty() {
+                out.extend_from_slice(br#","key_id":"#);
+                out.extend_from_slice(&encode::to_vec(key.key_id()));
+            }
+            let value = hex::encode(signature(key, &self.record_hash, &record_hash));
+            let _ = write!(out, r#","value":"{value}"}}"#);
+        }
+        out.extend_from_slice(b"}\n");
+        self.sequence = sequence;
+        self.record_hash = record_hash;
+        record_id
+    }
+
+    /// [`Chain::seal`] for one record, returning its line and the response as stored.
+    #[cfg(test)]
     pub(crate) fn append(
         &mut self,
         request: RecordRequest,
@@ -131,53 +260,27 @@ impl Chain {
         timestamp: String,
         key: Option<&SigningKey>,
     ) -> (Vec<u8>, DecisionResponse) {
-        let record_id = record_id(&request, &response, &timestamp);
-        let reference = format!("{REF_PREFIX}{record_id}");
-        // As the reference does; the id covers the refs already present, so in practice this one never is.
+        let prepared = Prepared::new(request, &mut response);
+        let mut line = Vec::new();
+        let record_id = self.seal(prepared, &timestamp, key, &mut line);
+        let reference = reference(&record_id);
         if !response.evidence_refs.contains(&reference) {
             response.evidence_refs.push(reference);
         }
-        let mut record = EvidenceRecord {
-            schema_version: SCHEMA_VERSION.to_owned(),
-            product: PRODUCT.to_owned(),
-            event_type: EVENT_TYPE.to_owned(),
-            record_id,
-            sequence: self.sequence + 1,
-            previous_hash: self.record_hash.clone(),
-            record_hash: String::new(),
-            timestamp,
-            request: request.redacted(),
-            response,
-            signature: None,
-        };
-        record.record_hash = record.unsealed_hash();
-        record.signature = key.map(|key| Signature {
-            algorithm: SIGNATURE_ALGORITHM.to_owned(),
-            key_id: key.key_id().to_owned(),
-            value: hex::encode(signature(key, &record.previous_hash, &record.record_hash)),
-        });
-        let mut line = encode::to_vec(&record);
-        line.push(b'\n');
-        self.sequence = record.sequence;
-        self.record_hash = record.record_hash;
-        (line, record.response)
+        (line, response)
     }
 }
 
 /// First 24 hex digits of SHA-256 over the unredacted request, the response before its evidence reference and the
 /// timestamp, each as Go's `json.Encoder` writes it (with a trailing newline).
-fn record_id(request: &RecordRequest, response: &DecisionResponse, timestamp: &str) -> String {
+fn record_id(request: &[u8], response: &[u8], timestamp: &[u8]) -> String {
     let mut hasher = Sha256::new();
-    for part in [
-        encode::to_vec(request),
-        encode::to_vec(response),
-        encode::to_vec(timestamp),
-    ] {
-        hasher.update(&part);
+    for part in [request, response, timestamp] {
+        hasher.update(part);
         hasher.update(b"\n");
     }
     let mut id = hex::encode(hasher.finalize());
-    id.truncate(24);
+    id.truncate(ID_PLACEHOLDER.len());
     id
 }
 

@@ -16,7 +16,7 @@ use nix::fcntl::Flock;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use super::record::{Chain, RecordRequest};
+use super::record::{Chain, Prepared, reference};
 use super::{EvidenceConfig, EvidenceError, OpenReport, SyncMode, open};
 use crate::contract::{DecisionResponse, EvaluateRequest};
 
@@ -34,9 +34,9 @@ struct Shared {
 }
 
 struct Job {
-    request: RecordRequest,
-    response: DecisionResponse,
-    reply: oneshot::Sender<Result<DecisionResponse, EvidenceError>>,
+    record: Prepared,
+    /// Answered with the record id once the record is durable.
+    reply: oneshot::Sender<Result<String, EvidenceError>>,
 }
 
 /// What the writer thread is asked to do, in the order it was asked.
@@ -99,22 +99,26 @@ impl EvidenceLog {
     /// Queues the record for this decision at once (so records keep the order of the calls) and returns a future
     /// that resolves with the response carrying its go-daemon-evidence ref once the record is durable per the sync
     /// mode. It never resolves Ok before that.
+    ///
+    /// The record is encoded here, on the caller's thread, so the one writer thread only chains and writes.
     pub fn record(
         &self,
         request: &EvaluateRequest,
-        response: DecisionResponse,
+        mut response: DecisionResponse,
     ) -> impl Future<Output = Result<DecisionResponse, EvidenceError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        let submitted = self.submit(Message::Record(Box::new(Job {
-            request: request.into(),
-            response,
-            reply,
-        })));
+        let record = Prepared::new(request.into(), &mut response);
+        let submitted = self.submit(Message::Record(Box::new(Job { record, reply })));
         let closed = self.closed();
         async move {
             submitted?;
             // The writer dropping the reply means it is gone (closed or panicked): nothing was recorded.
-            answer.await.map_err(|_| closed)?
+            let record_id = answer.await.map_err(|_| closed)??;
+            let reference = reference(&record_id);
+            if !response.evidence_refs.contains(&reference) {
+                response.evidence_refs.push(reference);
+            }
+            Ok(response)
         }
     }
 
@@ -259,13 +263,12 @@ impl Writer {
     /// Writes `jobs` as one group and answers them all.
     fn commit(&mut self, jobs: Vec<Job>) {
         let mut chain = self.chain.clone();
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(jobs.len() * 2048);
         let mut answers = Vec::with_capacity(jobs.len());
         for job in jobs {
             let timestamp = crate::contract::timestamp(OffsetDateTime::now_utc());
-            let (line, response) = chain.append(job.request, job.response, timestamp, self.config.signing.as_ref());
-            bytes.extend_from_slice(&line);
-            answers.push((job.reply, response));
+            let record_id = chain.seal(job.record, &timestamp, self.config.signing.as_ref(), &mut bytes);
+            answers.push((job.reply, record_id));
         }
         // A caller that went away no longer needs its answer, so send results are ignored.
         match self.persist(&bytes) {
@@ -279,8 +282,8 @@ impl Writer {
                         "evidence log writable again; chain continues"
                     );
                 }
-                for (reply, response) in answers {
-                    let _ = reply.send(Ok(response));
+                for (reply, record_id) in answers {
+                    let _ = reply.send(Ok(record_id));
                 }
             }
             Err(error) => {
