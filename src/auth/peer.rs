@@ -2,10 +2,9 @@
 //! operator's allow-lists admit it.
 
 use std::io;
-use std::os::fd::AsRawFd as _;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use nix::unistd::{Gid, Group, Uid, User};
-use tokio::net::UnixStream;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
@@ -18,14 +17,16 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn of(stream: &UnixStream, with_groups: bool) -> io::Result<Peer> {
-        let credentials = stream.peer_cred()?;
+    /// Reads the credentials of the process connected to `socket`, a connected Unix stream socket.
+    pub fn of(socket: &impl AsFd, with_groups: bool) -> io::Result<Peer> {
+        let socket = socket.as_fd();
+        let (uid, gid, pid) = credentials(socket)?;
         Ok(Peer {
-            uid: credentials.uid(),
-            gid: credentials.gid(),
-            pid: credentials.pid(),
+            uid,
+            gid,
+            pid,
             groups: if with_groups {
-                supplementary_groups(stream)?
+                supplementary_groups(socket)?
             } else {
                 Vec::new()
             },
@@ -33,17 +34,33 @@ impl Peer {
     }
 }
 
+/// `SO_PEERCRED`: uid, gid and pid as of connect().
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn credentials(socket: BorrowedFd<'_>) -> io::Result<(u32, u32, Option<i32>)> {
+    let credentials = nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::PeerCredentials)?;
+    Ok((credentials.uid(), credentials.gid(), Some(credentials.pid())))
+}
+
+/// `getpeereid` and `LOCAL_PEERPID`.
+#[cfg(target_os = "macos")]
+fn credentials(socket: BorrowedFd<'_>) -> io::Result<(u32, u32, Option<i32>)> {
+    let (uid, gid) = nix::unistd::getpeereid(socket)?;
+    let pid = nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::LocalPeerPid).ok();
+    Ok((uid.as_raw(), gid.as_raw(), pid))
+}
+
 /// `SO_PEERGROUPS`: the peer's supplementary groups as of connect().
 #[cfg(target_os = "linux")]
-fn supplementary_groups(stream: &UnixStream) -> io::Result<Vec<u32>> {
+fn supplementary_groups(socket: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
     use nix::libc;
+    use std::os::fd::AsRawFd as _;
     let mut groups: Vec<libc::gid_t> = vec![0; 64];
     loop {
         let mut length = (groups.len() * size_of::<libc::gid_t>()) as libc::socklen_t;
         // SAFETY: the buffer is `length` bytes of gid_t the kernel fills; it reports the size it needed if short.
         let result = unsafe {
             libc::getsockopt(
-                stream.as_raw_fd(),
+                socket.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_PEERGROUPS,
                 groups.as_mut_ptr().cast(),
@@ -65,7 +82,7 @@ fn supplementary_groups(stream: &UnixStream) -> io::Result<Vec<u32>> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn supplementary_groups(_stream: &UnixStream) -> io::Result<Vec<u32>> {
+fn supplementary_groups(_socket: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
     Ok(Vec::new())
 }
 

@@ -3,6 +3,9 @@
 
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
+use std::io::{ErrorKind, Read as _, Write as _};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream as StdUnixStream;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -14,8 +17,8 @@ use tokio::net::unix::{ReadHalf, WriteHalf};
 use tokio::sync::watch;
 use tokio::time::timeout;
 
-use super::Service;
-use super::framing::{Frame, FrameReader};
+use super::framing::{CHUNK, Frame, FrameReader, single_request_line};
+use super::{Limits, Service};
 use crate::auth::Peer;
 use crate::auth::RunnerAuthError;
 use crate::auth::runner::Check;
@@ -44,7 +47,7 @@ impl Reply {
     }
 }
 
-pub async fn serve(mut stream: UnixStream, service: Arc<Service>, mut stop: watch::Receiver<bool>) {
+pub async fn serve(stream: StdUnixStream, service: Arc<Service>, stop: watch::Receiver<bool>) {
     let peer = match Peer::of(&stream, service.peers().needs_groups()) {
         Ok(peer) => peer,
         Err(error) => {
@@ -52,10 +55,120 @@ pub async fn serve(mut stream: UnixStream, service: Arc<Service>, mut stop: watc
             return;
         }
     };
+    let mut input = Vec::new();
+    if service.peers().admits(&peer) {
+        match at_once(&stream, &service, &peer).await {
+            AtOnce::Done => return,
+            AtOnce::Continue(read) => input = read,
+            AtOnce::Unsent(rest) => {
+                if let Some(mut stream) = register(stream) {
+                    let (read_half, mut write_half) = stream.split();
+                    let mut reader = FrameReader::new(read_half, 0);
+                    finish_compatible(&mut reader, &mut write_half, &rest, service.limits()).await;
+                }
+                return;
+            }
+        }
+    }
+    if let Some(stream) = register(stream) {
+        serve_registered(stream, input, &service, &peer, stop).await;
+    }
+}
+
+/// How far [`at_once`] got.
+enum AtOnce {
+    /// Answered (or closed by the client): nothing more to do.
+    Done,
+    /// Go on with the event loop, from this input.
+    Continue(Vec<u8>),
+    /// Answered, but the socket took only part of the answer: this is the rest to send.
+    Unsent(Vec<u8>),
+}
+
+/// The common compatible-mode case without the event loop: a client that writes its request in one go has usually
+/// sent all of it by the time the connection is accepted. Then one read, one write and a close answer it, and the
+/// socket is never registered for readiness. Anything else (no input yet, part of a request, more than one, the
+/// stream-mode handshake) goes on through the event loop with the input read so far.
+async fn at_once(stream: &StdUnixStream, service: &Arc<Service>, peer: &Peer) -> AtOnce {
+    let reply = match first_read(stream, service, peer) {
+        FirstRead::Answer(reply) => reply,
+        FirstRead::Partial(input) => return AtOnce::Continue(input),
+        FirstRead::Closed => return AtOnce::Done,
+    };
+    let mut line = reply.line().await;
+    match (&*stream).write(&line) {
+        Ok(written) if written == line.len() => {
+            let _ = stream.shutdown(Shutdown::Write);
+            AtOnce::Done
+        }
+        Ok(written) => {
+            line.drain(..written);
+            AtOnce::Unsent(line)
+        }
+        Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => AtOnce::Unsent(line),
+        Err(error) => {
+            tracing::debug!(%error, peer_uid = peer.uid, "writing the answer failed");
+            AtOnce::Done
+        }
+    }
+}
+
+/// What the first read on a connection found.
+enum FirstRead {
+    /// A whole request line and nothing after it: its answer.
+    Answer(Reply),
+    /// Anything else: what was read, possibly nothing.
+    Partial(Vec<u8>),
+    /// The client closed, or the read failed.
+    Closed,
+}
+
+/// Reads what the client has sent so far, without waiting. Not async, so its buffer is on the stack only for the
+/// call and never in the state of an idle connection's task.
+fn first_read(stream: &StdUnixStream, service: &Arc<Service>, peer: &Peer) -> FirstRead {
+    let mut first = [0u8; CHUNK];
+    let read = match (&*stream).read(&mut first) {
+        Ok(0) => return FirstRead::Closed,
+        Ok(read) => read,
+        Err(error) if matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+            return FirstRead::Partial(Vec::new());
+        }
+        Err(error) => {
+            tracing::debug!(%error, peer_uid = peer.uid, "read failed before the first request");
+            return FirstRead::Closed;
+        }
+    };
+    let input = &first[..read];
+    // A short read took everything the client had sent, so closing after the answer cannot reset the connection
+    // under it (see `FrameReader::drain`); a full one may have more behind it.
+    match (read < first.len())
+        .then(|| single_request_line(input, service.limits().max_request_bytes))
+        .flatten()
+        .filter(|request| !is_stream_handshake(request))
+    {
+        Some(request) => FirstRead::Answer(answer(service, peer, request)),
+        None => FirstRead::Partial(input.to_vec()),
+    }
+}
+
+/// Hands the connection to the event loop.
+fn register(stream: StdUnixStream) -> Option<UnixStream> {
+    UnixStream::from_std(stream)
+        .inspect_err(|error| tracing::warn!(%error, "cannot register a connection; closing it"))
+        .ok()
+}
+
+async fn serve_registered(
+    mut stream: UnixStream,
+    input: Vec<u8>,
+    service: &Arc<Service>,
+    peer: &Peer,
+    mut stop: watch::Receiver<bool>,
+) {
     let limits = service.limits().clone();
     let (read_half, mut write_half) = stream.split();
-    let mut reader = FrameReader::new(read_half, limits.max_request_bytes);
-    if !service.peers().admits(&peer) {
+    let mut reader = FrameReader::with_input(read_half, limits.max_request_bytes, input);
+    if !service.peers().admits(peer) {
         tracing::warn!(
             peer_uid = peer.uid,
             peer_gid = peer.gid,
@@ -82,20 +195,30 @@ pub async fn serve(mut stream: UnixStream, service: Arc<Service>, mut stop: watc
     };
     let reply = match first {
         Frame::Request(bytes) if is_stream_handshake(&bytes) => {
-            return stream_mode(reader, write_half, &service, &peer, &mut stop).await;
+            return stream_mode(reader, write_half, service, peer, &mut stop).await;
         }
-        Frame::Request(bytes) => answer(&service, &peer, &bytes),
-        Frame::TooLarge => Reply::Ready(too_large(&service)),
-        Frame::TimedOut => Reply::Ready(timed_out(&service)),
+        Frame::Request(bytes) => answer(service, peer, &bytes),
+        Frame::TooLarge => Reply::Ready(too_large(service)),
+        Frame::TimedOut => Reply::Ready(timed_out(service)),
         Frame::Closed | Frame::Idle => return,
     };
     let line = reply.line().await;
+    finish_compatible(&mut reader, &mut write_half, &line, &limits).await;
+}
+
+/// Sends the rest of a compatible-mode answer and closes, lingering first if the client sent more than its request.
+async fn finish_compatible(
+    reader: &mut FrameReader<ReadHalf<'_>>,
+    writer: &mut WriteHalf<'_>,
+    answer: &[u8],
+    limits: &Limits,
+) {
     let written = timeout(limits.request_timeout, async {
-        write_half.write_all(&line).await?;
-        write_half.shutdown().await
+        writer.write_all(answer).await?;
+        writer.shutdown().await
     })
     .await;
-    if matches!(written, Ok(Ok(()))) && !nothing_left_to_read(&reader) {
+    if matches!(written, Ok(Ok(()))) && !nothing_left_to_read(reader) {
         reader.drain(LINGER_BYTES, LINGER).await;
     }
 }
@@ -116,12 +239,14 @@ fn nothing_left_to_read(reader: &FrameReader<ReadHalf<'_>>) -> bool {
 
 /// Tells a client the server is full. A fresh socket's buffer always takes one line, so the answer never waits on
 /// the client; the short linger that follows is bounded like any other.
-pub fn refuse_overloaded(stream: UnixStream, max_connections: usize) {
+pub fn refuse_overloaded(stream: StdUnixStream, max_connections: usize) {
     let reason = format!(
         "cavra-runtime is serving its maximum of {max_connections} connections (--max-connections); retry shortly."
     );
     let answer = line(&error_response("daemon.overloaded", Severity::High, reason));
-    if stream.try_write(&answer).is_ok_and(|written| written == answer.len()) {
+    if (&stream).write(&answer).is_ok_and(|written| written == answer.len())
+        && let Some(stream) = register(stream)
+    {
         tokio::spawn(async move {
             let (read_half, mut write_half) = stream.into_split();
             let _ = write_half.shutdown().await;
@@ -393,4 +518,77 @@ fn line(response: &DecisionResponse) -> Vec<u8> {
     serde_json::to_writer(&mut bytes, response).expect("a decision serialises");
     bytes.push(b'\n');
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+
+    use nix::sys::socket::{setsockopt, sockopt::SndBuf};
+
+    use super::*;
+    use crate::policy::{PolicyConfig, PolicySet};
+    use crate::server::Limits;
+
+    fn service() -> Arc<Service> {
+        let policies = PolicySet::load(&PolicyConfig::default()).unwrap();
+        Arc::new(Service::new(policies, Limits::default()))
+    }
+
+    /// Serves the server end of a socket pair whose send buffer is `send_buffer` bytes, after the client wrote
+    /// `request`; returns everything the client reads.
+    async fn exchange(request: &[u8], send_buffer: Option<usize>) -> String {
+        let (server, mut client) = StdUnixStream::pair().unwrap();
+        server.set_nonblocking(true).unwrap();
+        if let Some(size) = send_buffer {
+            setsockopt(&server, SndBuf, &size).unwrap();
+        }
+        client.write_all(request).unwrap();
+        let (_stop, stopped) = watch::channel(false);
+        let served = tokio::spawn(serve(server, service(), stopped));
+        let read = tokio::task::spawn_blocking(move || {
+            let mut answer = String::new();
+            client.read_to_string(&mut answer).map(|_| answer)
+        });
+        served.await.unwrap();
+        read.await.unwrap().unwrap()
+    }
+
+    fn request_with_target(length: usize) -> Vec<u8> {
+        format!(r#"{{"action_type":"read_file","target":"{}"}}"#, "a".repeat(length)).into_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_request_sent_in_one_go_is_answered_and_closed() {
+        let mut request = request_with_target(10);
+        request.push(b'\n');
+        let answer = exchange(&request, None).await;
+        let response: DecisionResponse = serde_json::from_str(answer.trim_end()).unwrap();
+        assert_eq!(response.target, "a".repeat(10));
+        assert!(answer.ends_with("}\n") && answer.lines().count() == 1, "{answer:?}");
+    }
+
+    #[tokio::test]
+    async fn an_answer_larger_than_the_send_buffer_is_sent_whole() {
+        // The answer echoes the target, so it is far over the smallest send buffer and the first write is short.
+        let mut request = request_with_target(6000);
+        request.push(b'\n');
+        let answer = exchange(&request, Some(1)).await;
+        let response: DecisionResponse = serde_json::from_str(answer.trim_end()).unwrap();
+        assert_eq!(response.target, "a".repeat(6000));
+    }
+
+    #[tokio::test]
+    async fn a_request_without_its_newline_is_answered_through_the_event_loop() {
+        let (server, mut client) = StdUnixStream::pair().unwrap();
+        server.set_nonblocking(true).unwrap();
+        client.write_all(&request_with_target(10)).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let (_stop, stopped) = watch::channel(false);
+        serve(server, service(), stopped).await;
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        let response: DecisionResponse = serde_json::from_str(answer.trim_end()).unwrap();
+        assert_eq!(response.target, "a".repeat(10));
+    }
 }

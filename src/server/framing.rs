@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::time::{Instant, Sleep, timeout_at};
 
-const CHUNK: usize = 8 * 1024;
+pub const CHUNK: usize = 8 * 1024;
 const FIRST_READ: usize = 512;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -62,6 +62,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// The underlying reader.
+    /// Like [`FrameReader::new`], going on from `input` already read from the connection.
+    pub fn with_input(inner: R, max: usize, input: Vec<u8>) -> Self {
+        Self {
+            buf: input,
+            ..Self::new(inner, max)
+        }
+    }
+
     pub fn get_ref(&self) -> &R {
         &self.inner
     }
@@ -261,6 +269,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
+/// The request in `input` when `input` is exactly one first value (see [`FrameReader::first_value`]) of at most
+/// `max` bytes, then its newline: what a client that writes its request in one go has sent. None when more is
+/// needed or something follows.
+pub fn single_request_line(input: &[u8], max: usize) -> Option<&[u8]> {
+    let end = ValueScanner::default().scan(input)?;
+    let rest = &input[end..];
+    (end <= max && rest.ends_with(b"\n") && rest.iter().all(u8::is_ascii_whitespace)).then_some(&input[..end])
+}
+
 fn memchr(bytes: &[u8]) -> Option<usize> {
     bytes.iter().position(|&byte| byte == b'\n')
 }
@@ -341,6 +358,22 @@ mod tests {
         assert_eq!(scan_all(b"[[]]"), Some(4));
         assert_eq!(scan_all(b"42\n{}"), Some(2));
         assert_eq!(scan_all(b"42"), None);
+    }
+
+    #[test]
+    fn a_single_request_line_is_one_value_then_its_newline() {
+        let request = br#"{"action_type":"read_file","target":"a"}"#;
+        let with = |tail: &[u8]| [&request[..], tail].concat();
+        assert_eq!(single_request_line(&with(b"\n"), 1024), Some(&request[..]));
+        assert_eq!(single_request_line(&with(b" \r\n"), 1024), Some(&request[..]));
+        assert_eq!(single_request_line(b"not json\n", 1024), Some(&b"not json"[..]));
+        // More input is needed, something follows, or the request is over the cap.
+        assert_eq!(single_request_line(request, 1024), None);
+        assert_eq!(single_request_line(&request[..20], 1024), None);
+        assert_eq!(single_request_line(&with(b"\n{}"), 1024), None);
+        assert_eq!(single_request_line(&with(b"\n{}\n"), 1024), None);
+        assert_eq!(single_request_line(&with(b"\n"), request.len() - 1), None);
+        assert_eq!(single_request_line(&with(b"\n"), request.len()), Some(&request[..]));
     }
 
     #[test]

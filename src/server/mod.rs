@@ -12,6 +12,9 @@ use std::io;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
+
+use tokio::io::unix::AsyncFd;
 use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, watch};
 
@@ -129,6 +132,10 @@ impl Service {
 /// Serves until `shutdown` resolves, then stops accepting and lets requests in flight finish within the grace
 /// period.
 pub async fn run(listener: UnixListener, shutdown: impl Future<Output = ()>, service: Arc<Service>) -> io::Result<()> {
+    // Accepted connections start outside the event loop (see `connection::serve`), so accepting is done here.
+    let listener = listener.into_std()?;
+    // SAFETY: the listener owns its descriptor and is neither closed nor replaced while registered.
+    let listener = unsafe { AsyncFd::register(listener)? };
     let max = service.limits().max_connections;
     let permits = Arc::new(Semaphore::new(max));
     let (stop, stopped) = watch::channel(false);
@@ -136,10 +143,10 @@ pub async fn run(listener: UnixListener, shutdown: impl Future<Output = ()>, ser
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => accepted,
+            accepted = accept(&listener) => accepted,
         };
         match accepted {
-            Ok((stream, _)) => match Arc::clone(&permits).try_acquire_owned() {
+            Ok(stream) => match Arc::clone(&permits).try_acquire_owned() {
                 Ok(permit) => {
                     let service = Arc::clone(&service);
                     let stopped = stopped.clone();
@@ -175,4 +182,29 @@ pub async fn run(listener: UnixListener, shutdown: impl Future<Output = ()>, ser
         );
     }
     Ok(())
+}
+
+/// The next connection, non-blocking and close-on-exec.
+async fn accept(listener: &AsyncFd<StdUnixListener>) -> io::Result<StdUnixStream> {
+    loop {
+        let mut ready = listener.readable().await?;
+        if let Ok(accepted) = ready.try_io(|listener| accept_nonblocking(listener.get_ref())) {
+            return accepted;
+        }
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn accept_nonblocking(listener: &StdUnixListener) -> io::Result<StdUnixStream> {
+    use nix::sys::socket::{SockFlag, accept4};
+    // One call where std's accept would need a second to set non-blocking mode.
+    let fd = accept4(listener, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC)?;
+    Ok(StdUnixStream::from(fd))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn accept_nonblocking(listener: &StdUnixListener) -> io::Result<StdUnixStream> {
+    let (stream, _) = listener.accept()?;
+    stream.set_nonblocking(true)?;
+    Ok(stream)
 }
