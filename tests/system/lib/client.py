@@ -8,6 +8,9 @@
       COUNT sequential health requests, each on a new connection, INTERVAL seconds apart. One line per request,
       flushed at once so a test can follow progress: "<n> ok <pid>" or "<n> error <what>"; then
       "summary answered=<a> errors=<e> pids=<pid,pid...>" (pids in order of first appearance). Exits 1 on errors.
+  client.py burst SOCKET COUNT REQUEST_JSON
+      COUNT copies of one request on one stream-mode connection, sent as fast as the daemon takes them. Prints
+      "answered=<n> <decision>=<count>..."; exits 1 unless every request got an answer.
   client.py fields F1,F2 < json-lines
       For each JSON object on stdin (e.g. `journalctl -o json`), prints the named fields separated by tabs
       ("-" when absent).
@@ -93,6 +96,33 @@ def loop(argv):
     return 1 if errors else 0
 
 
+def burst(argv):
+    path, count, request = argv[0], int(argv[1]), argv[2].encode() + b"\n"
+    decisions = {}
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(60.0)
+        conn.connect(path)
+        reader = conn.makefile("rb")
+        conn.sendall(b'{"protocol":"cavra.ndjson.v1"}\n')
+        reader.readline()
+        # In slices, so neither side's socket buffer fills while the other waits.
+        sent = answered = 0
+        while answered < count:
+            batch = min(256, count - sent)
+            conn.sendall(request * batch)
+            sent += batch
+            while answered < sent:
+                line = reader.readline()
+                if not line:
+                    print("client.py burst: the connection closed after %d answers" % answered, file=sys.stderr)
+                    return 1
+                decision = json.loads(line).get("decision", "-")
+                decisions[decision] = decisions.get(decision, 0) + 1
+                answered += 1
+    print("answered=%d %s" % (answered, " ".join("%s=%d" % item for item in sorted(decisions.items()))))
+    return 0
+
+
 def fields(argv):
     names = argv[0].split(",")
     for line in sys.stdin:
@@ -104,7 +134,7 @@ def fields(argv):
 
 
 if __name__ == "__main__":
-    commands = {"ask": ask, "loop": loop, "fields": fields}
+    commands = {"ask": ask, "loop": loop, "burst": burst, "fields": fields}
     if len(sys.argv) < 3 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     sys.exit(commands[sys.argv[1]](sys.argv[2:]))

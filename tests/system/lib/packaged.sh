@@ -185,6 +185,33 @@ packaged_check_journal() {
     expect_eq "entries from $CT_OUTSIDER" "$(ct_journal_entries PEER_UID="$(ct_uid "$CT_OUTSIDER")")" ""
 }
 
+# ct_journal_count MATCH...: how many of the daemon's journal entries match.
+ct_journal_count() { ct_journal -u "$CT_SERVICE" -o cat "$@" | grep -c . || true; }
+
+# ct_journal_count_is N MATCH...: true once exactly N entries match.
+ct_journal_count_is() {
+    local want=$1
+    shift
+    [ "$(ct_journal_count "$@")" = "$want" ]
+}
+
+packaged_check_journal_keeps_every_decision() {
+    # journald drops a unit's messages past RateLimitBurst= (10,000 by default, raised with free disk space) within
+    # RateLimitIntervalSec=; the unit lifts that limit so `journalctl DECISION=block` finds every block under load.
+    local count=60000 request summary
+    request='{"action_type":"git_operation","target":"main","requested_operation":"push"}'
+    step "$count decisions in a burst: the journal keeps a line for every one"
+    [ "$(ct_journal_count ACTION_TYPE=git_operation)" = 0 ] || fail "git_operation entries before the burst"
+    summary=$(in_container setpriv --reuid="$CT_MEMBER" --regid="$CT_MEMBER" --init-groups \
+        /usr/bin/python3 "$CT_CLIENT" burst "$CT_SOCKET" "$count" "$request") || fail "the burst failed: $summary"
+    expect_eq "answers to the burst" "$summary" "answered=$count block=$count"
+    if ! poll_until 60 ct_journal_count_is "$count" ACTION_TYPE=git_operation DECISION=block; then
+        fail "the journal kept $(ct_journal_count ACTION_TYPE=git_operation) of $count decisions; the unit has" \
+            "$(in_container systemctl show "$CT_SERVICE" -p LogRateLimitIntervalUSec -p LogRateLimitBurst | tr '\n' ' ')"
+    fi
+    pass "all $count decisions are in the journal under DECISION=block"
+}
+
 # ct_verify_evidence: the packaged binary's verification report of the evidence log, with the evidence key.
 ct_verify_evidence() {
     in_container cavra-runtime --verify-evidence --evidence-log "$CT_EVIDENCE" \
