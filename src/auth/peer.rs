@@ -49,6 +49,14 @@ fn credentials(socket: BorrowedFd<'_>) -> io::Result<(u32, u32, Option<i32>)> {
     Ok((uid.as_raw(), gid.as_raw(), pid))
 }
 
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
+fn credentials(_socket: BorrowedFd<'_>) -> io::Result<(u32, u32, Option<i32>)> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "reading a Unix socket peer's credentials is implemented for Linux and macOS only",
+    ))
+}
+
 /// `SO_PEERGROUPS`: the peer's supplementary groups as of connect().
 #[cfg(target_os = "linux")]
 fn supplementary_groups(socket: BorrowedFd<'_>) -> io::Result<Vec<u32>> {

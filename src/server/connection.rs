@@ -61,6 +61,7 @@ pub async fn serve(stream: StdUnixStream, service: Arc<Service>, stop: watch::Re
             AtOnce::Done => return,
             AtOnce::Continue(read) => input = read,
             AtOnce::Unsent(rest) => {
+                // The reader starts empty, so the close lingers for the client's end of stream (bounded by LINGER).
                 if let Some(mut stream) = register(stream) {
                     let (read_half, mut write_half) = stream.split();
                     let mut reader = FrameReader::new(read_half, 0);
@@ -528,7 +529,6 @@ mod tests {
 
     use super::*;
     use crate::policy::{PolicyConfig, PolicySet};
-    use crate::server::Limits;
 
     fn service() -> Arc<Service> {
         let policies = PolicySet::load(&PolicyConfig::default()).unwrap();
