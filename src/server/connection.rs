@@ -531,8 +531,12 @@ mod tests {
     use crate::policy::{PolicyConfig, PolicySet};
 
     fn service() -> Arc<Service> {
+        service_with(Limits::default())
+    }
+
+    fn service_with(limits: Limits) -> Arc<Service> {
         let policies = PolicySet::load(&PolicyConfig::default()).unwrap();
-        Arc::new(Service::new(policies, Limits::default()))
+        Arc::new(Service::new(policies, limits))
     }
 
     /// Serves the server end of a socket pair whose send buffer is `send_buffer` bytes, after the client wrote
@@ -576,6 +580,26 @@ mod tests {
         let answer = exchange(&request, Some(1)).await;
         let response: DecisionResponse = serde_json::from_str(answer.trim_end()).unwrap();
         assert_eq!(response.target, "a".repeat(6000));
+    }
+
+    #[tokio::test]
+    async fn a_whole_request_line_over_the_size_cap_is_refused_as_too_large() {
+        let (server, mut client) = StdUnixStream::pair().unwrap();
+        server.set_nonblocking(true).unwrap();
+        let mut request = request_with_target(200);
+        request.push(b'\n');
+        client.write_all(&request).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let limits = Limits {
+            max_request_bytes: 100,
+            ..Limits::default()
+        };
+        let (_stop, stopped) = watch::channel(false);
+        serve(server, service_with(limits), stopped).await;
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).unwrap();
+        let response: DecisionResponse = serde_json::from_str(answer.trim_end()).unwrap();
+        assert_eq!(response.rule_id, "daemon.request.too_large", "{answer}");
     }
 
     #[tokio::test]
