@@ -144,7 +144,7 @@ async fn the_writer_continues_a_reference_format_stream() {
     std::fs::copy(fixture("signed-chain.jsonl"), &path).unwrap();
     let (log, report) = EvidenceLog::open(config(&path, Some(fixture_key()))).unwrap();
     assert_eq!((report.records, report.torn, report.set_aside), (5, None, None));
-    log.record(&EvaluateRequest::default(), response()).await.unwrap();
+    log.record(EvaluateRequest::default(), response()).await.unwrap();
     log.close();
 
     let stored = lines(&path);
@@ -195,10 +195,10 @@ async fn records_as_the_reference_evidence_test_expects() {
         }),
         ..Default::default()
     };
-    let first = log.record(&request, response()).await.unwrap();
+    let first = log.record(request.clone(), response()).await.unwrap().response;
     assert_eq!(first.evidence_refs.len(), 1);
     assert!(first.evidence_refs[0].starts_with("go-daemon-evidence://"));
-    log.record(&request, response()).await.unwrap();
+    log.record(request, response()).await.unwrap();
     log.close();
 
     let text = std::fs::read_to_string(&path).unwrap();

@@ -204,9 +204,9 @@ fn check_evidence_record(context: &DecodeContext, request: &EvaluateRequest) {
     let response = engine::evaluate(&context.built_in, request);
     let (log, report) = EvidenceLog::open(evidence_config(&path, false)).expect("a new evidence log opens");
     assert_eq!(report.records, 0);
-    let recorded = context.runtime.block_on(log.record(request, response));
+    let recorded = context.runtime.block_on(log.record(request.clone(), response));
     log.close();
-    let recorded = recorded.expect("a decision is recorded");
+    let recorded = recorded.expect("a decision is recorded").response;
     assert!(
         recorded
             .evidence_refs
@@ -754,7 +754,7 @@ fn append_and_verify(runtime: &Runtime, log: EvidenceLog, path: &Path, records: 
         ..EvaluateRequest::default()
     };
     let response = engine::evaluate(built_in_ref(), &request);
-    let recorded = runtime.block_on(log.record(&request, response));
+    let recorded = runtime.block_on(log.record(request, response));
     log.close();
     recorded.expect("a decision is recorded after opening");
     let report = verify_file(path, Some(&evidence_key())).expect("the log reads back");

@@ -20,7 +20,7 @@ use std::sync::Arc;
 pub use key::SigningKey;
 pub use open::OpenReport;
 pub use verify::{VerifyReport, verify_file};
-pub use writer::{EvidenceLog, Reopened};
+pub use writer::{EvidenceLog, Recorded, Reopened};
 
 /// When the writer makes appended records durable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

@@ -297,7 +297,7 @@ mod tests {
     async fn write(path: &Path, signing: Option<SigningKey>, n: usize) {
         let (log, _) = EvidenceLog::open(config(path, SyncMode::None, signing)).unwrap();
         for i in 0..n {
-            log.record(&request(&format!("s{i}")), allow()).await.unwrap();
+            log.record(request(&format!("s{i}")), allow()).await.unwrap();
         }
         log.close();
     }
@@ -327,7 +327,7 @@ mod tests {
                 set_aside: None
             }
         );
-        log.record(&request("third"), allow()).await.unwrap();
+        log.record(request("third"), allow()).await.unwrap();
         log.close();
         let stored = records(&path);
         assert_eq!(stored[2]["sequence"], 3);
@@ -383,7 +383,7 @@ mod tests {
         assert_eq!(std::fs::read(&aside).unwrap(), torn);
         assert_eq!(std::fs::read(&path).unwrap(), complete);
 
-        log.record(&request("after"), allow()).await.unwrap();
+        log.record(request("after"), allow()).await.unwrap();
         log.close();
         let report = verify_file(&path, None).unwrap();
         assert!(report.valid && report.records == 3, "{report:?}");
@@ -430,7 +430,7 @@ mod tests {
             "the whole log, torn tail included"
         );
 
-        log.record(&request("fresh"), allow()).await.unwrap();
+        log.record(request("fresh"), allow()).await.unwrap();
         log.close();
         let stored = records(&path);
         assert_eq!(stored.len(), 1);
@@ -476,7 +476,7 @@ mod tests {
             report.records, total as u64,
             "counted by the chain, not by the lines read"
         );
-        log.record(&request("next"), allow()).await.unwrap();
+        log.record(request("next"), allow()).await.unwrap();
         log.close();
         assert_eq!(records(&path).last().unwrap()["sequence"], total as u64 + 1);
         assert!(verify_file(&path, None).unwrap().valid);
@@ -512,7 +512,7 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let (log, report) = EvidenceLog::open(config(&path, SyncMode::None, None)).unwrap();
         assert_eq!(report.records, 3);
-        log.record(&request("after-blanks"), allow()).await.unwrap();
+        log.record(request("after-blanks"), allow()).await.unwrap();
         log.close();
         assert_eq!(records_in(&path).last().unwrap()["sequence"], 4);
         assert!(verify_file(&path, None).unwrap().valid);

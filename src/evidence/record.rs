@@ -1,6 +1,7 @@
 //! One evidence record: its reference wire shape, id, redaction, chain hash and signature.
 
 use std::io::Write as _;
+use std::ops::Range;
 
 use hmac::{Hmac, KeyInit as _, Mac as _};
 use serde::{Deserialize, Serialize};
@@ -42,18 +43,18 @@ pub(crate) struct RecordRequest {
     runner_auth: Option<RunnerAuthentication>,
 }
 
-impl From<&EvaluateRequest> for RecordRequest {
-    fn from(request: &EvaluateRequest) -> Self {
+impl From<EvaluateRequest> for RecordRequest {
+    fn from(request: EvaluateRequest) -> Self {
         RecordRequest {
-            session_id: request.session_id.clone(),
-            agent_id: request.agent_id.clone(),
-            actor: request.actor.clone(),
-            action_type: request.action_type.clone(),
-            target: request.target.clone(),
-            requested_operation: request.requested_operation.clone(),
-            policy_pack: request.policy_pack.clone(),
-            release_governance: request.release_governance.clone(),
-            runner_auth: request.runner_auth.clone(),
+            session_id: request.session_id,
+            agent_id: request.agent_id,
+            actor: request.actor,
+            action_type: request.action_type,
+            target: request.target,
+            requested_operation: request.requested_operation,
+            policy_pack: request.policy_pack,
+            release_governance: request.release_governance,
+            runner_auth: request.runner_auth,
         }
     }
 }
@@ -135,16 +136,23 @@ const ID_PLACEHOLDER: &str = "000000000000000000000000";
 /// The parts of a record that do not depend on its place in the chain, encoded where the decision was made: the
 /// single writer then only hashes and concatenates. The bytes are exactly what [`EvidenceRecord`] serialises to.
 pub(crate) struct Prepared {
-    /// Go JSON of the request as received and of the response before its reference: the record id covers these.
+    /// Go JSON of the request as received: the record id covers it.
     id_request: Vec<u8>,
-    id_response: Vec<u8>,
     /// Go JSON of the request as stored, when redaction changed it.
     stored_request: Option<Vec<u8>>,
-    /// Go JSON of the response as stored, with a reference whose id digits at `id_at` are `ID_PLACEHOLDER`.
-    stored_response: Vec<u8>,
+    /// Go JSON of the response as stored: its last evidence reference is this record's, with `ID_PLACEHOLDER` as
+    /// the id digits at `id_at`. Without the bytes in `added` it is the response as decided, which the id covers.
+    response: Vec<u8>,
     id_at: usize,
+    added: Range<usize>,
     /// References the response already carried (almost always none).
     refs: Vec<String>,
+}
+
+/// A sealed record's id, and its response exactly as stored.
+pub(crate) struct Sealed {
+    pub(crate) record_id: String,
+    pub(crate) response: Vec<u8>,
 }
 
 impl Prepared {
@@ -152,28 +160,41 @@ impl Prepared {
         let id_request = encode::to_vec(&request);
         let redacted = request.redacted();
         let stored_request = redacted.is_redacted().then(|| encode::to_vec(&redacted));
-        let id_response = encode::to_vec(&*response);
-        // Encoded with the placeholder reference in place, then put back as it was.
-        response.evidence_refs.push(format!("{REF_PREFIX}{ID_PLACEHOLDER}"));
-        let stored_response = encode::to_vec(&*response);
+        let first_ref = response.evidence_refs.is_empty();
+        // Encoded once, with the placeholder reference in place, which is then put back as it was.
+        response.evidence_refs.push(reference(ID_PLACEHOLDER));
+        let encoded = encode::to_vec(&*response);
         response.evidence_refs.pop();
         // The placeholder is the array's last element: nowhere else can its closing quote be followed by `]`
         // unescaped.
-        let tail = format!("\"{REF_PREFIX}{ID_PLACEHOLDER}\"]");
-        let id_at = stored_response
-            .windows(tail.len())
-            .rposition(|window| window == tail.as_bytes())
-            .expect("the placeholder reference is in the encoded response")
-            + 1
-            + REF_PREFIX.len();
+        let quoted = format!("\"{REF_PREFIX}{ID_PLACEHOLDER}\"]");
+        let quote_at = encoded
+            .windows(quoted.len())
+            .rposition(|window| window == quoted.as_bytes())
+            .expect("the placeholder reference is in the encoded response");
+        // Every response has a decision before its references, so a comma always precedes them.
+        let added = if first_ref {
+            let key = b",\"evidence_refs\":[";
+            debug_assert_eq!(&encoded[quote_at - key.len()..quote_at], key);
+            quote_at - key.len()..quote_at + quoted.len()
+        } else {
+            debug_assert_eq!(encoded[quote_at - 1], b',');
+            quote_at - 1..quote_at + quoted.len() - 1
+        };
         Prepared {
             id_request,
-            id_response,
             stored_request,
-            stored_response,
-            id_at,
+            response: encoded,
+            id_at: quote_at + 1 + REF_PREFIX.len(),
+            added,
             refs: response.evidence_refs.clone(),
         }
+    }
+
+    /// The bytes the record takes besides its head, hash and signature.
+    pub(crate) fn encoded_len(&self) -> usize {
+        let request = self.stored_request.as_ref().unwrap_or(&self.id_request);
+        request.len() + self.response.len()
     }
 }
 
@@ -184,34 +205,54 @@ pub(crate) fn reference(record_id: &str) -> String {
 
 impl Chain {
     /// Appends to `out` the record that follows this chain (one line, with its `\n`) and advances the chain.
-    /// Returns the record id.
     pub(crate) fn seal(
         &mut self,
-        mut prepared: Prepared,
+        prepared: Prepared,
         timestamp: &str,
         key: Option<&SigningKey>,
         out: &mut Vec<u8>,
-    ) -> String {
+    ) -> Sealed {
+        let Prepared {
+            id_request,
+            stored_request,
+            response: mut stored_response,
+            id_at,
+            added,
+            refs,
+        } = prepared;
         let timestamp = encode::to_vec(timestamp);
-        let record_id = record_id(&prepared.id_request, &prepared.id_response, &timestamp);
-        // As the reference does; the id covers the refs already present, so in practice this one never is.
-        let response = if prepared.refs.contains(&reference(&record_id)) {
-            &prepared.id_response
+        let decided = [&stored_response[..added.start], &stored_response[added.end..]];
+        let record_id = record_id(&id_request, decided, &timestamp);
+        if refs.contains(&reference(&record_id)) {
+            // As the reference does; the id covers the refs already present, so in practice this never happens.
+            stored_response.drain(added);
         } else {
-            let at = prepared.id_at;
-            prepared.stored_response[at..at + ID_PLACEHOLDER.len()].copy_from_slice(record_id.as_bytes());
-            &prepared.stored_response
-        };
-        let request = prepared.stored_request.as_ref().unwrap_or(&prepared.id_request);
+            stored_response[id_at..id_at + ID_PLACEHOLDER.len()].copy_from_slice(record_id.as_bytes());
+        }
+        let request = stored_request.as_ref().unwrap_or(&id_request);
+        let response = &stored_response;
         let sequence = self.sequence + 1;
 
-        let mut head = Vec::with_capacity(256);
-        let _ = write!(
-            head,
-            r#"{{"schema_version":"{SCHEMA_VERSION}","product":"{PRODUCT}","event_type":"{EVENT_TYPE}","record_id":"{record_id}","sequence":{sequence}"#
-        );
+        // The hash covers the record without `record_hash`, which goes between the head and the body.
+        let start = out.len();
+        for part in [
+            r#"{"schema_version":""#,
+            SCHEMA_VERSION,
+            r#"","product":""#,
+            PRODUCT,
+            r#"","event_type":""#,
+            EVENT_TYPE,
+            r#"","record_id":""#,
+            &record_id,
+            r#"","sequence":"#,
+            itoa::Buffer::new().format(sequence),
+        ] {
+            out.extend_from_slice(part.as_bytes());
+        }
         if !self.record_hash.is_empty() {
-            let _ = write!(head, r#","previous_hash":"{}""#, self.record_hash);
+            for part in [r#","previous_hash":""#, &self.record_hash, "\""] {
+                out.extend_from_slice(part.as_bytes());
+            }
         }
         let body: [&[u8]; 6] = [
             b",\"timestamp\":",
@@ -222,15 +263,16 @@ impl Chain {
             response,
         ];
         let mut hasher = Sha256::new();
-        hasher.update(&head);
+        hasher.update(&out[start..]);
         for part in body {
             hasher.update(part);
         }
         hasher.update(b"}");
         let record_hash = hex::encode(hasher.finalize());
 
-        out.extend_from_slice(&head);
-        let _ = write!(out, r#","record_hash":"{record_hash}""#);
+        for part in [r#","record_hash":""#, &record_hash, "\""] {
+            out.extend_from_slice(part.as_bytes());
+        }
         for part in body {
             out.extend_from_slice(part);
         }
@@ -248,7 +290,10 @@ impl Chain {
         out.extend_from_slice(b"}\n");
         self.sequence = sequence;
         self.record_hash = record_hash;
-        record_id
+        Sealed {
+            record_id,
+            response: stored_response,
+        }
     }
 
     /// [`Chain::seal`] for one record, returning its line and the response as stored.
@@ -262,8 +307,8 @@ impl Chain {
     ) -> (Vec<u8>, DecisionResponse) {
         let prepared = Prepared::new(request, &mut response);
         let mut line = Vec::new();
-        let record_id = self.seal(prepared, &timestamp, key, &mut line);
-        let reference = reference(&record_id);
+        let sealed = self.seal(prepared, &timestamp, key, &mut line);
+        let reference = reference(&sealed.record_id);
         if !response.evidence_refs.contains(&reference) {
             response.evidence_refs.push(reference);
         }
@@ -271,14 +316,17 @@ impl Chain {
     }
 }
 
-/// First 24 hex digits of SHA-256 over the unredacted request, the response before its evidence reference and the
-/// timestamp, each as Go's `json.Encoder` writes it (with a trailing newline).
-fn record_id(request: &[u8], response: &[u8], timestamp: &[u8]) -> String {
+/// First 24 hex digits of SHA-256 over the unredacted request, the response before its evidence reference (given
+/// in two pieces) and the timestamp, each as Go's `json.Encoder` writes it (with a trailing newline).
+fn record_id(request: &[u8], response: [&[u8]; 2], timestamp: &[u8]) -> String {
     let mut hasher = Sha256::new();
-    for part in [request, response, timestamp] {
-        hasher.update(part);
-        hasher.update(b"\n");
-    }
+    hasher.update(request);
+    hasher.update(b"\n");
+    hasher.update(response[0]);
+    hasher.update(response[1]);
+    hasher.update(b"\n");
+    hasher.update(timestamp);
+    hasher.update(b"\n");
     let mut id = hex::encode(hasher.finalize());
     id.truncate(ID_PLACEHOLDER.len());
     id
@@ -335,7 +383,7 @@ mod tests {
         };
         let ts = "2026-05-18T12:00:00Z";
         let mut chain = Chain::default();
-        let (line, response) = chain.append((&request).into(), allow(), ts.into(), Some(&key));
+        let (line, response) = chain.append(request.clone().into(), allow(), ts.into(), Some(&key));
 
         let id_input = concat!(
             r#"{"action_type":"read_file","target":"a\u003cb"}"#,
@@ -377,7 +425,7 @@ mod tests {
 
         // The second record chains to the first; unsigned when there is no key.
         let ts2 = "2026-05-18T12:00:00.5Z";
-        let (line2, _) = chain.append((&request).into(), allow(), ts2.into(), None);
+        let (line2, _) = chain.append(request.clone().into(), allow(), ts2.into(), None);
         let id2_input = id_input.replace(ts, ts2);
         let id2 = &sha256_hex(id2_input.as_bytes())[..24];
         let unsealed2 = format!(
@@ -403,6 +451,42 @@ mod tests {
         );
     }
 
+    /// The writer hands back the response bytes it stored, to answer with: with the new reference as the only one
+    /// and after references the response already had, and with the characters Go escapes.
+    #[test]
+    fn the_sealed_response_is_the_stored_one_byte_for_byte() {
+        let request = EvaluateRequest {
+            target: "a&b".into(),
+            ..Default::default()
+        };
+        for refs in [vec![], vec!["evidence://x".to_owned(), "evidence://<y>".to_owned()]] {
+            let mut response = allow();
+            response.reason = "<why>".into();
+            response.evidence_refs = refs.clone();
+            let decided = encode::to_vec(&response);
+            let prepared = Prepared::new(request.clone().into(), &mut response);
+            assert_eq!(response.evidence_refs, refs, "preparing leaves the response as it was");
+            let mut line = Vec::new();
+            let sealed = Chain::default().seal(prepared, "t", None, &mut line);
+
+            let record: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            let mut stored = response.clone();
+            stored.evidence_refs.push(reference(&sealed.record_id));
+            assert_eq!(record["response"], serde_json::to_value(&stored).unwrap());
+            assert_eq!(sealed.response, encode::to_vec(&stored));
+            let text = String::from_utf8(line).unwrap();
+            let encoded = String::from_utf8(sealed.response).unwrap();
+            assert!(text.ends_with(&format!(",\"response\":{encoded}}}\n")), "{text}");
+            assert!(encoded.contains(r#""reason":"\u003cwhy\u003e""#), "{encoded}");
+            // The id covers the response as decided, without the new reference.
+            let mut id_input = encode::to_vec(&RecordRequest::from(request.clone()));
+            for part in [b"\n".as_slice(), &decided, b"\n\"t\"\n"] {
+                id_input.extend_from_slice(part);
+            }
+            assert_eq!(sealed.record_id, sha256_hex(&id_input)[..24]);
+        }
+    }
+
     #[test]
     fn oidc_tokens_are_redacted_but_the_id_covers_the_original() {
         let request = EvaluateRequest {
@@ -419,7 +503,7 @@ mod tests {
             ..Default::default()
         };
         let ts = "2026-05-18T12:00:00Z";
-        let (line, response) = Chain::default().append((&request).into(), allow(), ts.into(), None);
+        let (line, response) = Chain::default().append(request.clone().into(), allow(), ts.into(), None);
         let line = String::from_utf8(line).unwrap();
         let original = r#"{"session_id":"s","runner_auth":{"identity":{"provider":"github-actions"},"algorithm":"OIDC-JWT","key_id":"kid","signature":"header.claims.signature"}}"#;
         assert!(
@@ -434,7 +518,7 @@ mod tests {
         // HMAC runner signatures are not credentials and are kept.
         let mut hmac_request = request.clone();
         hmac_request.runner_auth.as_mut().unwrap().algorithm = "HMAC-SHA256".into();
-        let (line, _) = Chain::default().append((&hmac_request).into(), allow(), ts.into(), None);
+        let (line, _) = Chain::default().append(hmac_request.into(), allow(), ts.into(), None);
         assert!(
             String::from_utf8(line)
                 .unwrap()
@@ -449,7 +533,7 @@ mod tests {
                 "tool":"delete_repo","capability":"repo","record":{"metadata_kind":"x"}}"#,
         )
         .unwrap();
-        let (line, _) = Chain::default().append((&request).into(), allow(), "t".into(), None);
+        let (line, _) = Chain::default().append(request.clone().into(), allow(), "t".into(), None);
         let record: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(
             record["request"],
@@ -486,7 +570,7 @@ mod tests {
             let response: DecisionResponse = serde_json::from_value(response).unwrap();
             let timestamp = stored["timestamp"].as_str().unwrap().to_owned();
 
-            let (line, _) = chain.append((&request).into(), response, timestamp, Some(&key));
+            let (line, _) = chain.append(request.clone().into(), response, timestamp, Some(&key));
             assert_eq!(String::from_utf8(line).unwrap(), expected);
         }
         assert_eq!((chain.sequence, redacted), (5, 1));

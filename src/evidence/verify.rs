@@ -198,7 +198,7 @@ mod tests {
                     ..Default::default()
                 };
                 let response = serde_json::from_str(r#"{"decision":"allow","severity":"low"}"#).unwrap();
-                let (line, _) = chain.append((&request).into(), response, format!("2026-05-18T12:00:0{i}Z"), key);
+                let (line, _) = chain.append(request.clone().into(), response, format!("2026-05-18T12:00:0{i}Z"), key);
                 String::from_utf8(line).unwrap()
             })
             .collect()
@@ -314,7 +314,7 @@ mod tests {
             ..Default::default()
         };
         let response = serde_json::from_str(r#"{"decision":"allow","severity":"low"}"#).unwrap();
-        let (line, _) = chain.append((&request).into(), response, "t".into(), None);
+        let (line, _) = chain.append(request.clone().into(), response, "t".into(), None);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("long.jsonl");
         std::fs::write(&path, &line).unwrap();

@@ -16,7 +16,7 @@ use nix::fcntl::Flock;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use super::record::{Chain, Prepared, reference};
+use super::record::{Chain, Prepared, Sealed, reference};
 use super::{EvidenceConfig, EvidenceError, OpenReport, SyncMode, open};
 use crate::contract::{DecisionResponse, EvaluateRequest};
 
@@ -35,8 +35,17 @@ struct Shared {
 
 struct Job {
     record: Prepared,
-    /// Answered with the record id once the record is durable.
-    reply: oneshot::Sender<Result<String, EvidenceError>>,
+    /// Answered once the record is durable.
+    reply: oneshot::Sender<Result<Sealed, EvidenceError>>,
+}
+
+/// A decision whose record is durable.
+#[derive(Debug)]
+pub struct Recorded {
+    /// The decision with the reference to its record among its `evidence_refs`.
+    pub response: DecisionResponse,
+    /// `response` exactly as the record stores it (compact Go JSON, no newline), to answer with as it is.
+    pub encoded: Vec<u8>,
 }
 
 /// What the writer thread is asked to do, in the order it was asked.
@@ -103,9 +112,9 @@ impl EvidenceLog {
     /// The record is encoded here, on the caller's thread, so the one writer thread only chains and writes.
     pub fn record(
         &self,
-        request: &EvaluateRequest,
+        request: EvaluateRequest,
         mut response: DecisionResponse,
-    ) -> impl Future<Output = Result<DecisionResponse, EvidenceError>> + Send + 'static {
+    ) -> impl Future<Output = Result<Recorded, EvidenceError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
         let record = Prepared::new(request.into(), &mut response);
         let submitted = self.submit(Message::Record(Box::new(Job { record, reply })));
@@ -113,12 +122,15 @@ impl EvidenceLog {
         async move {
             submitted?;
             // The writer dropping the reply means it is gone (closed or panicked): nothing was recorded.
-            let record_id = answer.await.map_err(|_| closed)??;
-            let reference = reference(&record_id);
+            let sealed = answer.await.map_err(|_| closed)??;
+            let reference = reference(&sealed.record_id);
             if !response.evidence_refs.contains(&reference) {
                 response.evidence_refs.push(reference);
             }
-            Ok(response)
+            Ok(Recorded {
+                response,
+                encoded: sealed.response,
+            })
         }
     }
 
@@ -263,12 +275,12 @@ impl Writer {
     /// Writes `jobs` as one group and answers them all.
     fn commit(&mut self, jobs: Vec<Job>) {
         let mut chain = self.chain.clone();
-        let mut bytes = Vec::with_capacity(jobs.len() * 2048);
+        let mut bytes = Vec::with_capacity(jobs.iter().map(|job| job.record.encoded_len() + 512).sum());
         let mut answers = Vec::with_capacity(jobs.len());
         for job in jobs {
             let timestamp = crate::contract::timestamp(OffsetDateTime::now_utc());
-            let record_id = chain.seal(job.record, &timestamp, self.config.signing.as_ref(), &mut bytes);
-            answers.push((job.reply, record_id));
+            let sealed = chain.seal(job.record, &timestamp, self.config.signing.as_ref(), &mut bytes);
+            answers.push((job.reply, sealed));
         }
         // A caller that went away no longer needs its answer, so send results are ignored.
         match self.persist(&bytes) {
@@ -282,8 +294,8 @@ impl Writer {
                         "evidence log writable again; chain continues"
                     );
                 }
-                for (reply, record_id) in answers {
-                    let _ = reply.send(Ok(record_id));
+                for (reply, sealed) in answers {
+                    let _ = reply.send(Ok(sealed));
                 }
             }
             Err(error) => {
@@ -348,32 +360,38 @@ mod tests {
                 let log = log.clone();
                 tokio::spawn(async move {
                     let session = format!("session-{i}");
-                    let response = log.record(&request(&session), allow()).await.unwrap();
-                    (session, response)
+                    let recorded = log.record(request(&session), allow()).await.unwrap();
+                    (session, recorded)
                 })
             })
             .collect();
         let mut answered = HashMap::new();
         for task in tasks {
-            let (session, response) = task.await.unwrap();
+            let (session, Recorded { response, encoded }) = task.await.unwrap();
             assert_eq!(response.evidence_refs.len(), 2, "{response:?}");
             assert_eq!(response.evidence_refs[0], "evidence://s/d");
             let id = response.evidence_refs[1]
                 .strip_prefix("go-daemon-evidence://")
                 .unwrap()
                 .to_owned();
-            answered.insert(id, (session, response));
+            answered.insert(id, (session, response, encoded));
         }
         log.close();
 
         let stored = records(&path);
+        let lines = std::fs::read_to_string(&path).unwrap();
         assert_eq!(stored.len(), N);
-        for (index, record) in stored.iter().enumerate() {
+        for ((index, record), line) in stored.iter().enumerate().zip(lines.lines()) {
             assert_eq!(record["sequence"], index as u64 + 1);
-            // Each caller got exactly the response stored under its own record.
-            let (session, response) = &answered[record["record_id"].as_str().unwrap()];
+            // Each caller got exactly the response stored under its own record, also byte for byte.
+            let (session, response, encoded) = &answered[record["record_id"].as_str().unwrap()];
             assert_eq!(record["request"]["session_id"], session.as_str());
             assert_eq!(record["response"], serde_json::to_value(response).unwrap());
+            let encoded = std::str::from_utf8(encoded).unwrap();
+            assert!(
+                line.contains(&format!(r#","response":{encoded},"signature":"#)),
+                "{line}\n{encoded}"
+            );
         }
         let report = verify_file(&path, Some(&key())).unwrap();
         assert!(report.valid, "{report:?}");
@@ -386,13 +404,13 @@ mod tests {
         let path = dir.path().join("evidence.jsonl");
         let rotated = dir.path().join("evidence.jsonl.1");
         let (log, _) = EvidenceLog::open(config(&path, SyncMode::Batch, Some(key()))).unwrap();
-        log.record(&request("a"), allow()).await.unwrap();
-        log.record(&request("b"), allow()).await.unwrap();
+        log.record(request("a"), allow()).await.unwrap();
+        log.record(request("b"), allow()).await.unwrap();
         assert_eq!(log.reopen().await.unwrap(), Reopened::Unchanged);
 
         std::fs::rename(&path, &rotated).unwrap();
         let last_hash = records(&rotated)[1]["record_hash"].as_str().unwrap().to_owned();
-        let pending = log.record(&request("c"), allow());
+        let pending = log.record(request("c"), allow());
         let switched = log.reopen().await.unwrap();
         pending.await.unwrap();
         assert_eq!(
@@ -407,7 +425,7 @@ mod tests {
         assert_ne!(records(&rotated)[2]["previous_hash"], serde_json::Value::Null);
         assert_eq!(records(&rotated)[2]["previous_hash"], last_hash.as_str());
 
-        log.record(&request("d"), allow()).await.unwrap();
+        log.record(request("d"), allow()).await.unwrap();
         log.close();
         let fresh = records(&path);
         assert_eq!(fresh.len(), 1);
@@ -425,7 +443,7 @@ mod tests {
             let path = dir.path().join("evidence.jsonl");
             let (log, _) = EvidenceLog::open(config(&path, sync, None)).unwrap();
             for i in 0..3 {
-                log.record(&request(&format!("s{i}")), allow()).await.unwrap();
+                log.record(request(&format!("s{i}")), allow()).await.unwrap();
             }
             log.close();
             let report = verify_file(&path, None).unwrap();
@@ -439,10 +457,10 @@ mod tests {
         let path = dir.path().join("evidence.jsonl");
         let (log, _) = EvidenceLog::open(config(&path, SyncMode::Batch, None)).unwrap();
         let other = log.clone();
-        log.record(&request("s"), allow()).await.unwrap();
+        log.record(request("s"), allow()).await.unwrap();
         log.close();
         other.close();
-        let error = other.record(&request("s"), allow()).await.unwrap_err();
+        let error = other.record(request("s"), allow()).await.unwrap_err();
         assert!(matches!(error, EvidenceError::Closed { .. }), "{error:?}");
         assert_eq!(error.to_string(), format!("evidence log {} is closed", path.display()));
         assert_eq!(records(&path).len(), 1);
@@ -500,14 +518,14 @@ mod tests {
         runtime.block_on(async {
             let path = dir.join("evidence.jsonl");
             let (log, _) = EvidenceLog::open(config(&path, SyncMode::Batch, Some(key()))).unwrap();
-            log.record(&request("before-1"), allow()).await.unwrap();
-            log.record(&request("before-2"), allow()).await.unwrap();
+            log.record(request("before-1"), allow()).await.unwrap();
+            log.record(request("before-2"), allow()).await.unwrap();
             let durable = std::fs::read(&path).unwrap();
 
             // Room for 100 more bytes: the next record is cut short mid-write.
             limit_file_size(&(durable.len() + 100).to_string());
             for attempt in 0..2 {
-                let error = log.record(&request("lost"), allow()).await.unwrap_err();
+                let error = log.record(request("lost"), allow()).await.unwrap_err();
                 assert!(matches!(error, EvidenceError::Unavailable { .. }), "{error:?}");
                 let message = error.to_string();
                 assert!(
@@ -523,7 +541,7 @@ mod tests {
             }
 
             limit_file_size("unlimited");
-            let response = log.record(&request("after"), allow()).await.unwrap();
+            let response = log.record(request("after"), allow()).await.unwrap().response;
             log.close();
             let stored = records(&path);
             assert_eq!(stored.len(), 3);

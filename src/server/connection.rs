@@ -408,7 +408,7 @@ fn answer(service: &Arc<Service>, peer: &Peer, bytes: &[u8]) -> Reply {
 
 fn decide(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest) -> Reply {
     let response = engine::evaluate(&service.policies(), &request);
-    deliver(service, peer, &request, response)
+    deliver(service, peer, request, response)
 }
 
 /// The reference's answer to a runner that did not prove itself: not evaluated, echoing the request as sent.
@@ -433,11 +433,11 @@ fn refuse_runner(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, 
         timestamp: String::new(),
         correlation_id: String::new(),
     };
-    deliver(service, peer, &request, response)
+    deliver(service, peer, request, response)
 }
 
 /// Sends `response`, after its evidence record is durable when a log is kept.
-fn deliver(service: &Arc<Service>, peer: &Peer, request: &EvaluateRequest, response: DecisionResponse) -> Reply {
+fn deliver(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, response: DecisionResponse) -> Reply {
     let Some(evidence) = service.evidence() else {
         log_decision(&response, peer);
         return Reply::Ready(line(&response));
@@ -448,9 +448,12 @@ fn deliver(service: &Arc<Service>, peer: &Peer, request: &EvaluateRequest, respo
     let recorded = evidence.record(request, response);
     Reply::Waiting(Box::pin(async move {
         match recorded.await {
-            Ok(response) => {
-                log_decision(&response, &peer);
-                line(&response)
+            Ok(recorded) => {
+                log_decision(&recorded.response, &peer);
+                // The answer is the record's response byte for byte (Go's escaping, as the reference daemon answers).
+                let mut line = recorded.encoded;
+                line.push(b'\n');
+                line
             }
             Err(error) => {
                 let reason = format!("Decision withheld: its evidence record could not be written ({error}).");
