@@ -4,6 +4,8 @@
 //! re-serialise records, see exactly the bytes they expect. Empty fields are omitted when serialising; `null` is
 //! accepted wherever a value may be absent, as the reference decoder accepts it.
 
+use std::fmt::Write as _;
+
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -244,7 +246,10 @@ pub const STREAM_PROTOCOL: &str = "cavra.ndjson.v1";
 /// A timestamp as the reference writes them (Go's `time.RFC3339Nano` in UTC): fractional seconds without trailing zeros, none when whole, and `Z`.
 pub fn timestamp(now: OffsetDateTime) -> String {
     let now = now.to_offset(time::UtcOffset::UTC);
-    let mut text = format!(
+    // One allocation: the evidence writer takes a timestamp for every record.
+    let mut text = String::with_capacity(32);
+    let _ = write!(
+        text,
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
         now.year(),
         u8::from(now.month()),
@@ -253,9 +258,14 @@ pub fn timestamp(now: OffsetDateTime) -> String {
         now.minute(),
         now.second()
     );
-    if now.nanosecond() != 0 {
-        let fraction = format!(".{:09}", now.nanosecond());
-        text.push_str(fraction.trim_end_matches('0'));
+    let mut fraction = now.nanosecond();
+    if fraction != 0 {
+        let mut digits = 9;
+        while fraction % 10 == 0 {
+            fraction /= 10;
+            digits -= 1;
+        }
+        let _ = write!(text, ".{fraction:0digits$}");
     }
     text.push('Z');
     text

@@ -135,16 +135,21 @@ const ID_PLACEHOLDER: &str = "000000000000000000000000";
 
 /// The parts of a record that do not depend on its place in the chain, encoded where the decision was made: the
 /// single writer then only hashes and concatenates. The bytes are exactly what [`EvidenceRecord`] serialises to.
+///
+/// Everything is in one buffer, which goes back to the caller holding the response as stored: one allocation per
+/// record, allocated and freed on the same side.
 pub(crate) struct Prepared {
-    /// Go JSON of the request as received: the record id covers it.
-    id_request: Vec<u8>,
-    /// Go JSON of the request as stored, when redaction changed it.
-    stored_request: Option<Vec<u8>>,
-    /// Go JSON of the response as stored: its last evidence reference is this record's, with `ID_PLACEHOLDER` as
-    /// the id digits at `id_at`. Without the bytes in `added` it is the response as decided, which the id covers.
-    response: Vec<u8>,
+    /// The response as stored, then the request as received, then the request as stored when redaction changed it;
+    /// all Go JSON.
+    bytes: Vec<u8>,
+    /// The response's last evidence reference is this record's, with `ID_PLACEHOLDER` as the id digits at `id_at`.
+    /// Without the bytes in `added` it is the response as decided, which the record id covers.
+    response_len: usize,
     id_at: usize,
     added: Range<usize>,
+    /// The request as received (which the record id covers) and as stored.
+    id_request: Range<usize>,
+    stored_request: Range<usize>,
     /// References the response already carried (almost always none).
     refs: Vec<String>,
 }
@@ -157,44 +162,54 @@ pub(crate) struct Sealed {
 
 impl Prepared {
     pub(crate) fn new(request: RecordRequest, response: &mut DecisionResponse) -> Prepared {
-        let id_request = encode::to_vec(&request);
-        let redacted = request.redacted();
-        let stored_request = redacted.is_redacted().then(|| encode::to_vec(&redacted));
+        let mut bytes = Vec::with_capacity(2048);
         let first_ref = response.evidence_refs.is_empty();
         // Encoded once, with the placeholder reference in place, which is then put back as it was.
-        response.evidence_refs.push(reference(ID_PLACEHOLDER));
-        let encoded = encode::to_vec(&*response);
+        response.evidence_refs.push(PLACEHOLDER_REF.to_owned());
+        encode::write(&mut bytes, &*response);
         response.evidence_refs.pop();
+        let response_len = bytes.len();
         // The placeholder is the array's last element: nowhere else can its closing quote be followed by `]`
-        // unescaped.
-        let quoted = format!("\"{REF_PREFIX}{ID_PLACEHOLDER}\"]");
-        let quote_at = encoded
-            .windows(quoted.len())
-            .rposition(|window| window == quoted.as_bytes())
+        // unescaped. Searched from the end, near which the references are; comparing the first byte first avoids a
+        // call per position.
+        let quoted = PLACEHOLDER_REF_CLOSING.as_bytes();
+        let quote_at = (0..=response_len - quoted.len())
+            .rev()
+            .find(|&at| bytes[at] == b'"' && bytes[at..].starts_with(quoted))
             .expect("the placeholder reference is in the encoded response");
         // Every response has a decision before its references, so a comma always precedes them.
         let added = if first_ref {
             let key = b",\"evidence_refs\":[";
-            debug_assert_eq!(&encoded[quote_at - key.len()..quote_at], key);
+            debug_assert_eq!(&bytes[quote_at - key.len()..quote_at], key);
             quote_at - key.len()..quote_at + quoted.len()
         } else {
-            debug_assert_eq!(encoded[quote_at - 1], b',');
+            debug_assert_eq!(bytes[quote_at - 1], b',');
             quote_at - 1..quote_at + quoted.len() - 1
         };
+
+        encode::write(&mut bytes, &request);
+        let id_request = response_len..bytes.len();
+        let redacted = request.redacted();
+        let stored_request = if redacted.is_redacted() {
+            encode::write(&mut bytes, &redacted);
+            id_request.end..bytes.len()
+        } else {
+            id_request.clone()
+        };
         Prepared {
-            id_request,
-            stored_request,
-            response: encoded,
+            bytes,
+            response_len,
             id_at: quote_at + 1 + REF_PREFIX.len(),
             added,
+            id_request,
+            stored_request,
             refs: response.evidence_refs.clone(),
         }
     }
 
     /// The bytes the record takes besides its head, hash and signature.
     pub(crate) fn encoded_len(&self) -> usize {
-        let request = self.stored_request.as_ref().unwrap_or(&self.id_request);
-        request.len() + self.response.len()
+        self.response_len + self.stored_request.len()
     }
 }
 
@@ -202,6 +217,10 @@ impl Prepared {
 pub(crate) fn reference(record_id: &str) -> String {
     format!("{REF_PREFIX}{record_id}")
 }
+
+/// `reference(ID_PLACEHOLDER)`, and as it ends an encoded `evidence_refs` array.
+const PLACEHOLDER_REF: &str = "go-daemon-evidence://000000000000000000000000";
+const PLACEHOLDER_REF_CLOSING: &str = "\"go-daemon-evidence://000000000000000000000000\"]";
 
 impl Chain {
     /// Appends to `out` the record that follows this chain (one line, with its `\n`) and advances the chain.
@@ -213,24 +232,29 @@ impl Chain {
         out: &mut Vec<u8>,
     ) -> Sealed {
         let Prepared {
-            id_request,
-            stored_request,
-            response: mut stored_response,
+            mut bytes,
+            response_len,
             id_at,
             added,
+            id_request,
+            stored_request,
             refs,
         } = prepared;
-        let timestamp = encode::to_vec(timestamp);
-        let decided = [&stored_response[..added.start], &stored_response[added.end..]];
-        let record_id = record_id(&id_request, decided, &timestamp);
-        if refs.contains(&reference(&record_id)) {
-            // As the reference does; the id covers the refs already present, so in practice this never happens.
-            stored_response.drain(added);
+        let mut quoted_timestamp = Vec::with_capacity(timestamp.len() + 2);
+        encode::write(&mut quoted_timestamp, timestamp);
+        let timestamp = quoted_timestamp;
+        let decided = [&bytes[..added.start], &bytes[added.end..response_len]];
+        let record_id = record_id(&bytes[id_request], decided, &timestamp);
+        // As the reference does, the response keeps a reference it already had rather than adding it twice; the id
+        // covers the references already present, so in practice this never happens.
+        let kept = if refs.contains(&reference(&record_id)) {
+            added
         } else {
-            stored_response[id_at..id_at + ID_PLACEHOLDER.len()].copy_from_slice(record_id.as_bytes());
-        }
-        let request = stored_request.as_ref().unwrap_or(&id_request);
-        let response = &stored_response;
+            bytes[id_at..id_at + ID_PLACEHOLDER.len()].copy_from_slice(record_id.as_bytes());
+            response_len..response_len
+        };
+        let response = [&bytes[..kept.start], &bytes[kept.end..response_len]];
+        let request = &bytes[stored_request];
         let sequence = self.sequence + 1;
 
         // The hash covers the record without `record_hash`, which goes between the head and the body.
@@ -254,13 +278,14 @@ impl Chain {
                 out.extend_from_slice(part.as_bytes());
             }
         }
-        let body: [&[u8]; 6] = [
+        let body: [&[u8]; 7] = [
             b",\"timestamp\":",
             &timestamp,
             b",\"request\":",
             request,
             b",\"response\":",
-            response,
+            response[0],
+            response[1],
         ];
         let mut hasher = Sha256::new();
         hasher.update(&out[start..]);
@@ -290,9 +315,11 @@ impl Chain {
         out.extend_from_slice(b"}\n");
         self.sequence = sequence;
         self.record_hash = record_hash;
+        bytes.truncate(response_len);
+        bytes.drain(kept);
         Sealed {
             record_id,
-            response: stored_response,
+            response: bytes,
         }
     }
 
@@ -485,6 +512,12 @@ mod tests {
             }
             assert_eq!(sealed.record_id, sha256_hex(&id_input)[..24]);
         }
+    }
+
+    #[test]
+    fn the_placeholder_constants_spell_the_placeholder_reference() {
+        assert_eq!(PLACEHOLDER_REF, reference(ID_PLACEHOLDER));
+        assert_eq!(PLACEHOLDER_REF_CLOSING, format!("\"{PLACEHOLDER_REF}\"]"));
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub struct Recorded {
 
 /// What the writer thread is asked to do, in the order it was asked.
 enum Message {
-    Record(Box<Job>),
+    Record(Job),
     Reopen(oneshot::Sender<Result<Reopened, EvidenceError>>),
 }
 
@@ -83,6 +83,7 @@ impl EvidenceLog {
             chain: opened.chain,
             restore_len: None,
             failing: false,
+            group: Vec::new(),
         };
         let (jobs, queue) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -117,7 +118,7 @@ impl EvidenceLog {
     ) -> impl Future<Output = Result<Recorded, EvidenceError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
         let record = Prepared::new(request.into(), &mut response);
-        let submitted = self.submit(Message::Record(Box::new(Job { record, reply })));
+        let submitted = self.submit(Message::Record(Job { record, reply }));
         let closed = self.closed();
         async move {
             submitted?;
@@ -196,6 +197,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The largest group buffer the writer keeps for the next group.
+const GROUP_BUFFER_KEPT: usize = 1 << 20;
+
 struct Writer {
     config: EvidenceConfig,
     file: Flock<File>,
@@ -205,6 +209,8 @@ struct Writer {
     restore_len: Option<u64>,
     /// In a failure episode: logged once when it starts and once when it ends.
     failing: bool,
+    /// The group being written, kept between groups so its allocation is reused.
+    group: Vec<u8>,
 }
 
 impl Writer {
@@ -214,7 +220,7 @@ impl Writer {
             let mut batch = Vec::new();
             for message in std::iter::once(first).chain(queue.try_iter()) {
                 match message {
-                    Message::Record(job) => batch.push(*job),
+                    Message::Record(job) => batch.push(job),
                     Message::Reopen(reply) => {
                         self.commit_all(std::mem::take(&mut batch));
                         let _ = reply.send(self.reopen());
@@ -275,15 +281,22 @@ impl Writer {
     /// Writes `jobs` as one group and answers them all.
     fn commit(&mut self, jobs: Vec<Job>) {
         let mut chain = self.chain.clone();
-        let mut bytes = Vec::with_capacity(jobs.iter().map(|job| job.record.encoded_len() + 512).sum());
+        let mut bytes = std::mem::take(&mut self.group);
+        bytes.clear();
+        bytes.reserve(jobs.iter().map(|job| job.record.encoded_len() + 512).sum());
         let mut answers = Vec::with_capacity(jobs.len());
         for job in jobs {
             let timestamp = crate::contract::timestamp(OffsetDateTime::now_utc());
             let sealed = chain.seal(job.record, &timestamp, self.config.signing.as_ref(), &mut bytes);
             answers.push((job.reply, sealed));
         }
+        let persisted = self.persist(&bytes);
+        // Kept unless a burst made it unusually large, so an idle daemon does not hold a burst's memory.
+        if bytes.capacity() <= GROUP_BUFFER_KEPT {
+            self.group = bytes;
+        }
         // A caller that went away no longer needs its answer, so send results are ignored.
-        match self.persist(&bytes) {
+        match persisted {
             Ok(()) => {
                 self.chain = chain;
                 if self.failing {
