@@ -219,6 +219,47 @@ fn sighup_follows_log_rotation_to_a_new_chain_and_says_where_the_old_one_ended()
     assert_eq!(verify(&log, None).0, 0);
 }
 
+/// The bytes a client receives are the `response` its record stores, in both protocol modes, including the
+/// characters Go escapes.
+#[test]
+fn the_answer_is_the_recorded_response_byte_for_byte() {
+    use std::io::{BufRead as _, BufReader};
+    use std::os::unix::net::UnixStream;
+
+    let scratch = tempfile::tempdir().unwrap();
+    let log = scratch.path().join("log.jsonl");
+    let daemon = Daemon::start(&["--evidence-log", log.to_str().unwrap()]);
+    let request = json!({"action_type": "read_file", "target": "notes/<draft>&.env", "session_id": "s-<1>"});
+    let exchange = |lines: &[String]| -> String {
+        let mut stream = UnixStream::connect(&daemon.socket).unwrap();
+        for line in lines {
+            stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+        }
+        let mut reader = BufReader::new(stream);
+        let mut answer = String::new();
+        for _ in lines {
+            answer.clear();
+            reader.read_line(&mut answer).unwrap();
+        }
+        answer
+    };
+    let compatible = exchange(&[request.to_string()]);
+    let stream = exchange(&[json!({"protocol": "cavra.ndjson.v1"}).to_string(), request.to_string()]);
+
+    let stored = fs::read_to_string(&log).unwrap();
+    let stored: Vec<&str> = stored.lines().collect();
+    assert_eq!(stored.len(), 2);
+    for (answer, line) in [(&compatible, stored[0]), (&stream, stored[1])] {
+        let answer = answer.strip_suffix('\n').expect("one whole answer line");
+        assert!(answer.contains(r"\u003cdraft\u003e\u0026"), "{answer}");
+        let suffix = if line.contains(r#","signature":"#) { "," } else { "}" };
+        assert!(
+            line.contains(&format!(r#","response":{answer}{suffix}"#)),
+            "{line}\n{answer}"
+        );
+    }
+}
+
 /// A real full file system: a 256 KiB tmpfs, mounted in a private mount namespace around the daemon, filled up and
 /// then emptied again. Needs root (CI runs as root).
 #[test]

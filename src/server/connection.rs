@@ -450,7 +450,7 @@ fn deliver(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, respon
         match recorded.await {
             Ok(recorded) => {
                 log_decision(&recorded.response, &peer);
-                // The answer is the record's response byte for byte (Go's escaping, as the reference daemon answers).
+                // The answer is the record's response byte for byte (with Go's escaping: the same JSON to any parser).
                 let mut line = recorded.encoded;
                 line.push(b'\n');
                 line
