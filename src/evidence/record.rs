@@ -136,8 +136,8 @@ const ID_PLACEHOLDER: &str = "000000000000000000000000";
 /// The parts of a record that do not depend on its place in the chain, encoded where the decision was made: the
 /// single writer then only hashes and concatenates. The bytes are exactly what [`EvidenceRecord`] serialises to.
 ///
-/// Everything is in one buffer, which goes back to the caller holding the response as stored: one allocation per
-/// record, allocated and freed on the same side.
+/// Everything is in one buffer, which goes back to the caller holding the response as stored, so the writer thread
+/// frees nothing the caller allocated.
 pub(crate) struct Prepared {
     /// The response as stored, then the request as received, then the request as stored when redaction changed it;
     /// all Go JSON.
@@ -247,13 +247,13 @@ impl Chain {
         let record_id = record_id(&bytes[id_request], decided, &timestamp);
         // As the reference does, the response keeps a reference it already had rather than adding it twice; the id
         // covers the references already present, so in practice this never happens.
-        let kept = if refs.contains(&reference(&record_id)) {
+        let dropped = if refs.contains(&reference(&record_id)) {
             added
         } else {
             bytes[id_at..id_at + ID_PLACEHOLDER.len()].copy_from_slice(record_id.as_bytes());
             response_len..response_len
         };
-        let response = [&bytes[..kept.start], &bytes[kept.end..response_len]];
+        let response = [&bytes[..dropped.start], &bytes[dropped.end..response_len]];
         let request = &bytes[stored_request];
         let sequence = self.sequence + 1;
 
@@ -316,7 +316,7 @@ impl Chain {
         self.sequence = sequence;
         self.record_hash = record_hash;
         bytes.truncate(response_len);
-        bytes.drain(kept);
+        bytes.drain(dropped);
         Sealed {
             record_id,
             response: bytes,
@@ -566,7 +566,7 @@ mod tests {
                 "tool":"delete_repo","capability":"repo","record":{"metadata_kind":"x"}}"#,
         )
         .unwrap();
-        let (line, _) = Chain::default().append(request.clone().into(), allow(), "t".into(), None);
+        let (line, _) = Chain::default().append(request.into(), allow(), "t".into(), None);
         let record: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(
             record["request"],
