@@ -8,7 +8,8 @@
 //!   write), so both servers are driven by exactly the same client code.
 //! - Every run spawns a fresh server, warms up, measures, and stops it. Variants of one (mode, clients) cell run back
 //!   to back, in a rotated order each repetition; each cell is repeated and the median reported. Ratios are the
-//!   median of the per-repetition ratios (daemon and echo measured moments apart), which cancels most machine drift.
+//!   median of the per-repetition ratios (daemon and echo measured moments apart), which cancels most machine drift,
+//!   shown with the lowest and highest of them, because on a shared machine the spread matters as much.
 //! - Server CPU is utime+stime from /proc/PID/stat over the measurement window, divided by the requests answered in
 //!   it (clock-tick resolution: 10 ms over the window).
 //! - Every loop is bounded in time and count; the whole run takes about 7 minutes on a 2-core machine.
@@ -875,15 +876,15 @@ impl Report {
         median(self.samples.get(&key).into_iter().flatten().map(metric).collect())
     }
 
-    /// Median over repetitions of `of`'s requests/s divided by `to`'s in the same repetition.
-    fn ratio(&self, mode: Mode, clients: usize, of: Variant, to: Variant) -> f64 {
+    /// `of`'s requests/s divided by `to`'s in the same repetition, over the repetitions.
+    fn ratio(&self, mode: Mode, clients: usize, of: Variant, to: Variant) -> Ratio {
         let (Some(of), Some(to)) = (
             self.samples.get(&(mode, clients, of)),
             self.samples.get(&(mode, clients, to)),
         ) else {
-            return f64::NAN;
+            return Ratio::from_repetitions(Vec::new());
         };
-        median(of.iter().zip(to).map(|(a, b)| a.rps / b.rps).collect())
+        Ratio::from_repetitions(of.iter().zip(to).map(|(a, b)| a.rps / b.rps).collect())
     }
 
     fn errors(&self) -> u64 {
@@ -901,8 +902,9 @@ impl Report {
              {DEPTH} requests outstanding on their connection. Latency is per request, client side (compatible \
              mode includes connect). Server CPU is utime+stime of the server process per request answered. The \
              daemon logs at its default level (info, a line per decision) to stderr, redirected to /dev/null; \
-             `RUST_LOG=warn` is shown for comparison. \"vs echo\" is the median of per-repetition ratios to the \
-             trivial echo server (per-connection echo in compatible mode, persistent line echo in stream mode).\n\n\
+             `RUST_LOG=warn` is shown for comparison. \"vs echo\" is the median of per-repetition ratios (lowest and \
+             highest in brackets) to the trivial echo server (per-connection echo in compatible mode, persistent \
+             line echo in stream mode).\n\n\
              Machine: {}.\n",
             self.seconds, self.context
         );
@@ -917,7 +919,7 @@ impl Report {
                     let versus = if variant == Variant::Echo {
                         "—".to_owned()
                     } else {
-                        fmt_percent(self.ratio(mode, clients, variant, Variant::Echo))
+                        self.ratio(mode, clients, variant, Variant::Echo).to_string()
                     };
                     let _ = writeln!(
                         out,
@@ -936,7 +938,7 @@ impl Report {
         let _ = writeln!(
             out,
             "\nEvidence log on the real disk (ext4 under `target/`), default logging; \"vs off\" is the median of \
-             per-repetition ratios to the daemon without an evidence log.\n"
+             per-repetition ratios (lowest and highest in brackets) to the daemon without an evidence log.\n"
         );
         let _ = writeln!(
             out,
@@ -953,7 +955,7 @@ impl Report {
                     let versus = if variant == Variant::Daemon {
                         "—".to_owned()
                     } else {
-                        fmt_percent(self.ratio(mode, clients, variant, Variant::Daemon))
+                        self.ratio(mode, clients, variant, Variant::Daemon).to_string()
                     };
                     let _ = writeln!(
                         out,
@@ -1001,8 +1003,8 @@ impl Report {
             let ratio = self.ratio(Mode::Compatible, clients, Variant::Daemon, Variant::Echo);
             target(
                 format!("compatible mode ≥ 85% of per-connection echo req/s, {clients} clients"),
-                fmt_percent(ratio),
-                ratio >= 0.85,
+                ratio.to_string(),
+                ratio.median >= 0.85,
             );
         }
         for mode in [Mode::Stream, Mode::Pipelined] {
@@ -1010,8 +1012,8 @@ impl Report {
                 let ratio = self.ratio(mode, clients, Variant::Daemon, Variant::Echo);
                 target(
                     format!("{} mode ≥ 60% of persistent echo req/s, {clients} clients", mode.name()),
-                    fmt_percent(ratio),
-                    ratio >= 0.60,
+                    ratio.to_string(),
+                    ratio.median >= 0.60,
                 );
             }
         }
@@ -1046,8 +1048,8 @@ impl Report {
             let ratio = self.ratio(mode, 64, Variant::EvidenceBatch, Variant::Daemon);
             target(
                 format!("evidence batch ≥ 60% of evidence off, {} mode, 64 clients", mode.name()),
-                fmt_percent(ratio),
-                ratio >= 0.60,
+                ratio.to_string(),
+                ratio.median >= 0.60,
             );
         }
         let errors = self.errors();
@@ -1134,11 +1136,40 @@ fn fmt_duration(duration: Duration) -> String {
     fmt_us(duration.as_secs_f64() * 1e6)
 }
 
-fn fmt_percent(ratio: f64) -> String {
-    if ratio.is_nan() {
-        "—".to_owned()
-    } else {
-        format!("{:.0}%", ratio * 100.0)
+/// A ratio between two variants measured moments apart, over the repetitions: the median, and the lowest and
+/// highest, because on a shared machine the spread says as much as the median.
+struct Ratio {
+    median: f64,
+    low: f64,
+    high: f64,
+}
+
+impl Ratio {
+    fn from_repetitions(mut ratios: Vec<f64>) -> Ratio {
+        ratios.retain(|ratio| !ratio.is_nan());
+        let low = ratios.iter().copied().fold(f64::NAN, f64::min);
+        let high = ratios.iter().copied().fold(f64::NAN, f64::max);
+        Ratio {
+            median: median(ratios),
+            low,
+            high,
+        }
+    }
+}
+
+impl std::fmt::Display for Ratio {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.median.is_nan() {
+            return f.write_str("—");
+        }
+        let percent = |ratio: f64| (ratio * 100.0).round();
+        write!(
+            f,
+            "{:.0}% ({:.0}–{:.0})",
+            percent(self.median),
+            percent(self.low),
+            percent(self.high)
+        )
     }
 }
 
