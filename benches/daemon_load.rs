@@ -12,7 +12,8 @@
 //!   shown with the lowest and highest of them, because on a shared machine the spread matters as much.
 //! - Server CPU is utime+stime from /proc/PID/stat over the measurement window, divided by the requests answered in
 //!   it (clock-tick resolution: 10 ms over the window).
-//! - Every loop is bounded in time and count; the whole run takes about 7 minutes on a 2-core machine.
+//! - Every loop is bounded in time and count; the whole run takes about 6 minutes on a 2-core machine (8 with
+//!   `CAVRA_LOAD_REPS=7`).
 //!
 //! `daemon_load drive compatible|stream CLIENTS SECONDS SOCKET PID` loads a server started by hand (under `perf`,
 //! say) with the same clients and prints one line.
