@@ -1146,8 +1146,8 @@ struct Ratio {
 }
 
 impl Ratio {
-    fn from_repetitions(mut ratios: Vec<f64>) -> Ratio {
-        ratios.retain(|ratio| !ratio.is_nan());
+    fn from_repetitions(ratios: Vec<f64>) -> Ratio {
+        // `f64::min` and `max` pass over NaN, as `median` leaves it out.
         let low = ratios.iter().copied().fold(f64::NAN, f64::min);
         let high = ratios.iter().copied().fold(f64::NAN, f64::max);
         Ratio {
