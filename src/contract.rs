@@ -225,6 +225,50 @@ pub struct DecisionResponse {
     pub correlation_id: String,
 }
 
+impl DecisionResponse {
+    /// A block no policy decided: the daemon refusing a request for a reason of its own (`daemon.*`), with the
+    /// ids and timestamp that trace it. No pack was consulted, so it names none.
+    pub fn refusal(rule_id: &str, severity: Severity, reason: String) -> Self {
+        DecisionResponse {
+            decision_id: random_id("dec_"),
+            session_id: String::new(),
+            agent_id: String::new(),
+            actor: String::new(),
+            action_type: String::new(),
+            target: String::new(),
+            requested_operation: String::new(),
+            policy_pack: String::new(),
+            policy_id: String::new(),
+            rule_id: rule_id.to_owned(),
+            decision: Decision::Block,
+            severity,
+            reason,
+            evidence_refs: Vec::new(),
+            approver_group: String::new(),
+            timestamp: now_timestamp(),
+            correlation_id: random_id("corr_"),
+        }
+    }
+}
+
+/// `prefix` + 12 lower-case hex digits from 6 random bytes: the reference's decision and correlation ids.
+pub fn random_id(prefix: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes: [u8; 6] = rand::random();
+    let mut id = String::with_capacity(prefix.len() + 12);
+    id.push_str(prefix);
+    for byte in bytes {
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    id
+}
+
+/// Now, as the reference writes timestamps (see [`timestamp`]).
+pub fn now_timestamp() -> String {
+    timestamp(OffsetDateTime::now_utc())
+}
+
 /// The answer to `{"action_type":"cavra.health"}`: no policy is evaluated and no evidence is recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Health {

@@ -9,10 +9,7 @@ pub mod git;
 pub mod mcp;
 pub mod release_governance;
 
-use rand::Rng as _;
-use time::OffsetDateTime;
-
-use crate::contract::{self, Decision, DecisionResponse, EvaluateRequest, Severity};
+use crate::contract::{Decision, DecisionResponse, EvaluateRequest, Severity, now_timestamp, random_id};
 use crate::policy::PolicySet;
 
 pub const RELEASE_GOVERNANCE_ACTION: &str = "release_governance_record";
@@ -128,31 +125,15 @@ fn stamp(verdict: Verdict, request: &EvaluateRequest, pack_id: &str) -> Decision
         reason: verdict.reason,
         evidence_refs,
         approver_group: verdict.approver_group.to_owned(),
-        timestamp: now_rfc3339(),
+        timestamp: now_timestamp(),
         correlation_id: random_id("corr_"),
     }
 }
 
-/// `prefix` + 12 lower-case hex digits from 6 random bytes.
-pub fn random_id(prefix: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes: [u8; 6] = rand::rng().random();
-    let mut id = String::with_capacity(prefix.len() + 12);
-    id.push_str(prefix);
-    for byte in bytes {
-        id.push(char::from(HEX[usize::from(byte >> 4)]));
-        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
-    }
-    id
-}
-
-/// Now, as the reference writes timestamps: UTC, RFC 3339 with `Z` and only the fraction digits it needs.
-pub fn now_rfc3339() -> String {
-    contract::timestamp(OffsetDateTime::now_utc())
-}
-
 #[cfg(test)]
 mod tests {
+    use time::OffsetDateTime;
+
     use super::*;
     use crate::policy::PolicyConfig;
 

@@ -1,12 +1,12 @@
 //! One client connection: compatible mode (one request, one answer, close) or stream mode (after the
-//! `cavra.ndjson.v1` handshake, newline-delimited requests answered in order, pipelined).
+//! `cavra.ndjson.v1` handshake, newline-delimited requests answered in order, pipelined). What a request line is
+//! answered with is the handler's business ([`super::handler`]).
 
 use std::collections::VecDeque;
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream as StdUnixStream;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -18,12 +18,10 @@ use tokio::sync::watch;
 use tokio::time::timeout;
 
 use super::framing::{CHUNK, Frame, FrameReader, single_request_line};
+use super::handler::{self, Reply, answer};
 use super::{Limits, Service};
 use crate::auth::Peer;
-use crate::auth::RunnerAuthError;
-use crate::auth::runner::Check;
-use crate::contract::{Decision, DecisionResponse, EvaluateRequest, HEALTH_ACTION, STREAM_PROTOCOL, Severity};
-use crate::engine;
+use crate::contract::STREAM_PROTOCOL;
 
 /// Answers a stream-mode connection may have in flight before the server stops reading from it.
 const PIPELINE_DEPTH: usize = 256;
@@ -31,21 +29,6 @@ const PIPELINE_DEPTH: usize = 256;
 /// How long, and how much unread input, the server waits out before closing (see `FrameReader::drain`).
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 4 * 1024 * 1024;
-
-/// One answer line: ready now, or waiting (for its evidence record to be durable, or for a key set).
-enum Reply {
-    Ready(Vec<u8>),
-    Waiting(Pin<Box<dyn Future<Output = Vec<u8>> + Send>>),
-}
-
-impl Reply {
-    async fn line(self) -> Vec<u8> {
-        match self {
-            Reply::Ready(line) => line,
-            Reply::Waiting(line) => line.await,
-        }
-    }
-}
 
 pub async fn serve(stream: StdUnixStream, service: Arc<Service>, stop: watch::Receiver<bool>) {
     let peer = match Peer::of(&stream, service.peers().needs_groups()) {
@@ -176,11 +159,7 @@ async fn serve_registered(
             peer_pid = peer.pid,
             "refused a peer that --allow-uid/--allow-group do not admit"
         );
-        let reason = format!(
-            "Peer uid {} (gid {}) is not allowed to use this daemon (--allow-uid, --allow-group).",
-            peer.uid, peer.gid
-        );
-        let refusal = line(&error_response("daemon.peer.unauthorized", Severity::Critical, reason));
+        let refusal = handler::peer_unauthorized(peer);
         if matches!(timeout(LINGER, write_half.write_all(&refusal)).await, Ok(Ok(()))) {
             let _ = write_half.shutdown().await;
             reader.drain(LINGER_BYTES, LINGER).await;
@@ -199,8 +178,8 @@ async fn serve_registered(
             return stream_mode(reader, write_half, service, peer, &mut stop).await;
         }
         Frame::Request(bytes) => answer(service, peer, &bytes),
-        Frame::TooLarge => Reply::Ready(too_large(service)),
-        Frame::TimedOut => Reply::Ready(timed_out(service)),
+        Frame::TooLarge => Reply::Ready(handler::too_large(limits.max_request_bytes)),
+        Frame::TimedOut => Reply::Ready(handler::timed_out(limits.request_timeout)),
         Frame::Closed | Frame::Idle => return,
     };
     let line = reply.line().await;
@@ -241,10 +220,7 @@ fn nothing_left_to_read(reader: &FrameReader<ReadHalf<'_>>) -> bool {
 /// Tells a client the server is full. A fresh socket's buffer always takes one line, so the answer never waits on
 /// the client; the short linger that follows is bounded like any other.
 pub fn refuse_overloaded(stream: StdUnixStream, max_connections: usize) {
-    let reason = format!(
-        "cavra-runtime is serving its maximum of {max_connections} connections (--max-connections); retry shortly."
-    );
-    let answer = line(&error_response("daemon.overloaded", Severity::High, reason));
+    let answer = handler::overloaded(max_connections);
     if (&stream).write(&answer).is_ok_and(|written| written == answer.len())
         && let Some(stream) = register(stream)
     {
@@ -319,8 +295,14 @@ async fn stream_mode(
 fn take(frame: Frame, service: &Arc<Service>, peer: &Peer, waiting: &mut VecDeque<Reply>, out: &mut Vec<u8>) -> bool {
     let (reply, more) = match frame {
         Frame::Request(bytes) => (answer(service, peer, &bytes), true),
-        Frame::TooLarge => (Reply::Ready(too_large(service)), true),
-        Frame::TimedOut => (Reply::Ready(timed_out(service)), false),
+        Frame::TooLarge => (
+            Reply::Ready(handler::too_large(service.limits().max_request_bytes)),
+            true,
+        ),
+        Frame::TimedOut => (
+            Reply::Ready(handler::timed_out(service.limits().request_timeout)),
+            false,
+        ),
         Frame::Closed | Frame::Idle => return false,
     };
     match reply {
@@ -369,161 +351,6 @@ fn is_stream_handshake(bytes: &[u8]) -> bool {
         .is_ok_and(|value| value.get("protocol").and_then(|p| p.as_str()) == Some(STREAM_PROTOCOL))
 }
 
-/// Decodes and answers one request.
-fn answer(service: &Arc<Service>, peer: &Peer, bytes: &[u8]) -> Reply {
-    let request: EvaluateRequest = match serde_json::from_slice(bytes) {
-        Ok(request) => request,
-        Err(error) => {
-            tracing::info!(peer_uid = peer.uid, peer_pid = peer.pid, %error, "invalid request");
-            let reason = format!("Request is not a valid EvaluateRequest: {error}.");
-            return Reply::Ready(line(&error_response("daemon.request.invalid", Severity::High, reason)));
-        }
-    };
-    if request.action_type == HEALTH_ACTION {
-        let mut health = serde_json::to_vec(&service.health()).expect("health serialises");
-        health.push(b'\n');
-        return Reply::Ready(health);
-    }
-    let Some(runners) = service.runner_auth() else {
-        return decide(service, peer, request);
-    };
-    match runners.check(request.runner_auth.as_ref()) {
-        Check::Done(Ok(())) => decide(service, peer, request),
-        Check::Done(Err(error)) => refuse_runner(service, peer, request, &error),
-        // Rare: the OIDC key set must be fetched first. The record waits for it too, so only this request's place
-        // in the evidence order may move.
-        Check::NeedsKeys(verifier) => {
-            let (service, peer, runners) = (Arc::clone(service), peer.clone(), Arc::clone(runners));
-            Reply::Waiting(Box::pin(async move {
-                verifier.refresh().await;
-                let reply = match runners.check_now(request.runner_auth.as_ref()) {
-                    Ok(()) => decide(&service, &peer, request),
-                    Err(error) => refuse_runner(&service, &peer, request, &error),
-                };
-                reply.line().await
-            }))
-        }
-    }
-}
-
-fn decide(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest) -> Reply {
-    let response = engine::evaluate(&service.policies(), &request);
-    deliver(service, peer, request, response)
-}
-
-/// The reference's answer to a runner that did not prove itself: not evaluated, echoing the request as sent.
-fn refuse_runner(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, error: &RunnerAuthError) -> Reply {
-    tracing::warn!(peer_uid = peer.uid, peer_pid = peer.pid, %error, "runner authentication failed");
-    let response = DecisionResponse {
-        decision_id: String::new(),
-        session_id: request.session_id.clone(),
-        agent_id: request.agent_id.clone(),
-        actor: request.actor.clone(),
-        action_type: request.action_type.clone(),
-        target: request.target.clone(),
-        requested_operation: request.requested_operation.clone(),
-        policy_pack: request.policy_pack.clone(),
-        policy_id: String::new(),
-        rule_id: "runner_auth.invalid".to_owned(),
-        decision: Decision::Block,
-        severity: Severity::Critical,
-        reason: format!("runner authentication failed: {error}"),
-        evidence_refs: Vec::new(),
-        approver_group: String::new(),
-        timestamp: String::new(),
-        correlation_id: String::new(),
-    };
-    deliver(service, peer, request, response)
-}
-
-/// Sends `response`, after its evidence record is durable when a log is kept.
-fn deliver(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, response: DecisionResponse) -> Reply {
-    let Some(evidence) = service.evidence() else {
-        log_decision(&response, peer);
-        return Reply::Ready(line(&response));
-    };
-    // The answer waits for its record: no client acts on a decision the log does not hold.
-    let peer = peer.clone();
-    let session_id = response.session_id.clone();
-    let recorded = evidence.record(request, response);
-    Reply::Waiting(Box::pin(async move {
-        match recorded.await {
-            Ok(recorded) => {
-                log_decision(&recorded.response, &peer);
-                // The answer is the record's response byte for byte (with Go's escaping: the same JSON to any parser).
-                let mut line = recorded.encoded;
-                line.push(b'\n');
-                line
-            }
-            Err(error) => {
-                let reason = format!("Decision withheld: its evidence record could not be written ({error}).");
-                let mut refusal = error_response("daemon.evidence.unavailable", Severity::Critical, reason);
-                refusal.session_id = session_id;
-                line(&refusal)
-            }
-        }
-    }))
-}
-
-fn log_decision(response: &DecisionResponse, peer: &Peer) {
-    tracing::info!(
-        target: "cavra::decision",
-        decision = response.decision.as_str(),
-        rule_id = %response.rule_id,
-        severity = response.severity.as_str(),
-        policy_pack = %response.policy_pack,
-        action_type = %response.action_type,
-        decision_id = %response.decision_id,
-        peer_uid = peer.uid,
-        peer_gid = peer.gid,
-        peer_pid = peer.pid,
-        "decision",
-    );
-}
-
-fn too_large(service: &Service) -> Vec<u8> {
-    let limit = service.limits().max_request_bytes;
-    let reason = format!("Request exceeds the {limit}-byte limit (--max-request-bytes); it was not read.");
-    line(&error_response("daemon.request.too_large", Severity::High, reason))
-}
-
-fn timed_out(service: &Service) -> Vec<u8> {
-    let limit = service.limits().request_timeout;
-    let reason = format!("Request did not complete within {limit:?} (--request-timeout).");
-    line(&error_response("daemon.request.timeout", Severity::High, reason))
-}
-
-/// A refusal that is about the connection, not an action: no policy was consulted, so it has no pack.
-fn error_response(rule_id: &str, severity: Severity, reason: String) -> DecisionResponse {
-    DecisionResponse {
-        decision_id: engine::random_id("dec_"),
-        session_id: String::new(),
-        agent_id: String::new(),
-        actor: String::new(),
-        action_type: String::new(),
-        target: String::new(),
-        requested_operation: String::new(),
-        policy_pack: String::new(),
-        policy_id: String::new(),
-        rule_id: rule_id.to_owned(),
-        decision: Decision::Block,
-        severity,
-        reason,
-        evidence_refs: Vec::new(),
-        approver_group: String::new(),
-        timestamp: engine::now_rfc3339(),
-        correlation_id: engine::random_id("corr_"),
-    }
-}
-
-fn line(response: &DecisionResponse) -> Vec<u8> {
-    // A decision line is a few hundred bytes; one allocation of this size holds it.
-    let mut bytes = Vec::with_capacity(1024);
-    serde_json::to_writer(&mut bytes, response).expect("a decision serialises");
-    bytes.push(b'\n');
-    bytes
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::{Read as _, Write as _};
@@ -531,6 +358,7 @@ mod tests {
     use nix::sys::socket::{setsockopt, sockopt::SndBuf};
 
     use super::*;
+    use crate::contract::DecisionResponse;
     use crate::policy::{PolicyConfig, PolicySet};
 
     fn service() -> Arc<Service> {

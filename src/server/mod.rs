@@ -1,10 +1,12 @@
-//! The enforcement service: answers requests on an already-bound listener until told to stop.
+//! The server: answers requests on an already-bound listener until told to stop.
 //!
 //! Where the listener comes from (systemd, launchd or a bind) is decided once, in [`listener`]; [`run`] only
-//! takes a listener, so tests and every activation path share the same loop.
+//! takes a listener, so tests and every activation path share the same loop. [`run`] accepts and bounds
+//! connections; `connection` speaks the protocol modes; `handler` turns a request line into an answer.
 
 mod connection;
 mod framing;
+mod handler;
 pub mod listener;
 
 use std::future::Future;

@@ -1,4 +1,4 @@
-//! `--daemon`: send one request to a running daemon and print its decision.
+//! `--daemon`: ask a running daemon about one request and print its decision.
 
 use std::fs;
 use std::io;
@@ -8,17 +8,17 @@ use std::process::ExitCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use super::flags::{AuthArgs, ClientArgs, SocketArgs};
+use super::io::{InputError, print_json, read_request};
 use crate::auth::RunnerAuthError;
 use crate::auth::SecretError;
 use crate::auth::oidc::OidcError;
 use crate::auth::runner::{HMAC_ALGORITHM, OIDC_ALGORITHM, reject_line_breaks, sign};
-use crate::cli::Cli;
 use crate::client::{Client, ClientError};
 use crate::contract::{Decision, RunnerAuthentication, RunnerIdentity};
-use crate::oneshot::{InputError, print_json, read_request};
 
 #[derive(Debug, thiserror::Error)]
-pub enum DaemonClientError {
+pub enum AskError {
     #[error(transparent)]
     Input(#[from] InputError),
     #[error(transparent)]
@@ -41,15 +41,15 @@ pub enum DaemonClientError {
     WriteOutput(io::Error),
 }
 
-pub fn run(cli: &Cli) -> Result<ExitCode, DaemonClientError> {
-    let mut request = read_request(&cli.client.input)?;
-    if let Some(claims) = &cli.auth.runner_auth_claims {
-        request.runner_auth = Some(authenticate(cli, claims)?);
+pub fn run(client: &ClientArgs, socket: &SocketArgs, auth: &AuthArgs) -> Result<ExitCode, AskError> {
+    let mut request = read_request(&client.input)?;
+    if let Some(claims) = &auth.runner_auth_claims {
+        request.runner_auth = Some(authenticate(auth, claims)?);
     }
-    let client = Client::new(&cli.socket.socket).with_timeout(cli.client.client_timeout);
-    let response = client.evaluate(&request)?;
-    print_json(&response).map_err(DaemonClientError::WriteOutput)?;
-    Ok(match (cli.client.exit_code, response.decision) {
+    let daemon = Client::new(&socket.socket).with_timeout(client.client_timeout);
+    let response = daemon.evaluate(&request)?;
+    print_json(&response).map_err(AskError::WriteOutput)?;
+    Ok(match (client.exit_code, response.decision) {
         (false, _) | (true, Decision::Allow) => ExitCode::SUCCESS,
         (true, Decision::RequireApproval) => ExitCode::from(2),
         (true, Decision::Block) => ExitCode::from(3),
@@ -57,21 +57,20 @@ pub fn run(cli: &Cli) -> Result<ExitCode, DaemonClientError> {
 }
 
 /// `runner_auth` for the identity in `claims`: with the OIDC token when one is given, else HMAC-signed.
-fn authenticate(cli: &Cli, claims: &Path) -> Result<RunnerAuthentication, DaemonClientError> {
-    let text = fs::read(claims).map_err(|source| DaemonClientError::ReadClaims {
+fn authenticate(auth: &AuthArgs, claims: &Path) -> Result<RunnerAuthentication, AskError> {
+    let text = fs::read(claims).map_err(|source| AskError::ReadClaims {
         path: claims.to_owned(),
         source,
     })?;
-    let identity: RunnerIdentity =
-        serde_json::from_slice(&text).map_err(|source| DaemonClientError::InvalidClaims {
-            path: claims.to_owned(),
-            source,
-        })?;
+    let identity: RunnerIdentity = serde_json::from_slice(&text).map_err(|source| AskError::InvalidClaims {
+        path: claims.to_owned(),
+        source,
+    })?;
     if identity.provider.is_empty() || identity.repository.is_empty() {
-        return Err(DaemonClientError::Identity);
+        return Err(AskError::Identity);
     }
     reject_line_breaks(&identity)?;
-    if let Some(token) = cli.auth.oidc_token()? {
+    if let Some(token) = auth.oidc_token()? {
         let token = String::from_utf8_lossy(token.expose()).trim().to_owned();
         return Ok(RunnerAuthentication {
             key_id: token_kid(&token)?,
@@ -80,12 +79,12 @@ fn authenticate(cli: &Cli, claims: &Path) -> Result<RunnerAuthentication, Daemon
             signature: token,
         });
     }
-    let key = cli.auth.runner_key()?.ok_or(DaemonClientError::NoKey)?;
+    let key = auth.runner_key()?.ok_or(AskError::NoKey)?;
     Ok(RunnerAuthentication {
         signature: sign(&key, &identity),
         identity,
         algorithm: HMAC_ALGORITHM.to_owned(),
-        key_id: cli.auth.runner_auth_key_id.clone(),
+        key_id: auth.runner_auth_key_id.clone(),
     })
 }
 

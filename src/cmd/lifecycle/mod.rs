@@ -15,24 +15,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::ValueEnum;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Group, Pid, User};
 use serde::Serialize;
 
-use crate::cli::Cli;
+use super::flags::{LifecycleAction, LifecycleArgs, ServeArgs};
+use super::io::print_json;
+use super::serve::{self, ServeError};
 use crate::client::Client;
 use crate::contract::Health;
-use crate::daemon::{self, DaemonError};
-use crate::oneshot::print_json;
 use pidfile::LockState;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Action {
-    Start,
-    Status,
-    Stop,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LifecycleError {
@@ -55,7 +47,7 @@ pub enum LifecycleError {
     #[error("{reason}{log}")]
     StartFailed { reason: String, log: String },
     #[error(transparent)]
-    Daemon(#[from] DaemonError),
+    Serve(#[from] ServeError),
     #[error("cannot write the status to standard output: {0}")]
     WriteOutput(io::Error),
 }
@@ -85,15 +77,15 @@ struct Paths {
 }
 
 impl Paths {
-    fn of(cli: &Cli) -> Self {
-        let socket = cli.socket.socket.clone();
-        let pid = cli.lifecycle.pid.clone().unwrap_or_else(|| {
+    fn of(lifecycle: &LifecycleArgs, socket: &Path) -> Self {
+        let socket = socket.to_owned();
+        let pid = lifecycle.pid.clone().unwrap_or_else(|| {
             let mut path = socket.clone().into_os_string();
             path.push(".pid");
             path.into()
         });
         // Under the journal the daemon logs there itself; otherwise its output goes to a file beside the socket.
-        let log = cli.lifecycle.log_file.clone().or_else(|| {
+        let log = lifecycle.log_file.clone().or_else(|| {
             std::env::var_os("JOURNAL_STREAM")
                 .is_none()
                 .then(|| socket.with_extension("log"))
@@ -102,16 +94,17 @@ impl Paths {
     }
 }
 
-pub fn run(cli: &Cli, action: Action) -> Result<ExitCode, LifecycleError> {
-    let paths = Paths::of(cli);
+/// `serve` is what a started daemon runs with; `status` and `stop` read only its socket.
+pub fn run(action: LifecycleAction, lifecycle: &LifecycleArgs, serve: &ServeArgs) -> Result<ExitCode, LifecycleError> {
+    let paths = Paths::of(lifecycle, &serve.socket.socket);
     match action {
-        Action::Start => start(cli, &paths),
-        Action::Status => {
+        LifecycleAction::Start => start(lifecycle, serve, &paths),
+        LifecycleAction::Status => {
             let (status, code) = status(&paths);
             print_json(&status).map_err(LifecycleError::WriteOutput)?;
             Ok(code)
         }
-        Action::Stop => stop(cli, &paths),
+        LifecycleAction::Stop => stop(lifecycle, &paths),
     }
 }
 
@@ -159,7 +152,7 @@ fn status(paths: &Paths) -> (Status, ExitCode) {
     (status, ExitCode::from(code))
 }
 
-fn start(cli: &Cli, paths: &Paths) -> Result<ExitCode, LifecycleError> {
+fn start(lifecycle: &LifecycleArgs, serve: &ServeArgs, paths: &Paths) -> Result<ExitCode, LifecycleError> {
     match pidfile::lock_state(&paths.pid).map_err(io_error("inspect", &paths.pid))? {
         LockState::Held => {
             let pid = pidfile::holder(&paths.pid).ok().flatten().unwrap_or_default();
@@ -211,20 +204,20 @@ fn start(cli: &Cli, paths: &Paths) -> Result<ExitCode, LifecycleError> {
         .working_directory(working_directory)
         .stdout(stdio(&paths.log)?)
         .stderr(stdio(&paths.log)?);
-    let identity = identity(cli)?;
+    let identity = identity(lifecycle)?;
     if let Some((user, group)) = &identity {
         daemonize = daemonize.user(user.uid.as_raw()).group(group.gid.as_raw());
     }
     let daemonize = daemonize.privileged_action(move || drop_supplementary_groups(identity));
     match daemonize.execute() {
-        daemonize::Outcome::Parent(Ok(_)) => wait_ready(cli, paths),
+        daemonize::Outcome::Parent(Ok(_)) => wait_ready(lifecycle.lifecycle_timeout, paths),
         daemonize::Outcome::Parent(Err(error)) => Err(LifecycleError::Daemonize(error)),
         daemonize::Outcome::Child(Ok(child)) => {
             if let Err(error) = child.privileged_action_result {
                 eprintln!("cavra-runtime: cannot set supplementary groups: {error}");
                 return Ok(ExitCode::FAILURE);
             }
-            daemon::serve(cli)?;
+            serve::run(serve)?;
             // A clean exit takes its PID file along (the lock is still ours). After a failure the file stays, with
             // no holder, which is how the waiting `start` learns the daemon died; it cleans up.
             let _ = fs::remove_file(&paths.pid);
@@ -238,15 +231,15 @@ fn start(cli: &Cli, paths: &Paths) -> Result<ExitCode, LifecycleError> {
 }
 
 /// The user and group `--user`/`--group` name, if any.
-fn identity(cli: &Cli) -> Result<Option<(User, Group)>, LifecycleError> {
-    let Some(name) = &cli.lifecycle.user else {
+fn identity(lifecycle: &LifecycleArgs) -> Result<Option<(User, Group)>, LifecycleError> {
+    let Some(name) = &lifecycle.user else {
         return Ok(None);
     };
     let user = User::from_name(name)
         .ok()
         .flatten()
         .ok_or_else(|| LifecycleError::UnknownUser(name.clone()))?;
-    let group = match &cli.lifecycle.group {
+    let group = match &lifecycle.group {
         Some(name) => Group::from_name(name)
             .ok()
             .flatten()
@@ -271,8 +264,7 @@ fn drop_supplementary_groups(identity: Option<(User, Group)>) -> nix::Result<()>
 
 /// Waits until the daemon answers a health probe as the holder of the PID file; on failure, stops what started and
 /// says why, with the daemon's last log lines.
-fn wait_ready(cli: &Cli, paths: &Paths) -> Result<ExitCode, LifecycleError> {
-    let limit = cli.lifecycle.lifecycle_timeout;
+fn wait_ready(limit: Duration, paths: &Paths) -> Result<ExitCode, LifecycleError> {
     let deadline = Instant::now() + limit;
     let mut holder = None;
     let failure = loop {
@@ -327,7 +319,7 @@ fn last_lines(log: &Path) -> String {
     }
 }
 
-fn stop(cli: &Cli, paths: &Paths) -> Result<ExitCode, LifecycleError> {
+fn stop(lifecycle: &LifecycleArgs, paths: &Paths) -> Result<ExitCode, LifecycleError> {
     let lock = pidfile::lock_state(&paths.pid).map_err(io_error("inspect", &paths.pid))?;
     let message = match lock {
         LockState::Absent if probe(&paths.socket).is_some() => {
@@ -350,7 +342,7 @@ fn stop(cli: &Cli, paths: &Paths) -> Result<ExitCode, LifecycleError> {
                 .map_err(io_error("inspect", &paths.pid))?
                 .or_else(|| pidfile::read_pid(&paths.pid));
             let message = match pid {
-                Some(pid) => terminate(pid, &paths.pid, cli.lifecycle.lifecycle_timeout),
+                Some(pid) => terminate(pid, &paths.pid, lifecycle.lifecycle_timeout),
                 None => "daemon holds its pid file but no pid could be found; nothing signalled".to_owned(),
             };
             let _ = fs::remove_file(&paths.pid);

@@ -3,9 +3,10 @@
 use std::io;
 use std::process::ExitCode;
 
-use crate::cli::Cli;
+use super::flags::EvidenceArgs;
+use super::io::print_json;
+use crate::auth::SecretError;
 use crate::evidence::{EvidenceError, verify_file};
-use crate::oneshot::print_json;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -14,14 +15,14 @@ pub enum VerifyError {
     #[error(transparent)]
     Evidence(#[from] EvidenceError),
     #[error(transparent)]
-    Key(#[from] crate::auth::SecretError),
+    Key(#[from] SecretError),
     #[error("cannot write the report to standard output: {0}")]
     WriteOutput(io::Error),
 }
 
-pub fn run(cli: &Cli) -> Result<ExitCode, VerifyError> {
-    let path = cli.evidence.evidence_log.as_deref().ok_or(VerifyError::NoLog)?;
-    let key = cli.evidence.signing_key()?;
+pub fn run(evidence: &EvidenceArgs) -> Result<ExitCode, VerifyError> {
+    let path = evidence.evidence_log.as_deref().ok_or(VerifyError::NoLog)?;
+    let key = evidence.signing_key()?;
     let report = verify_file(path, key.as_ref())?;
     print_json(&report).map_err(VerifyError::WriteOutput)?;
     Ok(if report.valid {

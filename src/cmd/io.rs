@@ -1,4 +1,4 @@
-//! One-shot mode: read one request, print one decision. Also reads the request for `--daemon`.
+//! What the command-line modes read and print: one request from a file or standard input, and indented JSON.
 
 use std::fs;
 use std::io::{self, Read as _, Write as _};
@@ -6,20 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::cli::Cli;
 use crate::contract::EvaluateRequest;
-use crate::engine;
-use crate::policy::{PolicyError, PolicySet};
-
-#[derive(Debug, thiserror::Error)]
-pub enum OneShotError {
-    #[error(transparent)]
-    Policy(#[from] PolicyError),
-    #[error(transparent)]
-    Input(#[from] InputError),
-    #[error("cannot write the decision to standard output: {0}")]
-    WriteOutput(io::Error),
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -30,12 +17,6 @@ pub enum InputError {
         source_name: String,
         error: serde_json::Error,
     },
-}
-
-pub fn run(cli: &Cli) -> Result<(), OneShotError> {
-    let policies = PolicySet::load(&cli.policy.config())?;
-    let request = read_request(&cli.client.input)?;
-    print_json(&engine::evaluate(&policies, &request)).map_err(OneShotError::WriteOutput)
 }
 
 /// Reads one request from a file, or from standard input for `-`.

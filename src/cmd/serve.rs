@@ -8,19 +8,18 @@ use std::sync::Arc;
 use nix::sys::signal;
 use tokio::signal::unix::SignalKind;
 
+use super::flags::{AuthArgs, AuthConfigError, EvidenceArgs, ServeArgs};
 use crate::auth::oidc::JwksSource;
 use crate::auth::{RunnerAuthenticator, SecretError};
-use crate::cli::AuthConfigError;
-use crate::cli::Cli;
 use crate::evidence::{EvidenceError, EvidenceLog};
 use crate::policy::{PolicyConfig, PolicyError, PolicySet};
 use crate::server::listener::{self, ListenerError, Origin};
 use crate::server::{self, Service};
-use crate::service::logging::{self, LoggingError};
-use crate::service::notify;
+use crate::supervisor::logging::{self, LoggingError};
+use crate::supervisor::notify;
 
 #[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
+pub enum ServeError {
     #[error(transparent)]
     Logging(#[from] LoggingError),
     #[error(transparent)]
@@ -43,21 +42,21 @@ pub enum DaemonError {
     Jwks(String),
 }
 
-pub fn serve(cli: &Cli) -> Result<(), DaemonError> {
+pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     // Held to the end: dropping it writes out the log lines still queued.
-    let _log = logging::init(cli.logging.log_target, cli.logging.log_format)?;
-    let config = cli.policy.config();
+    let _log = logging::init(args.logging.log_target, args.logging.log_format)?;
+    let config = args.policy.config();
     let policies = PolicySet::load(&config)?;
     // Everything that can be wrong with the configuration is found before a socket exists.
-    let peers = cli.auth.peer_policy().map_err(AuthConfigError::from)?;
-    let runners = runner_auth(cli)?;
-    raise_open_file_limit(cli.limits.max_connections);
+    let peers = args.auth.peer_policy().map_err(AuthConfigError::from)?;
+    let runners = runner_auth(&args.auth)?;
+    raise_open_file_limit(args.limits.max_connections);
     // First, while this is the only thread: taking activated sockets edits the environment. A socket bound here is
     // removed again if anything below fails.
-    let acquired = listener::acquire(&cli.socket.listen_options())?;
-    let evidence = open_evidence(cli)?;
+    let acquired = listener::acquire(&args.socket.listen_options())?;
+    let evidence = open_evidence(&args.evidence)?;
     let origin = acquired.origin;
-    let serve_error = |source| DaemonError::Serve {
+    let serve_error = |source| ServeError::Serve {
         origin: origin.to_string(),
         source,
     };
@@ -65,8 +64,8 @@ pub fn serve(cli: &Cli) -> Result<(), DaemonError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(DaemonError::Runtime)?;
-    let mut service = Service::new(policies, cli.limits.limits()).with_peers(peers);
+        .map_err(ServeError::Runtime)?;
+    let mut service = Service::new(policies, args.limits.limits()).with_peers(peers);
     if let Some(evidence) = &evidence {
         service = service.with_evidence(evidence.clone());
     }
@@ -79,7 +78,7 @@ pub fn serve(cli: &Cli) -> Result<(), DaemonError> {
     let service = Arc::new(service);
     let result = runtime.block_on(async {
         let listener = tokio::net::UnixListener::from_std(acquired.listener).map_err(serve_error)?;
-        run(listener, &origin, service, config).await
+        serve_until_stopped(listener, &origin, service, config).await
     });
     if let Some(evidence) = evidence {
         evidence.close();
@@ -91,14 +90,14 @@ pub fn serve(cli: &Cli) -> Result<(), DaemonError> {
 
 /// The runner authentication the daemon requires, with its OIDC key set loaded (a JWKS file must load; a URL
 /// that fails now is retried on later requests).
-fn runner_auth(cli: &Cli) -> Result<Option<RunnerAuthenticator>, DaemonError> {
-    let Some(runners) = cli.auth.authenticator()? else {
+fn runner_auth(auth: &AuthArgs) -> Result<Option<RunnerAuthenticator>, ServeError> {
+    let Some(runners) = auth.authenticator()? else {
         return Ok(None);
     };
     if let Some(verifier) = runners.oidc() {
         match (verifier.load_now(), verifier.source()) {
             (Ok(keys), source) => tracing::info!(?source, keys, "runner OIDC key set loaded"),
-            (Err(error), JwksSource::File(_)) => return Err(DaemonError::Jwks(error)),
+            (Err(error), JwksSource::File(_)) => return Err(ServeError::Jwks(error)),
             (Err(error), JwksSource::Url(url)) => {
                 tracing::warn!(%url, %error, "cannot fetch the runner OIDC key set yet; requests will retry")
             }
@@ -133,14 +132,14 @@ fn raise_open_file_limit(max_connections: u32) {
 }
 
 /// Opens the evidence log, if one is configured, and says what opening it found.
-fn open_evidence(cli: &Cli) -> Result<Option<EvidenceLog>, DaemonError> {
-    let Some(config) = cli.evidence.config()? else {
+fn open_evidence(evidence: &EvidenceArgs) -> Result<Option<EvidenceLog>, ServeError> {
+    let Some(config) = evidence.config()? else {
         return Ok(None);
     };
     // A file-size limit must fail the write (and so the decision, closed), not kill the daemon.
     // SAFETY: setting a signal to be ignored installs no handler code.
     unsafe { signal::signal(signal::Signal::SIGXFSZ, signal::SigHandler::SigIgn) }.map_err(|errno| {
-        DaemonError::Signal {
+        ServeError::Signal {
             signal: "SIGXFSZ",
             source: io::Error::from(errno),
         }
@@ -152,14 +151,14 @@ fn open_evidence(cli: &Cli) -> Result<Option<EvidenceLog>, DaemonError> {
     Ok(Some(log))
 }
 
-async fn run(
+async fn serve_until_stopped(
     listener: tokio::net::UnixListener,
     origin: &Origin,
     service: Arc<Service>,
     config: PolicyConfig,
-) -> Result<(), DaemonError> {
+) -> Result<(), ServeError> {
     let install = |kind: SignalKind, name: &'static str| {
-        tokio::signal::unix::signal(kind).map_err(|source| DaemonError::Signal { signal: name, source })
+        tokio::signal::unix::signal(kind).map_err(|source| ServeError::Signal { signal: name, source })
     };
     let mut terminate = install(SignalKind::terminate(), "SIGTERM")?;
     let mut interrupt = install(SignalKind::interrupt(), "SIGINT")?;
@@ -196,7 +195,7 @@ async fn run(
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
-    served.map_err(|source| DaemonError::Serve {
+    served.map_err(|source| ServeError::Serve {
         origin: origin.to_string(),
         source,
     })?;

@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 
+use clap::ValueEnum;
+
 use crate::auth::oidc::{JwksSource, OidcVerifier};
 use crate::auth::{PeerPolicy, PeerPolicyError, RunnerAuthenticator, Secret, SecretError};
 use crate::evidence::{EvidenceConfig, SigningKey, SyncMode};
-use crate::lifecycle::Action;
-use crate::paths::default_socket_path;
 use crate::policy::{PolicyConfig, PolicySource};
 use crate::server::Limits;
 use crate::server::listener::ListenOptions;
-use crate::service::logging::{LogFormat, LogTarget};
+use crate::supervisor::logging::{LogFormat, LogTarget};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +29,20 @@ pub struct Cli {
     #[command(flatten)]
     pub mode: Mode,
 
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Everything `--serve` reads (and `--lifecycle start` passes on to the daemon it starts); the client modes borrow
+/// the groups they share with it (policy, socket, runner key, evidence key).
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
 
@@ -45,13 +59,7 @@ pub struct Cli {
     pub evidence: EvidenceArgs,
 
     #[command(flatten)]
-    pub lifecycle: LifecycleArgs,
-
-    #[command(flatten)]
     pub auth: AuthArgs,
-
-    #[command(flatten)]
-    pub client: ClientArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -73,7 +81,14 @@ pub struct Mode {
     /// Manage a daemon by hand: start it in the background (with every --serve option), report its status, or
     /// stop it. For hosts without a service manager.
     #[arg(long, value_name = "ACTION", value_enum)]
-    pub lifecycle: Option<Action>,
+    pub lifecycle: Option<LifecycleAction>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LifecycleAction {
+    Start,
+    Status,
+    Stop,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -116,7 +131,7 @@ impl PolicyArgs {
 pub struct SocketArgs {
     /// Unix socket to serve on or connect to. Default: /run/cavra/cavra-runtime.sock for root,
     /// $XDG_RUNTIME_DIR/cavra/cavra-runtime.sock otherwise (.cavra/cavra-runtime.sock without it).
-    #[arg(long, value_name = "PATH", env = crate::paths::SOCKET_ENV, default_value_os_t = default_socket_path())]
+    #[arg(long, value_name = "PATH", env = SOCKET_ENV, default_value_os_t = default_socket_path())]
     pub socket: PathBuf,
 
     /// File mode of a socket the daemon binds itself (octal). Activated sockets keep their unit's mode.
@@ -412,6 +427,27 @@ pub struct ClientArgs {
     /// With --daemon: how long to wait for the daemon's answer.
     #[arg(long, value_name = "DURATION", env = "CAVRA_CLIENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub client_timeout: Duration,
+}
+
+/// The environment variable that names the socket for every mode.
+pub const SOCKET_ENV: &str = "CAVRA_RUNTIME_SOCKET";
+const SYSTEM_SOCKET: &str = "/run/cavra/cavra-runtime.sock";
+
+/// Where the socket lives when nobody says, one rule for the daemon, its clients and the lifecycle commands:
+/// `$CAVRA_RUNTIME_SOCKET`, else `/run/cavra/cavra-runtime.sock` for root, else
+/// `$XDG_RUNTIME_DIR/cavra/cavra-runtime.sock`, else `.cavra/cavra-runtime.sock`.
+pub fn default_socket_path() -> PathBuf {
+    let non_empty = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+    if let Some(path) = non_empty(SOCKET_ENV) {
+        return path.into();
+    }
+    if nix::unistd::geteuid().is_root() {
+        return SYSTEM_SOCKET.into();
+    }
+    match non_empty("XDG_RUNTIME_DIR") {
+        Some(runtime_dir) => PathBuf::from(runtime_dir).join("cavra/cavra-runtime.sock"),
+        None => PathBuf::from(".cavra/cavra-runtime.sock"),
+    }
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {

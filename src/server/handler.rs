@@ -1,0 +1,183 @@
+//! The request handler: one request line in, one answer line out. It decodes the request, answers health probes,
+//! checks runner authentication, asks the engine, has the decision recorded as evidence, and logs it. How the line
+//! arrived and how the answer leaves (protocol modes, framing, timeouts) is the connection's business.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Service;
+use crate::auth::runner::Check;
+use crate::auth::{Peer, RunnerAuthError};
+use crate::contract::{DecisionResponse, EvaluateRequest, HEALTH_ACTION, Severity};
+use crate::engine;
+
+/// One answer line: ready now, or waiting (for its evidence record to be durable, or for a key set).
+pub(super) enum Reply {
+    Ready(Vec<u8>),
+    Waiting(Pin<Box<dyn Future<Output = Vec<u8>> + Send>>),
+}
+
+impl Reply {
+    pub(super) async fn line(self) -> Vec<u8> {
+        match self {
+            Reply::Ready(line) => line,
+            Reply::Waiting(line) => line.await,
+        }
+    }
+}
+
+/// Decodes and answers one request.
+pub(super) fn answer(service: &Arc<Service>, peer: &Peer, bytes: &[u8]) -> Reply {
+    let request: EvaluateRequest = match serde_json::from_slice(bytes) {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::info!(peer_uid = peer.uid, peer_pid = peer.pid, %error, "invalid request");
+            let reason = format!("Request is not a valid EvaluateRequest: {error}.");
+            return Reply::Ready(refusal("daemon.request.invalid", Severity::High, reason));
+        }
+    };
+    if request.action_type == HEALTH_ACTION {
+        let mut health = serde_json::to_vec(&service.health()).expect("health serialises");
+        health.push(b'\n');
+        return Reply::Ready(health);
+    }
+    let Some(runners) = service.runner_auth() else {
+        return decide(service, peer, request);
+    };
+    match runners.check(request.runner_auth.as_ref()) {
+        Check::Done(Ok(())) => decide(service, peer, request),
+        Check::Done(Err(error)) => refuse_runner(service, peer, request, &error),
+        // Rare: the OIDC key set must be fetched first. The record waits for it too, so only this request's place
+        // in the evidence order may move.
+        Check::NeedsKeys(verifier) => {
+            let (service, peer, runners) = (Arc::clone(service), peer.clone(), Arc::clone(runners));
+            Reply::Waiting(Box::pin(async move {
+                verifier.refresh().await;
+                let reply = match runners.check_now(request.runner_auth.as_ref()) {
+                    Ok(()) => decide(&service, &peer, request),
+                    Err(error) => refuse_runner(&service, &peer, request, &error),
+                };
+                reply.line().await
+            }))
+        }
+    }
+}
+
+fn decide(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest) -> Reply {
+    let response = engine::evaluate(&service.policies(), &request);
+    deliver(service, peer, request, response)
+}
+
+/// The reference's answer to a runner that did not prove itself: not evaluated, echoing the request as sent, with
+/// none of the metadata an evaluated decision carries.
+fn refuse_runner(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, error: &RunnerAuthError) -> Reply {
+    tracing::warn!(peer_uid = peer.uid, peer_pid = peer.pid, %error, "runner authentication failed");
+    let refusal = DecisionResponse::refusal(
+        "runner_auth.invalid",
+        Severity::Critical,
+        format!("runner authentication failed: {error}"),
+    );
+    let response = DecisionResponse {
+        decision_id: String::new(),
+        session_id: request.session_id.clone(),
+        agent_id: request.agent_id.clone(),
+        actor: request.actor.clone(),
+        action_type: request.action_type.clone(),
+        target: request.target.clone(),
+        requested_operation: request.requested_operation.clone(),
+        policy_pack: request.policy_pack.clone(),
+        timestamp: String::new(),
+        correlation_id: String::new(),
+        ..refusal
+    };
+    deliver(service, peer, request, response)
+}
+
+/// Sends `response`, after its evidence record is durable when a log is kept.
+fn deliver(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, response: DecisionResponse) -> Reply {
+    let Some(evidence) = service.evidence() else {
+        log_decision(&response, peer);
+        return Reply::Ready(line(&response));
+    };
+    // The answer waits for its record: no client acts on a decision the log does not hold.
+    let peer = peer.clone();
+    let session_id = response.session_id.clone();
+    let recorded = evidence.record(request, response);
+    Reply::Waiting(Box::pin(async move {
+        match recorded.await {
+            Ok(recorded) => {
+                log_decision(&recorded.response, &peer);
+                // The answer is the record's response byte for byte (with Go's escaping: the same JSON to any parser).
+                let mut line = recorded.encoded;
+                line.push(b'\n');
+                line
+            }
+            Err(error) => {
+                let reason = format!("Decision withheld: its evidence record could not be written ({error}).");
+                let mut refusal = DecisionResponse::refusal("daemon.evidence.unavailable", Severity::Critical, reason);
+                refusal.session_id = session_id;
+                line(&refusal)
+            }
+        }
+    }))
+}
+
+fn log_decision(response: &DecisionResponse, peer: &Peer) {
+    tracing::info!(
+        target: "cavra::decision",
+        decision = response.decision.as_str(),
+        rule_id = %response.rule_id,
+        severity = response.severity.as_str(),
+        policy_pack = %response.policy_pack,
+        action_type = %response.action_type,
+        decision_id = %response.decision_id,
+        peer_uid = peer.uid,
+        peer_gid = peer.gid,
+        peer_pid = peer.pid,
+        "decision",
+    );
+}
+
+/// The answer to a request over `--max-request-bytes`.
+pub(super) fn too_large(limit: usize) -> Vec<u8> {
+    let reason = format!("Request exceeds the {limit}-byte limit (--max-request-bytes); it was not read.");
+    refusal("daemon.request.too_large", Severity::High, reason)
+}
+
+/// The answer to a request that did not complete within `--request-timeout`.
+pub(super) fn timed_out(limit: Duration) -> Vec<u8> {
+    let reason = format!("Request did not complete within {limit:?} (--request-timeout).");
+    refusal("daemon.request.timeout", Severity::High, reason)
+}
+
+/// The answer to a peer that `--allow-uid`/`--allow-group` do not admit.
+pub(super) fn peer_unauthorized(peer: &Peer) -> Vec<u8> {
+    let reason = format!(
+        "Peer uid {} (gid {}) is not allowed to use this daemon (--allow-uid, --allow-group).",
+        peer.uid, peer.gid
+    );
+    refusal("daemon.peer.unauthorized", Severity::Critical, reason)
+}
+
+/// The answer to a client past `--max-connections`.
+pub(super) fn overloaded(max_connections: usize) -> Vec<u8> {
+    let reason = format!(
+        "cavra-runtime is serving its maximum of {max_connections} connections (--max-connections); retry shortly."
+    );
+    refusal("daemon.overloaded", Severity::High, reason)
+}
+
+/// A refusal about the connection rather than an action, as an answer line.
+fn refusal(rule_id: &str, severity: Severity, reason: String) -> Vec<u8> {
+    line(&DecisionResponse::refusal(rule_id, severity, reason))
+}
+
+fn line(response: &DecisionResponse) -> Vec<u8> {
+    // A decision line is a few hundred bytes; one allocation of this size holds it.
+    let mut bytes = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut bytes, response).expect("a decision serialises");
+    bytes.push(b'\n');
+    bytes
+}
