@@ -192,11 +192,7 @@ fn ten_thousand_idle_connections_do_not_stop_anyone_else() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
     if hard < 12_000 {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must allow 12,000 open files"
-        );
-        eprintln!("SKIPPED: the open-file hard limit ({hard}) is below 12,000");
+        common::skip::skip(&format!("the open-file hard limit ({hard}) is below 12,000"));
         return;
     }
     setrlimit(Resource::RLIMIT_NOFILE, 12_000, hard).unwrap();

@@ -429,12 +429,7 @@ fn a_bad_policy_stops_the_daemon_at_start() {
 /// The reference's documented usage: `printf '{...}\n' | nc -U SOCK` prints the decision and returns at once.
 #[test]
 fn netcat_gets_its_answer_and_returns() {
-    if std::process::Command::new("nc").arg("-h").output().is_err() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "nc (netcat-openbsd) is required under CI"
-        );
-        eprintln!("SKIPPED: nc is not installed");
+    if !common::skip::require_programs(&["nc"]) {
         return;
     }
     let daemon = Daemon::start(&[]);

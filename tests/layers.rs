@@ -191,7 +191,7 @@ fn sibling_modules_form_no_cycle() {
     for (user, used) in edges(&src()) {
         let common = user.iter().zip(&used).take_while(|(a, b)| a == b).count();
         // Siblings: both below the same parent, neither the parent itself.
-        if common + 1 <= user.len() && common + 1 <= used.len() && common > 0 {
+        if common > 0 && common < user.len() && common < used.len() {
             let parent = user[..common].to_vec();
             graphs
                 .entry(parent)

@@ -275,12 +275,7 @@ fn groups(pid: i64) -> Vec<String> {
 
 #[test]
 fn user_drops_root_and_its_supplementary_groups() {
-    if !nix::unistd::geteuid().is_root() || Command::new("setpriv").arg("--version").output().is_err() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "root and setpriv are required under CI"
-        );
-        eprintln!("SKIPPED: dropping to --user needs root and setpriv");
+    if !common::skip::require_root("dropping to --user") || !common::skip::require_programs(&["setpriv"]) {
         return;
     }
     let scratch = Scratch::new();

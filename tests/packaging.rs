@@ -9,16 +9,19 @@
 //!   rpmlint must be clean apart from the allow-lists in `packaging/`, and `tests/system/system-{deb,rpm}.sh` install
 //!   them into an overlay clone of this machine booted by systemd-nspawn (see `tests/system/lib/system-manager.sh`).
 //!
-//! Tests that need root, tools or the packages skip loudly (`SKIPPED: ...` on stderr) when they cannot run, except
+//! Tests that need root, tools or the packages skip loudly when they cannot run (see `tests/common/skip.rs`), except
 //! under CI (`CI=true`), where a missing prerequisite fails them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
+
+mod common;
+
+use common::skip;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const BINARY: &str = env!("CARGO_BIN_EXE_cavra-runtime");
@@ -41,32 +44,9 @@ fn read(relative: &str) -> String {
     fs::read_to_string(repo(relative)).unwrap_or_else(|error| panic!("cannot read {relative}: {error}"))
 }
 
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-/// Whether the test can run. If not, it says why on stderr (past the output capture) and the test returns early;
-/// under CI it fails instead.
-fn prerequisites(test: &str, root: bool, programs: &[&str]) -> bool {
-    let why = if root && !is_root() {
-        Some("needs root".to_owned())
-    } else {
-        programs
-            .iter()
-            .find(|program| !on_path(program))
-            .map(|program| format!("{program} is not installed"))
-    };
-    let Some(why) = why else { return true };
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: cannot run under CI: {why}"
-    );
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {why}");
-    false
+/// Whether the test can run (see `common::skip`): root when `root`, and every one of `programs`.
+fn prerequisites(root: bool, programs: &[&str]) -> bool {
+    (!root || skip::require_root("the test installs, mounts or boots a container")) && skip::require_programs(programs)
 }
 
 fn run(program: &str, args: &[&str]) -> Output {
@@ -231,8 +211,7 @@ fn units_for_verify(dir: &Path, units: &[&str], binary: &str) -> Vec<String> {
 
 #[test]
 fn units_pass_systemd_analyze_verify_and_sysusers_creates_the_user() {
-    let test = "units_pass_systemd_analyze_verify_and_sysusers_creates_the_user";
-    if !prerequisites(test, true, &["unshare", "systemd-analyze", "systemd-sysusers"]) {
+    if !prerequisites(true, &["unshare", "systemd-analyze", "systemd-sysusers"]) {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -293,7 +272,7 @@ fn units_pass_systemd_analyze_verify_and_sysusers_creates_the_user() {
 
 #[test]
 fn service_security_exposure_is_at_most_one() {
-    if !prerequisites("service_security_exposure_is_at_most_one", false, &["systemd-analyze"]) {
+    if !prerequisites(false, &["systemd-analyze"]) {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -416,7 +395,7 @@ fn policies_readme_example_pack_loads_and_decides() {
 
 #[test]
 fn man_page_renders_cleanly_and_names_real_flags() {
-    if !prerequisites("man_page_renders_cleanly_and_names_real_flags", false, &["man"]) {
+    if !prerequisites(false, &["man"]) {
         return;
     }
     // As lintian checks man pages.
@@ -489,15 +468,7 @@ fn check_plist(content: &str) -> (bool, String) {
 
 #[test]
 fn launchd_plist_has_the_keys_types_and_decimal_mode_launchd_needs() {
-    if !Path::new("/usr/bin/python3").exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "python3 is required under CI"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: launchd plist check: /usr/bin/python3 is missing"
-        );
+    if !skip::require_file(Path::new("/usr/bin/python3")) {
         return;
     }
     let plist = read("packaging/launchd/com.cavra.runtime.plist");
@@ -640,7 +611,7 @@ fn packages() -> &'static Packages {
 
 #[test]
 fn deb_contents_and_maintainer_scripts() {
-    if !prerequisites("deb_contents_and_maintainer_scripts", false, &BUILD_TOOLS) {
+    if !prerequisites(false, &BUILD_TOOLS) {
         return;
     }
     let deb = packages().deb[0].to_str().unwrap();
@@ -788,11 +759,7 @@ fn deb_contents_and_maintainer_scripts() {
 
 #[test]
 fn rpm_contents_and_scriptlets() {
-    if !prerequisites(
-        "rpm_contents_and_scriptlets",
-        false,
-        &[&BUILD_TOOLS[..], &["rpm2cpio", "cpio"]].concat(),
-    ) {
+    if !prerequisites(false, &[&BUILD_TOOLS[..], &["rpm2cpio", "cpio"]].concat()) {
         return;
     }
     let rpm = packages().rpm[0].to_str().unwrap();
@@ -975,11 +942,7 @@ fn lintian_allowed() -> BTreeSet<String> {
 
 #[test]
 fn deb_is_lintian_clean_apart_from_the_allow_list() {
-    if !prerequisites(
-        "deb_is_lintian_clean_apart_from_the_allow_list",
-        false,
-        &[&BUILD_TOOLS[..], &["lintian"]].concat(),
-    ) {
+    if !prerequisites(false, &[&BUILD_TOOLS[..], &["lintian"]].concat()) {
         return;
     }
     let deb = packages().deb[0].to_str().unwrap();
@@ -1028,11 +991,7 @@ fn deb_is_lintian_clean_apart_from_the_allow_list() {
 
 #[test]
 fn rpm_and_spec_are_rpmlint_clean_apart_from_the_allow_list() {
-    if !prerequisites(
-        "rpm_and_spec_are_rpmlint_clean_apart_from_the_allow_list",
-        false,
-        &[&BUILD_TOOLS[..], &["rpmlint"]].concat(),
-    ) {
+    if !prerequisites(false, &[&BUILD_TOOLS[..], &["rpmlint"]].concat()) {
         return;
     }
     let rpm = packages().rpm[0].to_str().unwrap();
@@ -1090,11 +1049,7 @@ const SYSTEM_TOOLS: [&str; 6] = ["timeout", "unshare", "nsenter", "systemd-nspaw
 
 #[test]
 fn deb_installed_under_a_real_systemd() {
-    if !prerequisites(
-        "deb_installed_under_a_real_systemd",
-        true,
-        &[&BUILD_TOOLS[..], &SYSTEM_TOOLS[..]].concat(),
-    ) {
+    if !prerequisites(true, &[&BUILD_TOOLS[..], &SYSTEM_TOOLS[..]].concat()) {
         return;
     }
     let [first, second] = &packages().deb;
@@ -1103,11 +1058,7 @@ fn deb_installed_under_a_real_systemd() {
 
 #[test]
 fn rpm_installed_under_a_real_systemd() {
-    if !prerequisites(
-        "rpm_installed_under_a_real_systemd",
-        true,
-        &[&BUILD_TOOLS[..], &SYSTEM_TOOLS[..]].concat(),
-    ) {
+    if !prerequisites(true, &[&BUILD_TOOLS[..], &SYSTEM_TOOLS[..]].concat()) {
         return;
     }
     let [first, second] = &packages().rpm;

@@ -79,15 +79,7 @@ fn unprivileged(binary_args: &[&str], stdin: &str) -> Output {
 }
 
 fn can_switch_users() -> bool {
-    let ok = nix::unistd::geteuid().is_root() && Command::new("setpriv").arg("--version").output().is_ok();
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "root and setpriv are required under CI"
-        );
-        eprintln!("SKIPPED: the two-uid tests need root and setpriv");
-    }
-    ok
+    common::skip::require_root("the two-uid tests switch users") && common::skip::require_programs(&["setpriv"])
 }
 
 /// A daemon whose socket an unprivileged user can reach, so only the allow-lists decide.
@@ -285,12 +277,7 @@ struct OidcSetup {
 
 /// Keys and claims for the OIDC tests; `None` (skipped loudly, or failing under CI) without the openssl tool.
 fn oidc_setup() -> Option<OidcSetup> {
-    if Command::new("openssl").arg("version").output().is_err() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "openssl is required under CI"
-        );
-        eprintln!("SKIPPED: the OIDC tests make RSA keys and tokens with the openssl tool, which is missing");
+    if !common::skip::require_runnable("openssl", &["version"]) {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
