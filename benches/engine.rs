@@ -1,5 +1,5 @@
 //! Engine-only benchmark: one decision per action kind for every built-in pack, plus the heap the compiled packs
-//! hold. Run with `cargo bench --bench engine`; the figures go in the README.
+//! hold. Run with `cargo bench --bench engine`; the figures go in docs/performance.md.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::daemon::Daemon;
 use serde_json::Value;
 
-/// The resident memory the daemon may reach under any of these attacks (README: "Hostile input").
+/// The resident memory the daemon may reach under any of these attacks (docs/robustness.md).
 const MEMORY_BOUND_KIB: u64 = 64 * 1024;
 /// Liveness, not performance: a probe stuck behind an attacker would wait for a timeout (seconds).
 const PROBE_LIMIT: Duration = Duration::from_secs(1);

@@ -31,6 +31,21 @@ const USER_SOCKET: &str = "packaging/systemd/user/cavra-runtime.socket";
 const USER_SERVICE: &str = "packaging/systemd/user/cavra-runtime.service";
 const SETTINGS: &str = "packaging/config/cavra-runtime.env";
 const EVIDENCE_LOG: &str = "/var/lib/cavra/evidence.jsonl";
+/// The documentation the packages install beside the README: the operator's pages, not the lab notes
+/// (docs/performance.md, docs/robustness.md).
+const OPERATOR_DOCS: [&str; 6] = [
+    "docs/evidence.md",
+    "docs/migration.md",
+    "docs/operating.md",
+    "docs/policies.md",
+    "docs/protocol.md",
+    "docs/security.md",
+];
+
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
 /// `systemd-analyze security` exposure the service may not exceed.
 const MAX_EXPOSURE: f64 = 1.0;
 /// Per system scenario; `timeout` signals the script's process group (and so the container) when it hits.
@@ -627,7 +642,7 @@ fn deb_contents_and_maintainer_scripts() {
         })
         .collect();
     let file = |mode: &str| format!("{mode} 0/0");
-    let expected = BTreeMap::from([
+    let mut expected = BTreeMap::from([
         ("/etc/cavra/policies/README".to_owned(), file("-rw-r--r--")),
         ("/etc/default/cavra-runtime".to_owned(), file("-rw-r--r--")),
         ("/usr/bin/cavra-runtime".to_owned(), file("-rwxr-xr-x")),
@@ -656,6 +671,12 @@ fn deb_contents_and_maintainer_scripts() {
         ("/usr/share/doc/cavra-runtime/copyright".to_owned(), file("-rw-r--r--")),
         ("/usr/share/man/man1/cavra-runtime.1.gz".to_owned(), file("-rw-r--r--")),
     ]);
+    for doc in OPERATOR_DOCS {
+        expected.insert(
+            format!("/usr/share/doc/cavra-runtime/{}", file_name(doc)),
+            file("-rw-r--r--"),
+        );
+    }
     assert_eq!(files, expected, "dpkg-deb --contents {deb}");
 
     let control = succeed(
@@ -779,7 +800,7 @@ fn rpm_contents_and_scriptlets() {
             })
             .collect();
     let version = env!("CARGO_PKG_VERSION");
-    let expected = BTreeMap::from([
+    let mut expected = BTreeMap::from([
         (
             "/etc/cavra/policies/README".to_owned(),
             "-rw-r--r-- root root cn".to_owned(),
@@ -826,6 +847,12 @@ fn rpm_contents_and_scriptlets() {
             "-rw-r--r-- root root d".to_owned(),
         ),
     ]);
+    for doc in OPERATOR_DOCS {
+        expected.insert(
+            format!("/usr/share/doc/cavra-runtime-{version}/{}", file_name(doc)),
+            "-rw-r--r-- root root d".to_owned(),
+        );
+    }
     assert_eq!(files, expected, "rpm -qp --queryformat ... {rpm}");
 
     let work = tempfile::tempdir().unwrap();
