@@ -296,9 +296,9 @@ packaged_check_reload() {
     ct_expect_unit "$CT_SERVICE" MainPID "$pid"
 }
 
-# The drop-in the README gives for opening the network: the commented lines after `sudo systemctl edit ...`.
+# The drop-in docs/operating.md gives for opening the network: the commented lines after `sudo systemctl edit ...`.
 readme_network_dropin() {
-    sed -n '/^sudo systemctl edit cavra-runtime.service/,/^```/p' "$SYSTEST_REPO/README.md" | sed -n 's/^# //p'
+    sed -n '/^sudo systemctl edit cavra-runtime.service/,/^```/p' "$SYSTEST_REPO/docs/operating.md" | sed -n 's/^# //p'
 }
 
 # ct_oidc_fetch_log PID: what daemon PID logged about fetching the runner OIDC key set.
@@ -313,10 +313,10 @@ ct_jwks_served() {
 }
 
 packaged_check_network_dropin() {
-    step "a JWKS URL: unreachable from the sandbox as shipped; fetched with the README's network drop-in"
+    step "a JWKS URL: unreachable from the sandbox as shipped; fetched with the network drop-in of docs/operating.md"
     local dropin key_dir jwks_dir settings_backup pid log
     dropin=$(readme_network_dropin)
-    expect_prefix "the README's drop-in" "$dropin" "[Service]"
+    expect_prefix "the drop-in of docs/operating.md" "$dropin" "[Service]"
     # A real RSA key set, served on the container's loopback.
     key_dir=$SYSTEST_WORK/oidc
     jwks_dir=$CLONE_ROOT$CONTAINER_SHARE/jwks

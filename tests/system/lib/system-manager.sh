@@ -21,8 +21,6 @@ CLONE_ROOT=
 CONTAINER_PID=
 CONTAINER_LEADER=
 CONTAINER_CGROUP_TOP=
-# hierarchy root -> the cgroup this shell was in before, to go back there at the end
-declare -A CONTAINER_CGROUP_HOME=()
 # Where files for the container go inside the clone (its /tmp is a fresh tmpfs once it boots).
 CONTAINER_SHARE=/var/tmp/cavra-systest
 # The unit the container boots into: basic.target (so sockets.target and every enabled socket) and nothing else of
@@ -66,65 +64,16 @@ UNIT
 # clone_share FILE...: copies files into the clone's $CONTAINER_SHARE; prints nothing.
 clone_share() { cp "$@" "$CLONE_ROOT$CONTAINER_SHARE/"; }
 
-# The cgroup hierarchies nspawn needs a place in: the named v1 "systemd" one and the v2 "unified" one on a hybrid
-# host, /sys/fs/cgroup on a pure cgroup2 host.
-container_cgroup_hierarchies() {
-    local h found=
-    for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified; do
-        if [ -e "$h/cgroup.procs" ]; then
-            echo "$h"
-            found=1
-        fi
-    done
-    [ -n "$found" ] || [ ! -e /sys/fs/cgroup/cgroup.controllers ] || echo /sys/fs/cgroup
-}
-
-container_enter_cgroup() {
-    CONTAINER_CGROUP_TOP=cavra-systest-nspawn-$$.slice
-    local h
-    for h in $(container_cgroup_hierarchies); do
-        case "$h" in
-        */systemd) CONTAINER_CGROUP_HOME[$h]=$(sed -n 's/^[0-9]*:name=systemd://p' /proc/self/cgroup) ;;
-        *) CONTAINER_CGROUP_HOME[$h]=$(sed -n 's/^0:://p' /proc/self/cgroup) ;;
-        esac
-        mkdir -p "$h/$CONTAINER_CGROUP_TOP"
-        echo $$ >"$h/$CONTAINER_CGROUP_TOP/cgroup.procs"
-    done
-    [ "${#CONTAINER_CGROUP_HOME[@]}" -gt 0 ] || fail "no usable cgroup hierarchy under /sys/fs/cgroup"
-}
-
-# Moves this shell back, kills whatever is left in our cgroups (only the container's processes and ours can be
-# there) and removes them.
-container_leave_cgroup() {
-    local h f pid
-    for h in "${!CONTAINER_CGROUP_HOME[@]}"; do
-        [ -d "$h/$CONTAINER_CGROUP_TOP" ] || continue
-        echo $$ >"$h${CONTAINER_CGROUP_HOME[$h]%/}/cgroup.procs" 2>/dev/null || echo $$ >"$h/cgroup.procs"
-        while read -r f; do
-            while read -r pid; do
-                [ "$pid" = $$ ] && continue
-                say "cleanup: killing leftover process $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null))"
-                kill -KILL "$pid" 2>/dev/null
-            done <"$f"
-        done < <(find "$h/$CONTAINER_CGROUP_TOP" -name cgroup.procs)
-    done
-    for h in "${!CONTAINER_CGROUP_HOME[@]}"; do
-        [ -d "$h/$CONTAINER_CGROUP_TOP" ] || continue
-        for _ in $(seq 60); do
-            find "$h/$CONTAINER_CGROUP_TOP" -depth -type d -exec rmdir {} + 2>/dev/null
-            [ -d "$h/$CONTAINER_CGROUP_TOP" ] || break
-            sleep 0.05
-        done
-        [ ! -d "$h/$CONTAINER_CGROUP_TOP" ] || say "cleanup: could not remove $h/$CONTAINER_CGROUP_TOP"
-    done
-}
+# shellcheck source=tests/system/lib/cgroup.sh
+. "$SYSTEST_LIB/cgroup.sh"
 
 # container_boot: boots the clone and waits until its manager is up (running, or degraded: some unit failed, which
 # the scenario checks itself).
 container_boot() {
     [ -n "$CLONE_ROOT" ] || fail "container_boot before clone_prepare"
-    container_enter_cgroup
-    on_exit container_leave_cgroup
+    CONTAINER_CGROUP_TOP=cavra-systest-nspawn-$$.slice
+    cgroup_enter "$CONTAINER_CGROUP_TOP"
+    on_exit "cgroup_leave '$CONTAINER_CGROUP_TOP'"
     systemd-nspawn --quiet --directory="$CLONE_ROOT" --register=no --keep-unit --private-network \
         --machine=cavra-systest --console=read-only --boot -- "systemd.unit=$CONTAINER_TARGET" \
         >"$CLONE_DIR/boot.log" 2>&1 &
@@ -157,15 +106,7 @@ in_container() {
 # Kills what in_container started and left running (a client of a failed check, say). They sit in our cgroup
 # itself, not in nspawn's payload/ and supervisor/ below it; the container's manager does not wait them out at
 # shutdown (it only logs "Waiting for process").
-container_kill_helpers() {
-    local h pid
-    for h in "${!CONTAINER_CGROUP_HOME[@]}"; do
-        [ -f "$h/$CONTAINER_CGROUP_TOP/cgroup.procs" ] || continue
-        while read -r pid; do
-            [ "$pid" = $$ ] || kill -KILL "$pid" 2>/dev/null
-        done <"$h/$CONTAINER_CGROUP_TOP/cgroup.procs"
-    done
-}
+container_kill_helpers() { cgroup_kill_members "$CONTAINER_CGROUP_TOP"; }
 
 # Asks the container's manager to power off; kills the container when it does not within 30 s.
 container_stop() {

@@ -18,71 +18,16 @@ MANAGER_DIR=
 UNIT_DIR=
 MANAGER_CGROUP=
 MANAGER_CGROUP_TOP=
-# hierarchy root -> the cgroup this shell was in before, to go back there at the end
-declare -A SYSTEST_CGROUP_HOME=()
-
-# The cgroup hierarchies a manager needs a place in: on a hybrid host the named v1 "systemd" one and the v2
-# "unified" one, on a pure cgroup2 host just /sys/fs/cgroup.
-cgroup_hierarchies() {
-    local h found=
-    for h in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified; do
-        if [ -e "$h/cgroup.procs" ]; then
-            echo "$h"
-            found=1
-        fi
-    done
-    [ -n "$found" ] || [ ! -e /sys/fs/cgroup/cgroup.controllers ] || echo /sys/fs/cgroup
-}
-
-# Our current cgroup path within hierarchy $1 (from /proc/self/cgroup).
-cgroup_current() {
-    case "$1" in
-    */systemd) sed -n 's/^[0-9]*:name=systemd://p' /proc/self/cgroup ;;
-    *) sed -n 's/^0:://p' /proc/self/cgroup ;;
-    esac
-}
-
-manager_enter_cgroup() {
-    MANAGER_CGROUP_TOP=cavra-systest-$$.slice
-    MANAGER_CGROUP=$MANAGER_CGROUP_TOP/user@$(id -u).service
-    local h
-    for h in $(cgroup_hierarchies); do
-        SYSTEST_CGROUP_HOME[$h]=$(cgroup_current "$h")
-        mkdir -p "$h/$MANAGER_CGROUP"
-        echo $$ >"$h/$MANAGER_CGROUP/cgroup.procs"
-    done
-    [ "${#SYSTEST_CGROUP_HOME[@]}" -gt 0 ] || fail "no usable cgroup hierarchy under /sys/fs/cgroup"
-}
-
-# Moves this shell back, kills whatever is left in our cgroups (only our processes can be there) and removes them.
-manager_leave_cgroup() {
-    local h f pid
-    for h in "${!SYSTEST_CGROUP_HOME[@]}"; do
-        [ -d "$h/$MANAGER_CGROUP_TOP" ] || continue
-        echo $$ >"$h${SYSTEST_CGROUP_HOME[$h]%/}/cgroup.procs" 2>/dev/null || echo $$ >"$h/cgroup.procs"
-        while read -r f; do
-            while read -r pid; do
-                say "cleanup: killing leftover process $pid ($(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null))"
-                kill -KILL "$pid" 2>/dev/null
-            done <"$f"
-        done < <(find "$h/$MANAGER_CGROUP_TOP" -name cgroup.procs)
-    done
-    for h in "${!SYSTEST_CGROUP_HOME[@]}"; do
-        [ -d "$h/$MANAGER_CGROUP_TOP" ] || continue
-        for _ in $(seq 40); do
-            find "$h/$MANAGER_CGROUP_TOP" -depth -type d -exec rmdir {} + 2>/dev/null
-            [ -d "$h/$MANAGER_CGROUP_TOP" ] || break
-            sleep 0.05
-        done
-        [ ! -d "$h/$MANAGER_CGROUP_TOP" ] || say "cleanup: could not remove $h/$MANAGER_CGROUP_TOP"
-    done
-}
+# shellcheck source=tests/system/lib/cgroup.sh
+. "$SYSTEST_LIB/cgroup.sh"
 
 manager_start() {
     MANAGER_DIR=$SYSTEST_WORK/manager
     mkdir -p "$MANAGER_DIR"
-    manager_enter_cgroup
-    on_exit manager_leave_cgroup
+    MANAGER_CGROUP_TOP=cavra-systest-$$.slice
+    MANAGER_CGROUP=$MANAGER_CGROUP_TOP/user@$(id -u).service
+    cgroup_enter "$MANAGER_CGROUP"
+    on_exit "cgroup_leave '$MANAGER_CGROUP_TOP'"
     mountpoint -q /run/systemd || mount -t tmpfs -o mode=0755 tmpfs /run/systemd
     # The "booted with systemd" marker that systemctl and sd_booted() look for.
     mkdir -p /run/systemd/system
