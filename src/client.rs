@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use crate::auth::RunnerSigner;
 use crate::contract::{DecisionResponse, EvaluateRequest, HEALTH_ACTION, Health, STREAM_PROTOCOL};
 
 /// The largest answer a client reads; real answers are a few hundred bytes.
@@ -40,6 +41,7 @@ pub enum ClientError {
 pub struct Client {
     socket: PathBuf,
     timeout: Duration,
+    signer: Option<RunnerSigner>,
 }
 
 impl Client {
@@ -47,7 +49,15 @@ impl Client {
         Self {
             socket: socket.into(),
             timeout: Duration::from_secs(5),
+            signer: None,
         }
+    }
+
+    /// Authenticates every request as this CI runner: each gets a fresh HMAC credential (runner auth v2) just before
+    /// it is sent, bound to that request and usable once.
+    pub fn with_runner_signer(mut self, signer: RunnerSigner) -> Self {
+        self.signer = Some(signer);
+        self
     }
 
     /// Bounds each read and write on the connection.
@@ -62,7 +72,20 @@ impl Client {
 
     /// Asks for one decision.
     pub fn evaluate(&self, request: &EvaluateRequest) -> Result<DecisionResponse, ClientError> {
-        self.exchange(&serde_json::to_vec(request).expect("a request serialises"))
+        self.exchange(&self.encode(request))
+    }
+
+    /// The request line to send (without its newline), signed when this client authenticates as a runner.
+    fn encode(&self, request: &EvaluateRequest) -> Vec<u8> {
+        let line = match &self.signer {
+            Some(signer) => {
+                let mut signed = request.clone();
+                signer.sign(&mut signed);
+                serde_json::to_vec(&signed)
+            }
+            None => serde_json::to_vec(request),
+        };
+        line.expect("a request serialises")
     }
 
     /// Asks whether the daemon is up; records no evidence.
@@ -164,7 +187,8 @@ impl Stream {
 
     /// Queues a request; [`Stream::flush`] sends what is queued.
     pub fn send(&mut self, request: &EvaluateRequest) -> Result<(), ClientError> {
-        self.write_line(&serde_json::to_vec(request).expect("a request serialises"))
+        let line = self.client.encode(request);
+        self.write_line(&line)
     }
 
     pub fn flush(&mut self) -> Result<(), ClientError> {
@@ -184,7 +208,7 @@ impl Stream {
         std::thread::scope(|scope| {
             let sender = scope.spawn(|| -> Result<(), ClientError> {
                 for request in requests {
-                    let mut line = serde_json::to_vec(request).expect("a request serialises");
+                    let mut line = client.encode(request);
                     line.push(b'\n');
                     writer.write_all(&line).map_err(|source| client.io(source))?;
                 }

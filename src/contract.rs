@@ -117,6 +117,15 @@ pub struct RunnerAuthentication {
     pub key_id: String,
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
     pub signature: String,
+
+    // Extensions for runner auth v2 (see `auth::runner`): when the signature was made, and a random value that
+    // makes it single-use. Absent in the reference's (v1) credentials.
+    /// Unix seconds.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero_i64")]
+    pub issued_at: i64,
+    /// Lower-case hex of at least 16 random bytes.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    pub nonce: String,
 }
 
 /// Who the CI runner claims to be.
@@ -328,6 +337,10 @@ fn is_zero(value: &i32) -> bool {
     *value == 0
 }
 
+fn is_zero_i64(value: &i64) -> bool {
+    *value == 0
+}
+
 fn is_false(value: &bool) -> bool {
     !*value
 }
@@ -426,6 +439,18 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&request).unwrap(),
             r#"{"action_type":"execute_command","runner_auth":{"identity":{},"algorithm":"HMAC-SHA256"}}"#
+        );
+    }
+
+    #[test]
+    fn runner_auth_v2_fields_follow_the_reference_four() {
+        let auth: RunnerAuthentication = serde_json::from_str(
+            r#"{"nonce":"ab","issued_at":1800000000,"signature":"s","algorithm":"HMAC-SHA256","identity":null}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&auth).unwrap(),
+            r#"{"identity":{},"algorithm":"HMAC-SHA256","signature":"s","issued_at":1800000000,"nonce":"ab"}"#
         );
     }
 

@@ -192,6 +192,7 @@ async fn records_as_the_reference_evidence_test_expects() {
             algorithm: "OIDC-JWT".into(),
             key_id: "test-key".into(),
             signature: "header.claims.signature".into(),
+            ..Default::default()
         }),
         ..Default::default()
     };

@@ -337,6 +337,10 @@ fn runner_allows_an_approved_promotion_as_an_hmac_authenticated_github_runner() 
     assert_eq!(auth["identity"], claims);
     assert_eq!(auth["algorithm"], "HMAC-SHA256");
     assert_eq!(auth["key_id"], "ci-runner-2026");
+    // Signed v2 (for this request, once), and the signature is not kept in the uploaded evidence.
+    assert_eq!(auth["signature"], "<redacted-hmac>", "{auth}");
+    assert_eq!(auth["nonce"].as_str().map(str::len), Some(32), "{auth}");
+    assert!(auth["issued_at"].as_i64().is_some(), "{auth}");
     assert_eq!(record["response"]["decision"], "allow");
     assert_eq!(record["signature"]["key_id"], "evidence-2026", "{record}");
     assert_eq!(job.json("release-governance-response.json")["decision"], "allow");
@@ -480,7 +484,12 @@ fn runner_authenticates_with_an_oidc_token_file_and_the_default_github_issuer() 
     );
     let auth = &job.last_record()["request"]["runner_auth"];
     assert_eq!(auth["algorithm"], "OIDC-JWT");
-    assert_eq!(auth["identity"]["repository"], "acme/payments");
+    // Only what the token confirms: GitHub's tokens name neither the job nor the runner.
+    assert_eq!(
+        auth["identity"],
+        json!({"provider": "github-actions", "repository": "acme/payments", "workflow": "release", "run_id": "42",
+               "run_attempt": "2", "ref": "refs/heads/main", "sha": "4f1c2e9d", "actor": "release-bot"})
+    );
     job.assert_verified();
     job.assert_nowhere(&token);
 

@@ -1,5 +1,6 @@
-//! Who may ask: peer allow-lists with two real uids, runner HMAC signatures, OIDC tokens checked against a real
-//! RSA key (JWKS file and a JWKS URL that fails first), and key files that others could read.
+//! Who may ask: peer allow-lists with two real uids, runner HMAC credentials (v2: bound to their request, fresh and
+//! single-use; the reference's v1 only with a flag), OIDC tokens checked against a real RSA key (JWKS file and a
+//! JWKS URL that fails first), and key files that others could read.
 
 mod common;
 
@@ -13,6 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use cavra_runtime::auth::runner::sign_v2;
+use cavra_runtime::auth::{RunnerSigner, Secret};
+use cavra_runtime::contract::{EvaluateRequest, RunnerAuthentication, RunnerIdentity};
 use common::daemon::Daemon;
 use common::oidc::{self, AUDIENCE, GITHUB_ISSUER, SigningKey};
 use serde_json::{Value, json};
@@ -195,31 +199,6 @@ fn hmac_signed_runners_pass_and_every_kind_of_bad_auth_is_refused_and_recorded()
         "runner_auth is required"
     );
 
-    // A signature made for one identity does not cover another.
-    let auth = {
-        use hmac::{KeyInit as _, Mac as _};
-        let identity = json!({"provider": "github-actions", "repository": "acme/payments"});
-        // The reference signing payload, written out by hand.
-        let payload = "cavra.runner-auth.v1\nprovider=github-actions\nrepository=acme/payments\nworkflow=\nrun_id=\n\
-                       run_attempt=\nref=\nsha=\nactor=\njob=\nrunner_name=";
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"runner-secret").unwrap();
-        mac.update(payload.as_bytes());
-        let signature = hex::encode(mac.finalize().into_bytes());
-        json!({"identity": identity, "algorithm": "HMAC-SHA256", "key_id": "ci-2026", "signature": signature})
-    };
-    let genuine = json!({"action_type": "execute_command", "target": "terraform plan", "runner_auth": auth});
-    assert_eq!(
-        ask(&daemon, &[], &[], &genuine.to_string())["decision"],
-        "allow",
-        "the hand-made signature is valid"
-    );
-    let mut tampered = genuine.clone();
-    tampered["runner_auth"]["identity"]["repository"] = json!("attacker/repo");
-    assert_eq!(
-        refused_because(&ask(&daemon, &[], &[], &tampered.to_string())),
-        "runner_auth signature is invalid"
-    );
-
     let records: Vec<Value> = fs::read_to_string(&log)
         .unwrap()
         .lines()
@@ -229,16 +208,214 @@ fn hmac_signed_runners_pass_and_every_kind_of_bad_auth_is_refused_and_recorded()
         .iter()
         .filter(|record| record["response"]["rule_id"] == "runner_auth.invalid")
         .count();
-    assert_eq!(refusals, 4, "every refusal is in the evidence log");
+    assert_eq!(refusals, 3, "every refusal is in the evidence log");
     let last = &records.last().unwrap()["response"];
-    assert_eq!(
-        last["reason"],
-        "runner authentication failed: runner_auth signature is invalid"
-    );
+    assert_eq!(last["reason"], "runner authentication failed: runner_auth is required");
     assert!(
         last.get("decision_id").is_none() && last.get("timestamp").is_none(),
         "the reference shape: {last}"
     );
+    // The allowed request's credential is v2, and no signature is kept where it could be copied from.
+    let allowed = &records[0]["request"]["runner_auth"];
+    assert_eq!(allowed["algorithm"], "HMAC-SHA256");
+    assert_eq!(allowed["signature"], "<redacted-hmac>", "{allowed}");
+    assert_eq!(allowed["nonce"].as_str().unwrap().len(), 32, "{allowed}");
+    assert!(allowed["issued_at"].as_i64().unwrap() > 1_700_000_000, "{allowed}");
+    for record in &records {
+        let signature = &record["request"]["runner_auth"]["signature"];
+        assert!(signature.is_null() || signature == "<redacted-hmac>", "{record}");
+    }
+}
+
+/// The reference's identity-only (v1) signature, written out by hand.
+fn v1_signature(identity: &Value, key: &[u8]) -> String {
+    use hmac::{KeyInit as _, Mac as _};
+    let field = |name: &str| identity[name].as_str().unwrap_or_default().to_owned();
+    let payload = format!(
+        "cavra.runner-auth.v1\nprovider={}\nrepository={}\nworkflow={}\nrun_id={}\nrun_attempt={}\nref={}\nsha={}\n\
+         actor={}\njob={}\nrunner_name={}",
+        field("provider"),
+        field("repository"),
+        field("workflow"),
+        field("run_id"),
+        field("run_attempt"),
+        field("ref"),
+        field("sha"),
+        field("actor"),
+        field("job"),
+        field("runner_name")
+    );
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(payload.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The approved release promotion of the examples: what an attacker wants allowed.
+fn promotion() -> EvaluateRequest {
+    let text = fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/typed-release-governance/approved-promotion.json"),
+    )
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn identity() -> RunnerIdentity {
+    RunnerIdentity {
+        provider: "github-actions".into(),
+        repository: "acme/payments".into(),
+        workflow: "release".into(),
+        ..Default::default()
+    }
+}
+
+fn hmac_daemon(dir: &Path, extra: &[&str]) -> (Daemon, PathBuf) {
+    let key = secret_file(dir, "runner.key", "runner-secret", 0o600);
+    let log = dir.join("evidence.jsonl");
+    let mut args = vec![
+        "--runner-auth-key-file".to_owned(),
+        key.display().to_string(),
+        "--evidence-log".to_owned(),
+        log.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    (Daemon::start(&args), log)
+}
+
+fn send(daemon: &Daemon, request: &EvaluateRequest) -> Value {
+    serde_json::to_value(daemon.client().evaluate(request).unwrap()).unwrap()
+}
+
+#[test]
+fn a_credential_from_the_evidence_log_or_a_captured_request_does_not_authorise_another_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, log) = hmac_daemon(dir.path(), &[]);
+    let signer = RunnerSigner::new(Secret::new(b"runner-secret".to_vec()), String::new(), identity()).unwrap();
+    let harmless: EvaluateRequest = serde_json::from_str(REQUEST).unwrap();
+    let mut genuine = harmless.clone();
+    signer.sign(&mut genuine);
+    assert_eq!(send(&daemon, &genuine)["decision"], "allow");
+
+    // The attack of the issue: runner_auth copied from an uploaded evidence record onto a forged promotion.
+    let record: Value = serde_json::from_str(fs::read_to_string(&log).unwrap().lines().next().unwrap()).unwrap();
+    let mut forged = promotion();
+    forged.runner_auth = Some(serde_json::from_value(record["request"]["runner_auth"].clone()).unwrap());
+    assert_eq!(forged.runner_auth.as_ref().unwrap().signature, "<redacted-hmac>");
+    assert_eq!(
+        refused_because(&send(&daemon, &forged)),
+        "runner_auth signature is invalid"
+    );
+
+    // A credential captured on its way to the daemon covers its own request only...
+    let mut captured = harmless.clone();
+    signer.sign(&mut captured);
+    forged.runner_auth = captured.runner_auth.clone();
+    assert_eq!(
+        refused_because(&send(&daemon, &forged)),
+        "runner_auth signature is invalid"
+    );
+    // ...and only once.
+    assert_eq!(send(&daemon, &captured)["decision"], "allow");
+    assert_eq!(
+        refused_because(&send(&daemon, &captured)),
+        "runner_auth was replayed: its nonce was already used within the 60 s window"
+    );
+    // The genuine promotion, signed for itself, is allowed.
+    let mut promotion = promotion();
+    signer.sign(&mut promotion);
+    let answer = send(&daemon, &promotion);
+    assert_eq!(
+        (answer["decision"].as_str(), answer["rule_id"].as_str()),
+        (Some("allow"), Some("release_governance.approval.approved"))
+    );
+}
+
+#[test]
+fn replays_within_the_window_are_refused_and_after_it_the_credential_is_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, _) = hmac_daemon(dir.path(), &["--runner-auth-window", "2s"]);
+    let key = Secret::new(b"runner-secret".to_vec());
+    let signed_at = |issued_at: i64, nonce: &str| {
+        let mut request: EvaluateRequest = serde_json::from_str(REQUEST).unwrap();
+        request.runner_auth = Some(RunnerAuthentication {
+            signature: sign_v2(&key, &identity(), &request, issued_at, nonce),
+            identity: identity(),
+            algorithm: "HMAC-SHA256".into(),
+            issued_at,
+            nonce: nonce.into(),
+            ..Default::default()
+        });
+        request
+    };
+    let now = oidc::now() as i64;
+    let fresh = signed_at(now, &"1f".repeat(16));
+    assert_eq!(send(&daemon, &fresh)["decision"], "allow");
+    assert_eq!(
+        refused_because(&send(&daemon, &fresh)),
+        "runner_auth was replayed: its nonce was already used within the 2 s window"
+    );
+    assert_eq!(
+        refused_because(&send(&daemon, &signed_at(now - 3600, &"2f".repeat(16)))),
+        "runner_auth is stale: issued 3600 s ago, beyond the 2 s window (--runner-auth-window)"
+    );
+    let ahead = refused_because(&send(&daemon, &signed_at(now + 3600, &"3f".repeat(16)))).to_owned();
+    assert!(
+        ahead.starts_with("runner_auth is issued 3600 s in the future"),
+        "{ahead}"
+    );
+    // Once the window has passed, the replayed credential is refused as stale: the daemon has forgotten its nonce
+    // and does not need it.
+    while oidc::now() as i64 <= now + 2 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stale = refused_because(&send(&daemon, &fresh)).to_owned();
+    assert!(stale.starts_with("runner_auth is stale: issued "), "{stale}");
+}
+
+#[test]
+fn v1_signatures_are_refused_unless_the_daemon_is_told_to_accept_them_and_warns() {
+    let identity = json!({"provider": "github-actions", "repository": "acme/payments"});
+    let v1 = |identity: &Value| {
+        let auth = json!({"identity": identity, "algorithm": "HMAC-SHA256",
+                          "signature": v1_signature(identity, b"runner-secret")});
+        let request = json!({"action_type": "execute_command", "target": "terraform plan", "runner_auth": auth});
+        serde_json::from_value::<EvaluateRequest>(request).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (strict, _) = hmac_daemon(dir.path(), &[]);
+    assert_eq!(
+        refused_because(&send(&strict, &v1(&identity))),
+        "runner_auth is a v1 signature (identity only, replayable): sign v2 (request digest, issued_at, nonce), or \
+         start the daemon with --runner-auth-accept-v1 while runners migrate"
+    );
+    assert!(
+        !strict.log().contains("runner signatures are accepted"),
+        "{}",
+        strict.log()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let (migrating, _) = hmac_daemon(dir.path(), &["--runner-auth-accept-v1"]);
+    let warning = migrating.wait_log("identity-only (v1) runner signatures are accepted");
+    assert!(warning.contains("WARN"), "{warning}");
+    assert_eq!(send(&migrating, &v1(&identity))["decision"], "allow");
+    assert_eq!(
+        send(&migrating, &v1(&identity))["decision"],
+        "allow",
+        "v1 is replayable: that is why it is off"
+    );
+    // A v1 signature made for one identity does not cover another.
+    let mut tampered = v1(&identity);
+    tampered.runner_auth.as_mut().unwrap().identity.repository = "attacker/repo".into();
+    assert_eq!(
+        refused_because(&send(&migrating, &tampered)),
+        "runner_auth signature is invalid"
+    );
+    // v2 works beside it.
+    let signer = RunnerSigner::new(Secret::new(b"runner-secret".to_vec()), String::new(), self::identity()).unwrap();
+    let mut request: EvaluateRequest = serde_json::from_str(REQUEST).unwrap();
+    signer.sign(&mut request);
+    assert_eq!(send(&migrating, &request)["decision"], "allow");
 }
 
 #[test]
@@ -333,11 +510,39 @@ fn oidc_tokens_are_checked_signature_first_then_every_claim() {
         setup.key.token("test-key", &claims)
     };
 
+    let without = |claim: &str| {
+        let mut claims = oidc::claims("acme/payments");
+        claims.as_object_mut().unwrap().remove(claim);
+        setup.key.token("test-key", &claims)
+    };
+
     let valid = with_token(&daemon, &setup, &token(json!({})));
     assert_eq!(valid["decision"], "allow", "{valid}");
     let cases = [
         (
-            token(json!({"exp": now - 10})),
+            without("exp"),
+            "runner OIDC token requires a numeric exp claim".to_owned(),
+        ),
+        (
+            token(json!({"exp": (now + 3600).to_string()})),
+            "runner OIDC claim exp must be a number of seconds".to_owned(),
+        ),
+        (
+            token(json!({"iat": now + 3600})),
+            "runner OIDC token is issued in the future (iat)".to_owned(),
+        ),
+        // The runner states a ref (claims_file): a token without one cannot confirm it.
+        (
+            without("ref"),
+            "runner OIDC token has no ref claim to confirm the runner identity's ref".to_owned(),
+        ),
+        (
+            token(json!({"ref": "refs/heads/attacker"})),
+            "runner OIDC claim ref mismatch".to_owned(),
+        ),
+        // Past the default 60 s leeway either way.
+        (
+            token(json!({"exp": now - 70})),
             "runner OIDC token is expired".to_owned(),
         ),
         (
@@ -373,6 +578,63 @@ fn oidc_tokens_are_checked_signature_first_then_every_claim() {
     assert_eq!(
         refused_because(&with_token(&daemon, &setup, &forged)),
         "runner OIDC signature is invalid"
+    );
+}
+
+#[test]
+fn oidc_leeway_is_configurable_and_a_job_github_tokens_cannot_confirm_is_refused() {
+    let Some(setup) = oidc_setup() else { return };
+    let jwks = oidc::write_jwks(setup.dir.path(), &[&setup.key]);
+    let mut args = oidc_daemon_args(jwks.to_str().unwrap(), "--runner-oidc-jwks");
+    args.extend(["--runner-oidc-leeway", "0s"]);
+    let daemon = Daemon::start(&args);
+    let mut claims = oidc::claims("acme/payments");
+    claims["exp"] = json!(oidc::now() - 5);
+    let expired = setup.key.token("test-key", &claims);
+    assert_eq!(
+        refused_because(&with_token(&daemon, &setup, &expired)),
+        "runner OIDC token is expired"
+    );
+    // GitHub's tokens name no job: a runner that states one is refused rather than recorded as verified.
+    let with_job = setup.dir.path().join("claims-with-job.json");
+    let mut identity: Value = serde_json::from_str(&fs::read_to_string(&setup.claims).unwrap()).unwrap();
+    identity["job"] = json!("promote");
+    fs::write(&with_job, identity.to_string()).unwrap();
+    let token = secret_file(
+        setup.dir.path(),
+        "token.jwt",
+        &setup.key.token("test-key", &oidc::claims("acme/payments")),
+        0o600,
+    );
+    let answer = ask(
+        &daemon,
+        &[
+            "--runner-auth-claims",
+            with_job.to_str().unwrap(),
+            "--runner-auth-oidc-token-file",
+            token.to_str().unwrap(),
+        ],
+        &[],
+        REQUEST,
+    );
+    assert_eq!(
+        refused_because(&answer),
+        "runner OIDC tokens from this issuer carry nothing that confirms the runner identity's job; leave it out"
+    );
+}
+
+#[test]
+fn jwks_keys_published_for_encryption_or_another_algorithm_do_not_verify_tokens() {
+    let Some(setup) = oidc_setup() else { return };
+    let mut jwk = setup.key.jwk.clone();
+    jwk["use"] = json!("enc");
+    let jwks = setup.dir.path().join("jwks-enc.json");
+    fs::write(&jwks, json!({"keys": [jwk]}).to_string()).unwrap();
+    let daemon = Daemon::start(&oidc_daemon_args(jwks.to_str().unwrap(), "--runner-oidc-jwks"));
+    let token = setup.key.token("test-key", &oidc::claims("acme/payments"));
+    assert_eq!(
+        refused_because(&with_token(&daemon, &setup, &token)),
+        "runner OIDC signing key \"test-key\" was not found in JWKS"
     );
 }
 

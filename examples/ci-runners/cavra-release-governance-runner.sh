@@ -153,21 +153,6 @@ fi
 repository=$(first CAVRA_RUNNER_REPOSITORY GITHUB_REPOSITORY CI_PROJECT_PATH BUILD_REPOSITORY_NAME)
 workflow=$(first CAVRA_RUNNER_WORKFLOW GITHUB_WORKFLOW CI_PIPELINE_SOURCE BUILD_DEFINITIONNAME)
 
-{
-    printf '{\n'
-    printf '  "actor": %s,\n' "$(json_string "$(first CAVRA_RUNNER_ACTOR GITHUB_ACTOR GITLAB_USER_LOGIN BUILD_REQUESTEDFOR)")"
-    printf '  "job": %s,\n' "$(json_string "$(first CAVRA_RUNNER_JOB GITHUB_JOB CI_JOB_NAME SYSTEM_JOBDISPLAYNAME)")"
-    printf '  "provider": %s,\n' "$(json_string "$provider")"
-    printf '  "ref": %s,\n' "$(json_string "$(first CAVRA_RUNNER_REF GITHUB_REF CI_COMMIT_REF_NAME BUILD_SOURCEBRANCH)")"
-    printf '  "repository": %s,\n' "$(json_string "${repository:-local}")"
-    printf '  "run_attempt": %s,\n' "$(json_string "$(first CAVRA_RUNNER_RUN_ATTEMPT GITHUB_RUN_ATTEMPT CI_JOB_ID SYSTEM_JOBATTEMPT)")"
-    printf '  "run_id": %s,\n' "$(json_string "$(first CAVRA_RUNNER_RUN_ID GITHUB_RUN_ID CI_PIPELINE_ID BUILD_BUILDID)")"
-    printf '  "runner_name": %s,\n' "$(json_string "$(first CAVRA_RUNNER_NAME RUNNER_NAME CI_RUNNER_DESCRIPTION AGENT_NAME)")"
-    printf '  "sha": %s,\n' "$(json_string "$(first CAVRA_RUNNER_SHA GITHUB_SHA CI_COMMIT_SHA BUILD_SOURCEVERSION)")"
-    printf '  "workflow": %s\n' "$(json_string "${workflow:-local}")"
-    printf '}\n'
-} >"$claims"
-
 # --- 3. the runner's OIDC token ----------------------------------------------------------------------------------
 # The "name" string of a one-line JSON document (tokens hold no quotes or backslashes).
 json_value() {
@@ -268,6 +253,28 @@ fi
 if [ -z "$issuer" ] && [ "$explicit_oidc" = true ]; then
     warn "no OIDC issuer and no OIDC token: runner OIDC is not configured"
 fi
+
+# The claims file: what the request says about this runner. An OIDC token must confirm every field it states, and
+# GitHub's and GitLab's tokens name neither the job nor the runner, so those two are left out then; HMAC-signed
+# claims carry them all.
+{
+    printf '{\n'
+    printf '  "actor": %s,\n' "$(json_string "$(first CAVRA_RUNNER_ACTOR GITHUB_ACTOR GITLAB_USER_LOGIN BUILD_REQUESTEDFOR)")"
+    if [ "$has_token" = false ]; then
+        printf '  "job": %s,\n' "$(json_string "$(first CAVRA_RUNNER_JOB GITHUB_JOB CI_JOB_NAME SYSTEM_JOBDISPLAYNAME)")"
+    fi
+    printf '  "provider": %s,\n' "$(json_string "$provider")"
+    printf '  "ref": %s,\n' "$(json_string "$(first CAVRA_RUNNER_REF GITHUB_REF CI_COMMIT_REF_NAME BUILD_SOURCEBRANCH)")"
+    printf '  "repository": %s,\n' "$(json_string "${repository:-local}")"
+    printf '  "run_attempt": %s,\n' "$(json_string "$(first CAVRA_RUNNER_RUN_ATTEMPT GITHUB_RUN_ATTEMPT CI_JOB_ID SYSTEM_JOBATTEMPT)")"
+    printf '  "run_id": %s,\n' "$(json_string "$(first CAVRA_RUNNER_RUN_ID GITHUB_RUN_ID CI_PIPELINE_ID BUILD_BUILDID)")"
+    if [ "$has_token" = false ]; then
+        printf '  "runner_name": %s,\n' "$(json_string "$(first CAVRA_RUNNER_NAME RUNNER_NAME CI_RUNNER_DESCRIPTION AGENT_NAME)")"
+    fi
+    printf '  "sha": %s,\n' "$(json_string "$(first CAVRA_RUNNER_SHA GITHUB_SHA CI_COMMIT_SHA BUILD_SOURCEVERSION)")"
+    printf '  "workflow": %s\n' "$(json_string "${workflow:-local}")"
+    printf '}\n'
+} >"$claims"
 
 # --- 5. the daemon -----------------------------------------------------------------------------------------------
 set -- --lifecycle start --socket "$socket" --evidence-log "$evidence_log" --log-file "$daemon_log"

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use cavra_runtime::auth::oidc::{JwksSource, OidcVerifier};
-use cavra_runtime::auth::runner::{HMAC_ALGORITHM, OIDC_ALGORITHM, sign};
-use cavra_runtime::auth::{RunnerAuthenticator, Secret};
+use cavra_runtime::auth::runner::{HMAC_ALGORITHM, OIDC_ALGORITHM, reject_line_breaks, sign_v2};
+use cavra_runtime::auth::{HmacRunners, RunnerAuthError, RunnerAuthenticator, Secret};
 use cavra_runtime::contract::{Decision, DecisionResponse, EvaluateRequest, HEALTH_ACTION, Health, STREAM_PROTOCOL};
 use cavra_runtime::engine::{self, file::normalize_path};
 use cavra_runtime::evidence::{EvidenceConfig, EvidenceError, EvidenceLog, SigningKey, SyncMode, verify_file};
@@ -102,8 +102,13 @@ fn decode_context() -> &'static DecodeContext {
             "cavra-fuzz".to_owned(),
             JwksSource::File(scratch.join("no-such-jwks.json")),
         );
-        let runners = RunnerAuthenticator::new(Some((runner_key(), String::new())), Some(oidc))
-            .expect("an authenticator with HMAC and OIDC");
+        let hmac = HmacRunners {
+            key: runner_key(),
+            key_id: String::new(),
+            accept_v1: false,
+            window: Duration::from_secs(60),
+        };
+        let runners = RunnerAuthenticator::new(Some(hmac), Some(oidc)).expect("an authenticator with HMAC and OIDC");
         DecodeContext {
             built_in: built_in(),
             with_registry,
@@ -180,21 +185,38 @@ fn check_decision_shape(response: &DecisionResponse) {
 
 fn check_runner_auth(runners: &RunnerAuthenticator, request: &EvaluateRequest) {
     // Must answer without panicking; `check_now` promises never to ask for a fetch.
-    let _ = runners.check_now(request.runner_auth.as_ref());
+    let _ = runners.check_now(request);
     let Some(auth) = &request.runner_auth else {
         return;
     };
-    // A correct signature over any identity is accepted exactly when the identity names provider and repository.
-    let mut signed = auth.clone();
-    signed.algorithm = HMAC_ALGORITHM.to_owned();
-    signed.signature = sign(&runner_key(), &auth.identity);
-    let complete = !auth.identity.provider.is_empty() && !auth.identity.repository.is_empty();
-    assert_eq!(
-        runners.check_now(Some(&signed)).is_ok(),
-        complete,
-        "a correctly signed identity: {:?}",
-        auth.identity
-    );
+    // A correct, fresh v2 credential for this request, over any identity, is accepted exactly when the identity
+    // names provider and repository and has no line break. Each gets a nonce of its own: the daemon remembers them.
+    static NONCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nonce = format!("{:032x}", NONCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let issued_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    let mut signed = request.clone();
+    let mut credential = auth.clone();
+    credential.algorithm = HMAC_ALGORITHM.to_owned();
+    credential.signature = sign_v2(&runner_key(), &auth.identity, request, issued_at, &nonce);
+    credential.issued_at = issued_at;
+    credential.nonce = nonce;
+    signed.runner_auth = Some(credential);
+    let acceptable = !auth.identity.provider.is_empty()
+        && !auth.identity.repository.is_empty()
+        && reject_line_breaks(&auth.identity).is_ok();
+    match runners.check_now(&signed) {
+        // A long fuzzing run can accept more credentials within a window than the daemon remembers.
+        Err(RunnerAuthError::ReplayCacheFull { .. }) => {}
+        outcome => assert_eq!(
+            outcome.is_ok(),
+            acceptable,
+            "a correctly signed identity: {:?}: {outcome:?}",
+            auth.identity
+        ),
+    }
 }
 
 fn check_evidence_record(context: &DecodeContext, request: &EvaluateRequest) {
@@ -219,17 +241,15 @@ fn check_evidence_record(context: &DecodeContext, request: &EvaluateRequest) {
         verified.valid && verified.records == 1 && verified.signed_records == 1,
         "a record the writer made does not verify: {verified:?}"
     );
-    if request
-        .runner_auth
-        .as_ref()
-        .is_some_and(|auth| auth.algorithm == OIDC_ALGORITHM)
-    {
+    if let Some(auth) = &request.runner_auth {
         let text = fs::read_to_string(&path).expect("the log is UTF-8");
         let stored: Value = serde_json::from_str(text.trim_end()).expect("the record is JSON");
-        assert_eq!(
-            stored["request"]["runner_auth"]["signature"], "<redacted-oidc-jwt>",
-            "an OIDC token was stored unredacted"
-        );
+        let stored = &stored["request"]["runner_auth"]["signature"];
+        if auth.algorithm == OIDC_ALGORITHM {
+            assert_eq!(stored, "<redacted-oidc-jwt>", "an OIDC token was stored unredacted");
+        } else if !auth.signature.is_empty() {
+            assert_eq!(stored, "<redacted-hmac>", "a runner signature was stored unredacted");
+        }
     }
 }
 

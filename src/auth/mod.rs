@@ -2,9 +2,10 @@
 
 pub mod oidc;
 pub mod peer;
+mod replay;
 pub mod runner;
 pub mod secret;
 
 pub use peer::{Peer, PeerPolicy, PeerPolicyError};
-pub use runner::{RunnerAuthError, RunnerAuthenticator};
+pub use runner::{HmacRunners, RunnerAuthError, RunnerAuthenticator, RunnerSigner};
 pub use secret::{Secret, SecretError};

@@ -1,8 +1,11 @@
 //! OIDC runner tokens: RS256 JWTs from a CI provider, checked against the provider's JWKS.
 //!
 //! The signature is verified before any claim is read for a decision, unlike the reference, which compared claims
-//! first. The key set comes from a file or a URL; a fetch that fails is retried on a later request with growing
-//! back-off, and the last key set that loaded stays in use meanwhile.
+//! first. Stricter than the reference, too: `exp` is required and every time claim must be a number (checked with a
+//! small leeway for the issuer's clock); every identity field the runner states must be confirmed by a claim of the
+//! token, not merely not contradicted; and only keys published for RS256 signatures are used. The key set comes from
+//! a file or a URL; a fetch that fails is retried on a later request with growing back-off, and the last key set that
+//! loaded stays in use meanwhile.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,6 +27,8 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// After a good fetch, a token naming an unknown key may trigger another fetch only this often.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// Clock difference allowed with the issuer unless configured otherwise.
+const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OidcError {
@@ -55,6 +60,16 @@ pub enum OidcError {
     Expired,
     #[error("runner OIDC token is not valid yet")]
     NotYetValid,
+    #[error("runner OIDC token requires a numeric exp claim")]
+    ExpMissing,
+    #[error("runner OIDC claim {0} must be a number of seconds")]
+    NotNumeric(&'static str),
+    #[error("runner OIDC token is issued in the future (iat)")]
+    IssuedInFuture,
+    #[error("runner OIDC token has no {claim} claim to confirm the runner identity's {field}")]
+    Unconfirmed { field: &'static str, claim: &'static str },
+    #[error("runner OIDC tokens from this issuer carry nothing that confirms the runner identity's {0}; leave it out")]
+    Unconfirmable(&'static str),
     #[error("runner OIDC provider mismatch: got {got:?} want {want:?}")]
     Provider { got: String, want: String },
     #[error("runner OIDC claim {0} mismatch")]
@@ -95,6 +110,8 @@ struct KeyState {
 pub struct OidcVerifier {
     issuer: String,
     audience: String,
+    /// Clock difference allowed with the issuer for exp, nbf and iat.
+    leeway: Duration,
     source: JwksSource,
     state: Mutex<KeyState>,
     /// One fetch at a time; requests that need keys wait for it.
@@ -114,6 +131,7 @@ impl OidcVerifier {
         Self {
             issuer,
             audience,
+            leeway: DEFAULT_LEEWAY,
             source,
             state: Mutex::new(KeyState {
                 keys: None,
@@ -123,6 +141,11 @@ impl OidcVerifier {
             }),
             fetching: tokio::sync::Mutex::new(()),
         }
+    }
+
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
     }
 
     pub fn source(&self) -> &JwksSource {
@@ -227,13 +250,20 @@ impl OidcVerifier {
         if !audience_matches {
             return Err(OidcError::Audience);
         }
-        if claims.get("exp").and_then(Value::as_f64).is_some_and(|exp| now > exp) {
+        // Unlike the reference, a token must expire: one without `exp` would be a credential for ever.
+        let leeway = self.leeway.as_secs_f64();
+        let exp = numeric_date(claims, "exp")?.ok_or(OidcError::ExpMissing)?;
+        if now > exp + leeway {
             return Err(OidcError::Expired);
         }
-        if claims.get("nbf").and_then(Value::as_f64).is_some_and(|nbf| now < nbf) {
+        if numeric_date(claims, "nbf")?.is_some_and(|nbf| now + leeway < nbf) {
             return Err(OidcError::NotYetValid);
         }
-        if let Some(want) = provider_for(&self.issuer)
+        if numeric_date(claims, "iat")?.is_some_and(|iat| now + leeway < iat) {
+            return Err(OidcError::IssuedInFuture);
+        }
+        let provider = provider_for(&self.issuer);
+        if let Some(want) = provider
             && identity.provider != want
         {
             return Err(OidcError::Provider {
@@ -241,8 +271,8 @@ impl OidcVerifier {
                 want: want.to_owned(),
             });
         }
-        let claimed = [
-            ("repository", &identity.repository),
+        // Everything the runner claims must be in the token, or it would be recorded as verified when it was not.
+        let stated = [
             ("workflow", &identity.workflow),
             ("run_id", &identity.run_id),
             ("run_attempt", &identity.run_attempt),
@@ -252,22 +282,65 @@ impl OidcVerifier {
             ("job", &identity.job),
             ("runner_name", &identity.runner_name),
         ];
-        for (name, stated) in claimed {
-            let claim = text(name);
-            if !stated.is_empty() && !claim.is_empty() && !bool::from(claim.as_bytes().ct_eq(stated.as_bytes())) {
-                return Err(OidcError::Claim(name));
+        for (field, value) in stated {
+            if value.is_empty() {
+                continue;
+            }
+            let claim = claim_for(provider, field).ok_or(OidcError::Unconfirmable(field))?;
+            let Some(confirmed) = claim_text(claims, claim) else {
+                return Err(OidcError::Unconfirmed { field, claim });
+            };
+            if !bool::from(confirmed.as_bytes().ct_eq(value.as_bytes())) {
+                return Err(OidcError::Claim(field));
             }
         }
         // GitLab's ID tokens name the project in `project_path`; they have no `repository` claim.
-        let repository = match (text("repository"), provider_for(&self.issuer)) {
-            ("", Some("gitlab-ci")) => text("project_path"),
-            (repository, _) => repository,
-        };
-        match repository {
-            "" => Err(OidcError::RepositoryClaim),
-            repository if repository != identity.repository => Err(OidcError::Repository),
-            _ => Ok(()),
+        let same = |claim: &str| bool::from(claim.as_bytes().ct_eq(identity.repository.as_bytes()));
+        match (text("repository"), provider) {
+            ("", Some("gitlab-ci")) => match text("project_path") {
+                "" => Err(OidcError::RepositoryClaim),
+                project if same(project) => Ok(()),
+                _ => Err(OidcError::Repository),
+            },
+            ("", _) => Err(OidcError::RepositoryClaim),
+            (repository, _) if same(repository) => Ok(()),
+            _ => Err(OidcError::Claim("repository")),
         }
+    }
+}
+
+/// A NumericDate claim: absent is `None`; anything but a number is an error (the reference treated a string `exp`
+/// as no expiry at all).
+fn numeric_date(claims: &Value, name: &'static str) -> Result<Option<f64>, OidcError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(number)) => number.as_f64().map(Some).ok_or(OidcError::NotNumeric(name)),
+        Some(_) => Err(OidcError::NotNumeric(name)),
+    }
+}
+
+/// A claim as text: strings as they are, integers in decimal (some providers write ids as numbers).
+fn claim_text(claims: &Value, name: &str) -> Option<String> {
+    match claims.get(name)? {
+        Value::String(text) if !text.is_empty() => Some(text.clone()),
+        Value::Number(number) if number.is_u64() || number.is_i64() => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// The claim that confirms an identity field in tokens of `provider`; `None` when its tokens carry none.
+fn claim_for(provider: Option<&str>, field: &'static str) -> Option<&'static str> {
+    match (provider, field) {
+        // GitHub Actions tokens name neither the job nor the runner.
+        (Some("github-actions"), "job" | "runner_name") => None,
+        // GitLab's ID tokens use names of their own, as the CI runner script fills the identity from CI_* variables.
+        (Some("gitlab-ci"), "workflow") => Some("pipeline_source"),
+        (Some("gitlab-ci"), "run_id") => Some("pipeline_id"),
+        (Some("gitlab-ci"), "run_attempt") => Some("job_id"),
+        (Some("gitlab-ci"), "actor") => Some("user_login"),
+        (Some("gitlab-ci"), "job" | "runner_name") => None,
+        // Otherwise the claim has the field's name.
+        (_, field) => Some(field),
     }
 }
 
@@ -341,14 +414,33 @@ struct Jwk {
     n: String,
     #[serde(default)]
     e: String,
+    /// RFC 7517: what the key is for (`sig` or `enc`), the one algorithm it is for, what it may do.
+    #[serde(rename = "use")]
+    key_use: Option<String>,
+    alg: Option<String>,
+    key_ops: Option<Vec<String>>,
 }
 
-/// The RSA keys of a JWKS document; keys of other types are skipped.
+impl Jwk {
+    /// Whether the key may verify RS256 signatures: an RSA key whose `use`, `alg` and `key_ops`, where present,
+    /// allow it. A key published for encryption, or for another algorithm, must not be used to accept a token.
+    fn verifies_rs256(&self) -> bool {
+        self.kty == "RSA"
+            && self.key_use.as_deref().is_none_or(|key_use| key_use == "sig")
+            && self.alg.as_deref().is_none_or(|alg| alg == "RS256")
+            && self
+                .key_ops
+                .as_ref()
+                .is_none_or(|ops| ops.iter().any(|op| op == "verify"))
+    }
+}
+
+/// The keys of a JWKS document that may verify RS256 tokens; the others are skipped.
 fn parse_jwks(text: &[u8]) -> Result<Vec<RsaKey>, String> {
     let set: JwkSet = serde_json::from_slice(text).map_err(|error| format!("JWKS is not valid JSON: {error}"))?;
     set.keys
         .into_iter()
-        .filter(|key| key.kty == "RSA")
+        .filter(Jwk::verifies_rs256)
         .map(|key| {
             let n = URL_SAFE_NO_PAD
                 .decode(&key.n)
@@ -399,7 +491,8 @@ mod tests {
 
     #[test]
     fn claims_are_checked_in_order_with_reference_messages() {
-        let v = verifier();
+        // Without leeway, as the reference checks.
+        let v = verifier().with_leeway(Duration::ZERO);
         let check = |extra: Value, identity: &RunnerIdentity, now: f64| {
             v.check_claims(&claims(extra), identity, now).map_err(|e| e.to_string())
         };
@@ -447,6 +540,125 @@ mod tests {
     }
 
     #[test]
+    fn times_must_be_numbers_exp_is_required_and_the_leeway_applies_to_each() {
+        let v = verifier().with_leeway(Duration::from_secs(30));
+        let check = |extra: Value, now: f64| {
+            v.check_claims(&claims(extra), &identity(), now)
+                .map_err(|e| e.to_string())
+        };
+        let mut no_exp = claims(json!({}));
+        no_exp.as_object_mut().unwrap().remove("exp");
+        assert_eq!(
+            v.check_claims(&no_exp, &identity(), 1500.0),
+            Err(OidcError::ExpMissing),
+            "a token without exp would never expire"
+        );
+        assert_eq!(
+            check(json!({"exp": "2000"}), 1500.0),
+            Err("runner OIDC claim exp must be a number of seconds".into())
+        );
+        assert_eq!(
+            check(json!({"exp": null}), 1500.0),
+            Err("runner OIDC claim exp must be a number of seconds".into())
+        );
+        assert_eq!(
+            check(json!({"nbf": "1000"}), 1500.0),
+            Err("runner OIDC claim nbf must be a number of seconds".into())
+        );
+        assert_eq!(
+            check(json!({"iat": "1000"}), 1500.0),
+            Err("runner OIDC claim iat must be a number of seconds".into())
+        );
+        // exp 2000, nbf 1000, leeway 30 s.
+        assert_eq!(check(json!({}), 2030.0), Ok(()));
+        assert_eq!(check(json!({}), 2030.5), Err("runner OIDC token is expired".into()));
+        assert_eq!(check(json!({}), 970.0), Ok(()));
+        assert_eq!(
+            check(json!({}), 969.5),
+            Err("runner OIDC token is not valid yet".into())
+        );
+        assert_eq!(check(json!({"iat": 1530}), 1500.0), Ok(()));
+        assert_eq!(
+            check(json!({"iat": 1531}), 1500.0),
+            Err("runner OIDC token is issued in the future (iat)".into())
+        );
+    }
+
+    #[test]
+    fn every_identity_field_the_runner_states_must_be_in_the_token() {
+        let v = verifier();
+        let stating = |change: fn(&mut RunnerIdentity)| {
+            let mut identity = identity();
+            change(&mut identity);
+            identity
+        };
+        // The token has no ref: a stated ref cannot be taken as verified.
+        let with_ref = stating(|identity| identity.git_ref = "refs/heads/main".into());
+        assert_eq!(
+            v.check_claims(&claims(json!({})), &with_ref, 1500.0)
+                .unwrap_err()
+                .to_string(),
+            "runner OIDC token has no ref claim to confirm the runner identity's ref"
+        );
+        assert_eq!(
+            v.check_claims(&claims(json!({"ref": "refs/heads/main"})), &with_ref, 1500.0),
+            Ok(())
+        );
+        assert_eq!(
+            v.check_claims(&claims(json!({"ref": "refs/heads/dev"})), &with_ref, 1500.0),
+            Err(OidcError::Claim("ref"))
+        );
+        // A numeric claim confirms the same number written as text.
+        let with_run = stating(|identity| identity.run_id = "5".into());
+        assert_eq!(v.check_claims(&claims(json!({})), &with_run, 1500.0), Ok(()));
+        let with_other_run = stating(|identity| identity.run_id = "6".into());
+        assert_eq!(
+            v.check_claims(&claims(json!({})), &with_other_run, 1500.0),
+            Err(OidcError::Claim("run_id"))
+        );
+        // GitHub tokens name no job: stating one is refused even when the token happens to carry the claim.
+        let with_job = stating(|identity| identity.job = "promote".into());
+        assert_eq!(
+            v.check_claims(&claims(json!({"job": "promote"})), &with_job, 1500.0)
+                .unwrap_err()
+                .to_string(),
+            "runner OIDC tokens from this issuer carry nothing that confirms the runner identity's job; leave it out"
+        );
+    }
+
+    #[test]
+    fn gitlab_identity_fields_are_confirmed_by_gitlab_claim_names() {
+        let gitlab = OidcVerifier::new(
+            "https://gitlab.com".into(),
+            "cavra".into(),
+            JwksSource::File("unused".into()),
+        );
+        let identity = RunnerIdentity {
+            provider: "gitlab-ci".into(),
+            repository: "acme/payments".into(),
+            workflow: "push".into(),
+            run_id: "455".into(),
+            run_attempt: "1123".into(),
+            git_ref: "main".into(),
+            sha: "714a629c".into(),
+            actor: "root".into(),
+            ..Default::default()
+        };
+        let token = json!({"iss": "https://gitlab.com", "aud": "cavra", "exp": 100, "project_path": "acme/payments",
+                           "pipeline_source": "push", "pipeline_id": "455", "job_id": "1123", "ref": "main",
+                           "sha": "714a629c", "user_login": "root"});
+        assert_eq!(gitlab.check_claims(&token, &identity, 0.0), Ok(()));
+        let other_actor = RunnerIdentity {
+            actor: "mallory".into(),
+            ..identity
+        };
+        assert_eq!(
+            gitlab.check_claims(&token, &other_actor, 0.0),
+            Err(OidcError::Claim("actor"))
+        );
+    }
+
+    #[test]
     fn gitlab_tokens_name_the_repository_in_project_path() {
         let gitlab = OidcVerifier::new(
             "https://gitlab.com".into(),
@@ -458,15 +670,14 @@ mod tests {
             repository: "acme/payments".into(),
             ..Default::default()
         };
-        let claims =
-            |project_path: &str| json!({"iss": "https://gitlab.com", "aud": "cavra", "project_path": project_path});
+        let claims = |project_path: &str| json!({"iss": "https://gitlab.com", "aud": "cavra", "exp": 100, "project_path": project_path});
         assert_eq!(gitlab.check_claims(&claims("acme/payments"), &identity, 0.0), Ok(()));
         assert_eq!(
             gitlab.check_claims(&claims("acme/other"), &identity, 0.0),
             Err(OidcError::Repository)
         );
         // Other issuers still need the `repository` claim itself.
-        let github_claims = json!({"iss": "https://token.actions.githubusercontent.com", "aud": "cavra",
+        let github_claims = json!({"iss": "https://token.actions.githubusercontent.com", "aud": "cavra", "exp": 100,
                                    "project_path": "acme/payments"});
         let github_identity = RunnerIdentity {
             provider: "github-actions".into(),
@@ -503,6 +714,21 @@ mod tests {
             v.verify(&format!("{good_header}.e30.c2ln"), &identity()),
             Err(OidcError::NoKeySet("not loaded yet".into()))
         );
+    }
+
+    #[test]
+    fn jwks_keys_for_encryption_or_another_algorithm_are_not_used() {
+        let keys = parse_jwks(
+            br#"{"keys":[
+                {"kty":"RSA","kid":"enc","use":"enc","n":"AQAB","e":"AQAB"},
+                {"kty":"RSA","kid":"ps256","alg":"PS256","n":"AQAB","e":"AQAB"},
+                {"kty":"RSA","kid":"wrap","key_ops":["wrapKey"],"n":"AQAB","e":"AQAB"},
+                {"kty":"RSA","kid":"sig","use":"sig","alg":"RS256","key_ops":["verify"],"n":"AQAB","e":"AQAB"},
+                {"kty":"RSA","kid":"plain","n":"AQAB","e":"AQAB"}]}"#,
+        )
+        .unwrap();
+        let kids: Vec<&str> = keys.iter().map(|key| key.kid.as_str()).collect();
+        assert_eq!(kids, ["sig", "plain"]);
     }
 
     #[test]

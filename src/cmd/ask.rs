@@ -10,10 +10,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::flags::{AuthArgs, ClientArgs, SocketArgs};
 use super::io::{InputError, print_json, read_request};
-use crate::auth::RunnerAuthError;
-use crate::auth::SecretError;
 use crate::auth::oidc::OidcError;
-use crate::auth::runner::{HMAC_ALGORITHM, OIDC_ALGORITHM, reject_line_breaks, sign};
+use crate::auth::runner::{OIDC_ALGORITHM, reject_line_breaks};
+use crate::auth::{RunnerAuthError, RunnerSigner, SecretError};
 use crate::client::{Client, ClientError};
 use crate::contract::{Decision, RunnerAuthentication, RunnerIdentity};
 
@@ -43,10 +42,13 @@ pub enum AskError {
 
 pub fn run(client: &ClientArgs, socket: &SocketArgs, auth: &AuthArgs) -> Result<ExitCode, AskError> {
     let mut request = read_request(&client.input)?;
+    let mut daemon = Client::new(&socket.socket).with_timeout(client.client_timeout);
     if let Some(claims) = &auth.runner_auth_claims {
-        request.runner_auth = Some(authenticate(auth, claims)?);
+        match authenticate(auth, claims)? {
+            Runner::Oidc(token) => request.runner_auth = Some(token),
+            Runner::Hmac(signer) => daemon = daemon.with_runner_signer(signer),
+        }
     }
-    let daemon = Client::new(&socket.socket).with_timeout(client.client_timeout);
     let response = daemon.evaluate(&request)?;
     print_json(&response).map_err(AskError::WriteOutput)?;
     Ok(match (client.exit_code, response.decision) {
@@ -56,8 +58,16 @@ pub fn run(client: &ClientArgs, socket: &SocketArgs, auth: &AuthArgs) -> Result<
     })
 }
 
-/// `runner_auth` for the identity in `claims`: with the OIDC token when one is given, else HMAC-signed.
-fn authenticate(auth: &AuthArgs, claims: &Path) -> Result<RunnerAuthentication, AskError> {
+/// How the request proves which runner sends it.
+enum Runner {
+    /// The provider's token, sent as it is.
+    Oidc(RunnerAuthentication),
+    /// An HMAC credential made for the request as it is sent (runner auth v2).
+    Hmac(RunnerSigner),
+}
+
+/// The runner the identity in `claims` is: with the OIDC token when one is given, else HMAC-signed.
+fn authenticate(auth: &AuthArgs, claims: &Path) -> Result<Runner, AskError> {
     let text = fs::read(claims).map_err(|source| AskError::ReadClaims {
         path: claims.to_owned(),
         source,
@@ -72,20 +82,20 @@ fn authenticate(auth: &AuthArgs, claims: &Path) -> Result<RunnerAuthentication, 
     reject_line_breaks(&identity)?;
     if let Some(token) = auth.oidc_token()? {
         let token = String::from_utf8_lossy(token.expose()).trim().to_owned();
-        return Ok(RunnerAuthentication {
+        return Ok(Runner::Oidc(RunnerAuthentication {
             key_id: token_kid(&token)?,
             identity,
             algorithm: OIDC_ALGORITHM.to_owned(),
             signature: token,
-        });
+            ..Default::default()
+        }));
     }
     let key = auth.runner_key()?.ok_or(AskError::NoKey)?;
-    Ok(RunnerAuthentication {
-        signature: sign(&key, &identity),
+    Ok(Runner::Hmac(RunnerSigner::new(
+        key,
+        auth.runner_auth_key_id.clone(),
         identity,
-        algorithm: HMAC_ALGORITHM.to_owned(),
-        key_id: auth.runner_auth_key_id.clone(),
-    })
+    )?))
 }
 
 /// The `kid` of a compact JWT's header (empty if it has none), checking the token's shape as the daemon will.

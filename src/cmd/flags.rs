@@ -9,7 +9,7 @@ use clap::{Args, Parser};
 use clap::ValueEnum;
 
 use crate::auth::oidc::{JwksSource, OidcVerifier};
-use crate::auth::{PeerPolicy, PeerPolicyError, RunnerAuthenticator, Secret, SecretError};
+use crate::auth::{HmacRunners, PeerPolicy, PeerPolicyError, RunnerAuthenticator, Secret, SecretError};
 use crate::evidence::{EvidenceConfig, SigningKey, SyncMode};
 use crate::policy::{PolicyConfig, PolicySource};
 use crate::server::Limits;
@@ -270,6 +270,17 @@ pub struct AuthArgs {
     #[arg(long, value_name = "ID", env = "CAVRA_RUNNER_AUTH_KEY_ID", default_value = "")]
     pub runner_auth_key_id: String,
 
+    /// How far an HMAC credential's issue time may be from the daemon's clock; within it each credential is
+    /// accepted once.
+    #[arg(long, value_name = "DURATION", env = "CAVRA_RUNNER_AUTH_WINDOW", default_value = "60s",
+          value_parser = parse_window)]
+    pub runner_auth_window: Duration,
+
+    /// Also accept the reference's identity-only (v1) HMAC signatures, which can be replayed: only while runners
+    /// migrate to v2. Logged as a warning at start.
+    #[arg(long, env = "CAVRA_RUNNER_AUTH_ACCEPT_V1")]
+    pub runner_auth_accept_v1: bool,
+
     /// OIDC issuer runner tokens must come from (with --runner-oidc-audience and a JWKS).
     #[arg(long, value_name = "URL", env = "CAVRA_RUNNER_OIDC_ISSUER")]
     pub runner_oidc_issuer: Option<String>,
@@ -285,6 +296,11 @@ pub struct AuthArgs {
     /// JWKS URL with the issuer's signing keys; a failed fetch is retried with back-off on later requests.
     #[arg(long, value_name = "URL", env = "CAVRA_RUNNER_OIDC_JWKS_URL")]
     pub runner_oidc_jwks_url: Option<String>,
+
+    /// Clock difference allowed with the OIDC issuer when checking a token's exp, nbf and iat.
+    #[arg(long, value_name = "DURATION", env = "CAVRA_RUNNER_OIDC_LEEWAY", default_value = "60s",
+          value_parser = parse_duration)]
+    pub runner_oidc_leeway: Duration,
 
     /// With --daemon: the runner identity (JSON) to authenticate as; signed with the runner key, or sent with the
     /// OIDC token when one is given.
@@ -335,7 +351,12 @@ impl AuthArgs {
     /// What the daemon requires of runners; `None` when nothing is configured. A partial OIDC setup is an error,
     /// not a silently disabled check.
     pub fn authenticator(&self) -> Result<Option<RunnerAuthenticator>, AuthConfigError> {
-        let hmac = self.runner_key()?.map(|key| (key, self.runner_auth_key_id.clone()));
+        let hmac = self.runner_key()?.map(|key| HmacRunners {
+            key,
+            key_id: self.runner_auth_key_id.clone(),
+            accept_v1: self.runner_auth_accept_v1,
+            window: self.runner_auth_window,
+        });
         let jwks = match (&self.runner_oidc_jwks, &self.runner_oidc_jwks_url) {
             (Some(path), _) => Some(JwksSource::File(path.clone())),
             (None, Some(url)) => Some(JwksSource::Url(url.clone())),
@@ -344,7 +365,7 @@ impl AuthArgs {
         let oidc = match (&self.runner_oidc_issuer, &self.runner_oidc_audience, jwks) {
             (None, None, None) => None,
             (Some(issuer), Some(audience), Some(jwks)) => {
-                Some(OidcVerifier::new(issuer.clone(), audience.clone(), jwks))
+                Some(OidcVerifier::new(issuer.clone(), audience.clone(), jwks).with_leeway(self.runner_oidc_leeway))
             }
             (None, _, _) => return Err(AuthConfigError::IncompleteOidc("--runner-oidc-issuer")),
             (_, None, _) => return Err(AuthConfigError::IncompleteOidc("--runner-oidc-audience")),
@@ -459,6 +480,15 @@ fn parse_mode(text: &str) -> Result<u32, String> {
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|error| format!("{text:?} is not a duration such as 5s or 500ms: {error}"))
+}
+
+/// A freshness window: whole seconds, at least one (credentials carry their issue time in seconds).
+fn parse_window(text: &str) -> Result<Duration, String> {
+    let window = parse_duration(text)?;
+    if window.as_secs() == 0 || window.subsec_nanos() != 0 {
+        return Err(format!("{text:?} is not a whole number of seconds, at least 1s"));
+    }
+    Ok(window)
 }
 
 #[cfg(test)]

@@ -103,6 +103,12 @@ fn runner_auth(auth: &AuthArgs) -> Result<Option<RunnerAuthenticator>, ServeErro
             }
         }
     }
+    if runners.accepts_v1() {
+        tracing::warn!(
+            "--runner-auth-accept-v1: identity-only (v1) runner signatures are accepted; anyone who has seen one \
+             can replay it on any request. Migrate runners to v2 and remove the flag"
+        );
+    }
     tracing::info!("runner authentication required");
     Ok(Some(runners))
 }

@@ -18,6 +18,7 @@ const EVENT_TYPE: &str = "cavra.go_daemon.decision";
 const REF_PREFIX: &str = "go-daemon-evidence://";
 const OIDC_ALGORITHM: &str = "OIDC-JWT";
 const REDACTED_OIDC_TOKEN: &str = "<redacted-oidc-jwt>";
+const REDACTED_HMAC: &str = "<redacted-hmac>";
 
 /// The request as the reference contract knows it. Records store and hash only these fields: the reference
 /// verifier re-serialises parsed records, so any extension field (`operation`, `server`, ...) would break the hash.
@@ -60,12 +61,16 @@ impl From<EvaluateRequest> for RecordRequest {
 }
 
 impl RecordRequest {
-    /// An OIDC token is a bearer credential until it expires: never keep it.
+    /// A credential is never kept: an OIDC token is a bearer credential until it expires, and an HMAC signature
+    /// (the reference's identity-only v1 signature in particular) could be attached to another request. Whatever
+    /// else a signature claims to be is redacted as HMAC: its algorithm field is not covered by any signature.
     fn redacted(mut self) -> Self {
-        if let Some(auth) = &mut self.runner_auth
-            && auth.algorithm == OIDC_ALGORITHM
-        {
-            auth.signature = REDACTED_OIDC_TOKEN.to_owned();
+        if let Some(auth) = &mut self.runner_auth {
+            if auth.algorithm == OIDC_ALGORITHM {
+                auth.signature = REDACTED_OIDC_TOKEN.to_owned();
+            } else if !auth.signature.is_empty() {
+                auth.signature = REDACTED_HMAC.to_owned();
+            }
         }
         self
     }
@@ -73,7 +78,7 @@ impl RecordRequest {
     fn is_redacted(&self) -> bool {
         self.runner_auth
             .as_ref()
-            .is_some_and(|auth| auth.algorithm == OIDC_ALGORITHM)
+            .is_some_and(|auth| auth.algorithm == OIDC_ALGORITHM || !auth.signature.is_empty())
     }
 }
 
@@ -532,6 +537,7 @@ mod tests {
                 algorithm: "OIDC-JWT".into(),
                 key_id: "kid".into(),
                 signature: "header.claims.signature".into(),
+                ..Default::default()
             }),
             ..Default::default()
         };
@@ -548,15 +554,35 @@ mod tests {
         let id = &sha256_hex(id_input.as_bytes())[..24];
         assert_eq!(response.evidence_refs, vec![format!("go-daemon-evidence://{id}")]);
 
-        // HMAC runner signatures are not credentials and are kept.
-        let mut hmac_request = request.clone();
-        hmac_request.runner_auth.as_mut().unwrap().algorithm = "HMAC-SHA256".into();
-        let (line, _) = Chain::default().append(hmac_request.into(), allow(), ts.into(), None);
-        assert!(
-            String::from_utf8(line)
-                .unwrap()
-                .contains(r#""signature":"header.claims.signature""#)
-        );
+        // HMAC runner signatures are credentials too (v1 ones replayable on any request): redacted, under any
+        // algorithm name but OIDC's; the id still covers the signature as received.
+        for algorithm in ["HMAC-SHA256", "hmac-sha256"] {
+            let mut hmac_request = request.clone();
+            let auth = hmac_request.runner_auth.as_mut().unwrap();
+            auth.algorithm = algorithm.into();
+            auth.signature = "0f".repeat(32);
+            auth.issued_at = 1_800_000_000;
+            auth.nonce = "ab".repeat(16);
+            let (line, response) = Chain::default().append(hmac_request.clone().into(), allow(), ts.into(), None);
+            let line = String::from_utf8(line).unwrap();
+            assert!(!line.contains(&"0f".repeat(32)), "{line}");
+            let stored = format!(
+                r#""runner_auth":{{"identity":{{"provider":"github-actions"}},"algorithm":"{algorithm}","key_id":"kid","signature":"\u003credacted-hmac\u003e","issued_at":1800000000,"nonce":"{}"}}"#,
+                "ab".repeat(16)
+            );
+            assert!(line.contains(&stored), "{line}");
+            let original = String::from_utf8(encode::to_vec(&RecordRequest::from(hmac_request))).unwrap();
+            let id_input = format!("{original}\n{{\"decision\":\"allow\",\"severity\":\"low\"}}\n\"{ts}\"\n");
+            let id = &sha256_hex(id_input.as_bytes())[..24];
+            assert_eq!(response.evidence_refs, vec![format!("go-daemon-evidence://{id}")]);
+        }
+        // Nothing to redact without a signature.
+        let mut unsigned = request.clone();
+        let auth = unsigned.runner_auth.as_mut().unwrap();
+        auth.algorithm = "HMAC-SHA256".into();
+        auth.signature.clear();
+        let (line, _) = Chain::default().append(unsigned.into(), allow(), ts.into(), None);
+        assert!(!String::from_utf8(line).unwrap().contains("redacted"));
     }
 
     #[test]
@@ -596,6 +622,7 @@ mod tests {
                 request["runner_auth"]["signature"] = OIDC_TOKEN.into();
                 redacted += 1;
             }
+            let hmac = request["runner_auth"]["algorithm"] == "HMAC-SHA256";
             let request: EvaluateRequest = serde_json::from_value(request).unwrap();
             let mut response = stored["response"].clone();
             let refs = response["evidence_refs"].as_array_mut().unwrap();
@@ -604,9 +631,29 @@ mod tests {
             let timestamp = stored["timestamp"].as_str().unwrap().to_owned();
 
             let (line, _) = chain.append(request.clone().into(), response, timestamp, Some(&key));
-            assert_eq!(String::from_utf8(line).unwrap(), expected);
+            if !hmac {
+                assert_eq!(String::from_utf8(line).unwrap(), expected);
+                continue;
+            }
+            // The reference kept HMAC signatures; this writer redacts them. The rest of the record is the same, and
+            // so is its id, which covers the request as received.
+            let ours: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            assert_eq!(ours["request"]["runner_auth"]["signature"], "<redacted-hmac>");
+            for field in ["record_id", "sequence", "previous_hash", "timestamp", "response"] {
+                assert_eq!(ours[field], stored[field], "{field}");
+            }
+            let without_signature = |mut record: serde_json::Value| {
+                record["request"]["runner_auth"]["signature"] = serde_json::Value::Null;
+                record["request"].clone()
+            };
+            assert_eq!(without_signature(ours), without_signature(stored));
+            redacted += 1;
         }
-        assert_eq!((chain.sequence, redacted), (5, 1));
+        assert_eq!(
+            (chain.sequence, redacted),
+            (5, 2),
+            "the fixture's last record is the HMAC one"
+        );
     }
 
     #[test]

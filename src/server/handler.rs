@@ -46,7 +46,7 @@ pub(super) fn answer(service: &Arc<Service>, peer: &Peer, bytes: &[u8]) -> Reply
     let Some(runners) = service.runner_auth() else {
         return decide(service, peer, request);
     };
-    match runners.check(request.runner_auth.as_ref()) {
+    match runners.check(&request) {
         Check::Done(Ok(())) => decide(service, peer, request),
         Check::Done(Err(error)) => refuse_runner(service, peer, request, &error),
         // Rare: the OIDC key set must be fetched first. The record waits for it too, so only this request's place
@@ -55,7 +55,7 @@ pub(super) fn answer(service: &Arc<Service>, peer: &Peer, bytes: &[u8]) -> Reply
             let (service, peer, runners) = (Arc::clone(service), peer.clone(), Arc::clone(runners));
             Reply::Waiting(Box::pin(async move {
                 verifier.refresh().await;
-                let reply = match runners.check_now(request.runner_auth.as_ref()) {
+                let reply = match runners.check_now(&request) {
                     Ok(()) => decide(&service, &peer, request),
                     Err(error) => refuse_runner(&service, &peer, request, &error),
                 };

@@ -82,8 +82,8 @@ pub fn claims(repository: &str) -> Value {
         .unwrap()
         .as_secs();
     json!({"iss": GITHUB_ISSUER, "aud": AUDIENCE, "iat": now, "nbf": now - 60, "exp": now + 3600,
-           "repository": repository, "workflow": "release", "run_id": "42", "ref": "refs/heads/main",
-           "actor": "release-bot"})
+           "repository": repository, "workflow": "release", "run_id": "42", "run_attempt": "2",
+           "ref": "refs/heads/main", "sha": "4f1c2e9d", "actor": "release-bot"})
 }
 
 pub fn now() -> u64 {
