@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use cavra_runtime::contract::{DecisionResponse, EvaluateRequest, RunnerAuthentication, RunnerIdentity};
 use cavra_runtime::evidence::{
-    EvidenceConfig, EvidenceError, EvidenceLog, SigningKey, SyncMode, VerifyReport, verify_file,
+    EvidenceConfig, EvidenceError, EvidenceLog, SigningKey, SyncMode, VerifyReport, VerifyingKeys, verify_file,
 };
 
 fn fixture(name: &str) -> PathBuf {
@@ -19,7 +19,7 @@ fn fixture_key() -> SigningKey {
 }
 
 fn errors(name: &str, key: Option<&SigningKey>) -> Vec<String> {
-    let report = verify_file(&fixture(name), key).unwrap();
+    let report = verify_file(&fixture(name), &keys(key)).unwrap();
     assert_eq!(report.valid, report.errors.is_empty(), "{report:?}");
     report.errors
 }
@@ -29,8 +29,13 @@ fn config(path: &Path, signing: Option<SigningKey>) -> EvidenceConfig {
         path: path.to_owned(),
         sync: SyncMode::Batch,
         signing,
+        verifying: VerifyingKeys::default(),
         recover: false,
     }
+}
+
+fn keys(key: Option<&SigningKey>) -> VerifyingKeys {
+    key.map(VerifyingKeys::of).unwrap_or_default()
 }
 
 fn response() -> DecisionResponse {
@@ -48,7 +53,7 @@ fn lines(path: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn the_fixture_verifies_with_its_key() {
     let path = fixture("signed-chain.jsonl");
-    let report = verify_file(&path, Some(&fixture_key())).unwrap();
+    let report = verify_file(&path, &keys(Some(&fixture_key()))).unwrap();
     assert_eq!(
         report,
         VerifyReport {
@@ -57,6 +62,8 @@ fn the_fixture_verifies_with_its_key() {
             records: 5,
             signed_records: 5,
             errors: vec![],
+            link: None,
+            journal: None,
         }
     );
     assert_eq!(
@@ -84,7 +91,7 @@ fn a_wrong_key_fails_every_signature() {
     let wrong = SigningKey::new(b"wrong-secret".to_vec(), "fixture-2026");
     let expected: Vec<String> = (1..=5).map(|n| format!("record {n} signature mismatch")).collect();
     assert_eq!(errors("signed-chain.jsonl", Some(&wrong)), expected);
-    let report = verify_file(&fixture("signed-chain.jsonl"), Some(&wrong)).unwrap();
+    let report = verify_file(&fixture("signed-chain.jsonl"), &keys(Some(&wrong))).unwrap();
     assert_eq!(report.errors[0], "record 1 signature mismatch");
     assert!(!report.valid);
 }
@@ -150,7 +157,7 @@ async fn the_writer_continues_a_reference_format_stream() {
     let stored = lines(&path);
     assert_eq!(stored[5]["sequence"], 6);
     assert_eq!(stored[5]["previous_hash"], stored[4]["record_hash"]);
-    let report = verify_file(&path, Some(&fixture_key())).unwrap();
+    let report = verify_file(&path, &keys(Some(&fixture_key()))).unwrap();
     assert!(
         report.valid && report.records == 6 && report.signed_records == 6,
         "{report:?}"
@@ -226,13 +233,13 @@ async fn records_as_the_reference_evidence_test_expects() {
         assert_eq!(record["signature"]["value"].as_str().unwrap().len(), 64);
     }
 
-    let report = verify_file(&path, Some(&key())).unwrap();
+    let report = verify_file(&path, &keys(Some(&key()))).unwrap();
     assert!(
         report.valid && report.records == 2 && report.signed_records == 2,
         "{report:?}"
     );
     let wrong = SigningKey::new(b"wrong-secret".to_vec(), "");
-    let report = verify_file(&path, Some(&wrong)).unwrap();
+    let report = verify_file(&path, &keys(Some(&wrong))).unwrap();
     assert!(!report.valid);
     assert_eq!(
         report.errors,

@@ -191,32 +191,186 @@ fn the_signing_key_comes_from_the_credentials_directory_or_the_reference_variabl
     }
 }
 
+/// Runs `--verify-evidence` with `args`; the exit code and the report.
+fn verify_with(args: &[&str]) -> (i32, Value) {
+    let mut all = vec!["--verify-evidence"];
+    all.extend_from_slice(args);
+    let output = common::run(&all, "");
+    let report = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("no report ({error}): {}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.code().unwrap(), report)
+}
+
+/// Renames the log to `to` and signals the daemon, as logrotate does (`create`: an empty file at the path first).
+fn rotate(daemon: &Daemon, log: &Path, to: &Path, create: bool) {
+    fs::rename(log, to).unwrap();
+    if create {
+        fs::write(log, "").unwrap();
+    }
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_notification("RELOADING=1");
+    daemon.wait_notification("READY=1");
+}
+
 #[test]
-fn sighup_follows_log_rotation_to_a_new_chain_and_says_where_the_old_one_ended() {
+fn rotated_files_form_one_chain_that_verifies_as_a_set_and_a_missing_file_is_reported() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("logs");
+    let key = key_file(scratch.path());
+    let log = dir.join("log.jsonl");
+    let (oldest, middle) = (dir.join("log.jsonl.2"), dir.join("log.jsonl.1"));
+    let daemon = Daemon::start(&[
+        "--evidence-log",
+        log.to_str().unwrap(),
+        "--evidence-signing-key-file",
+        key.to_str().unwrap(),
+        "--evidence-signing-key-id",
+        "test-key",
+    ]);
+    let mut answered = Vec::new();
+    for index in 0..3 {
+        answered.push(record_id(&daemon.client().evaluate(&request(index)).unwrap()));
+    }
+    rotate(&daemon, &log, &oldest, true);
+    for index in 3..5 {
+        answered.push(record_id(&daemon.client().evaluate(&request(index)).unwrap()));
+    }
+    // Without `create`: the daemon makes the file itself.
+    rotate(&daemon, &log, &middle, false);
+    answered.push(record_id(&daemon.client().evaluate(&request(5)).unwrap()));
+
+    let (first, second, third) = (records(&oldest), records(&middle), records(&log));
+    assert_eq!(
+        (first.len(), second.len(), third.len()),
+        (3, 3, 2),
+        "decisions, and a link record to start each new file"
+    );
+    for (file, before) in [(&second, &first), (&third, &second)] {
+        assert_eq!(file[0]["event_type"], "cavra.runtime.evidence.link");
+        assert_eq!(file[0]["link"]["reason"], "rotation");
+        assert_eq!(file[0]["link"]["previous_sequence"], before.last().unwrap()["sequence"]);
+        assert_eq!(
+            file[0]["link"]["previous_record_hash"],
+            before.last().unwrap()["record_hash"]
+        );
+        assert_eq!(
+            file[0]["signature"]["key_id"], "test-key",
+            "link records are signed too"
+        );
+    }
+    let logged: Vec<&str> = [&first, &second, &third]
+        .iter()
+        .flat_map(|file| file.iter())
+        .filter(|record| record["event_type"] == "cavra.go_daemon.decision")
+        .map(|record| record["record_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(logged, answered, "every decision in exactly one file, in order");
+    let last_hash = first[2]["record_hash"].as_str().unwrap();
+    daemon.wait_log(&format!("sequence 3 with record hash {last_hash}"));
+
+    let key_args = [
+        "--evidence-signing-key-file",
+        key.to_str().unwrap(),
+        "--evidence-signing-key-id",
+        "test-key",
+    ];
+    // The directory, sorted by the links (here the names sort the other way round).
+    let (code, report) = verify_with(&[&["--evidence-log", dir.to_str().unwrap()][..], &key_args].concat());
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        (
+            report["valid"].as_bool(),
+            report["records"].as_u64(),
+            report["signed_records"].as_u64(),
+            report["segments"].as_u64()
+        ),
+        (Some(true), Some(8), Some(8), Some(1)),
+        "{report}"
+    );
+    let order: Vec<&str> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|file| file["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            oldest.to_str().unwrap(),
+            middle.to_str().unwrap(),
+            log.to_str().unwrap()
+        ]
+    );
+    // The same files named one by one, in any order.
+    let (code, _) = verify_with(
+        &[
+            &[
+                "--evidence-log",
+                log.to_str().unwrap(),
+                "--evidence-log",
+                oldest.to_str().unwrap(),
+                "--evidence-log",
+                middle.to_str().unwrap(),
+            ][..],
+            &key_args,
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0);
+    // One rotated file alone verifies as what it is: a file that continues an earlier one.
+    let (code, alone) = verify_with(&[&["--evidence-log", middle.to_str().unwrap()][..], &key_args].concat());
+    assert_eq!(code, 0, "{alone}");
+    assert_eq!(alone["link"]["previous_sequence"], 3, "{alone}");
+
+    // The middle file removed: the gap is reported, with the records it held.
+    fs::remove_file(&middle).unwrap();
+    let (code, report) = verify_with(&[&["--evidence-log", dir.to_str().unwrap()][..], &key_args].concat());
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(report["segments"], 2, "{report}");
+    let expected = format!(
+        "a segment is missing before {}: it continues from record 6 (hash {}), which no file given ends with; \
+         records 4 to 6 are missing",
+        log.display(),
+        second[2]["record_hash"].as_str().unwrap()
+    );
+    assert_eq!(report["errors"], json!([expected]), "{report}");
+}
+
+#[test]
+fn a_log_deleted_under_the_daemon_is_noticed_before_the_next_answer_which_goes_to_a_linked_new_file() {
     let scratch = tempfile::tempdir().unwrap();
     let log = scratch.path().join("log.jsonl");
-    let rotated = scratch.path().join("log.jsonl.1");
     let daemon = Daemon::start(&["--evidence-log", log.to_str().unwrap()]);
     for index in 0..3 {
         record_id(&daemon.client().evaluate(&request(index)).unwrap());
     }
-    fs::rename(&log, &rotated).unwrap();
-    daemon.signal(Signal::SIGHUP);
-    daemon.wait_notification("RELOADING=1");
-    daemon.wait_notification("READY=1");
+    let deleted = records(&log);
+    fs::remove_file(&log).unwrap();
+    // No signal: the next decision finds the file gone, starts a new one and is answered from it.
     let id = record_id(&daemon.client().evaluate(&request(3)).unwrap());
-
-    let old = records(&rotated);
     let new = records(&log);
-    assert_eq!(old.len(), 3);
-    assert_eq!((new.len(), new[0]["sequence"].as_u64()), (1, Some(1)));
-    assert_eq!(new[0]["record_id"], id.as_str());
-    let last_hash = old[2]["record_hash"].as_str().unwrap();
-    daemon.wait_log(&format!(
-        "previous file ends at sequence 3 with record hash {last_hash}"
-    ));
-    assert_eq!(verify(&rotated, None).0, 0);
+    assert_eq!(new.len(), 2);
+    assert_eq!(new[1]["record_id"], id.as_str());
+    assert_eq!(
+        new[0]["link"],
+        json!({"previous_sequence": 3, "previous_record_hash": deleted[2]["record_hash"], "reason": "deleted"})
+    );
+    let warning = daemon.wait_log("evidence log reopened");
+    assert!(
+        warning.contains("WARN") && warning.contains("reason=\"deleted\""),
+        "{warning}"
+    );
+    // On its own the new file verifies; as a set it shows the deleted file is missing.
     assert_eq!(verify(&log, None).0, 0);
+    let (code, report) = verify_with(&["--evidence-log", scratch.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report["errors"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("records 1 to 3 are missing"),
+        "{report}"
+    );
 }
 
 /// The bytes a client receives are the `response` its record stores, in both protocol modes, including the
@@ -436,7 +590,17 @@ fn a_log_that_does_not_verify_is_refused_unless_recovery_is_asked_for() {
 
     let daemon = Daemon::start(&["--evidence-log", log.to_str().unwrap(), "--evidence-recover"]);
     record_id(&daemon.client().evaluate(&request(1)).unwrap());
-    assert_eq!(records(&log)[0]["sequence"], 1);
+    // The new file links to the set-aside log's last record, so the chain goes on (and shows where it broke).
+    let fixture_last: Value = serde_json::from_str(fixture.lines().last().unwrap()).unwrap();
+    let new = records(&log);
+    assert_eq!(
+        new[0]["link"],
+        json!({"previous_sequence": 5, "previous_record_hash": fixture_last["record_hash"], "reason": "recovered"})
+    );
+    assert_eq!(
+        (new[0]["sequence"].as_i64(), new[1]["sequence"].as_i64()),
+        (Some(6), Some(7))
+    );
     let set_aside = fs::read_dir(scratch.path())
         .unwrap()
         .map(|entry| entry.unwrap().path())

@@ -21,7 +21,9 @@ use cavra_runtime::auth::runner::{HMAC_ALGORITHM, OIDC_ALGORITHM, reject_line_br
 use cavra_runtime::auth::{HmacRunners, RunnerAuthError, RunnerAuthenticator, Secret};
 use cavra_runtime::contract::{Decision, DecisionResponse, EvaluateRequest, HEALTH_ACTION, Health, STREAM_PROTOCOL};
 use cavra_runtime::engine::{self, file::normalize_path};
-use cavra_runtime::evidence::{EvidenceConfig, EvidenceError, EvidenceLog, SigningKey, SyncMode, verify_file};
+use cavra_runtime::evidence::{
+    EvidenceConfig, EvidenceError, EvidenceLog, SigningKey, SyncMode, VerifyingKeys, verify_file,
+};
 use cavra_runtime::policy::{Pattern, PolicyConfig, PolicySet, PolicySource};
 use cavra_runtime::server::{self, Limits, Service};
 use serde_json::Value;
@@ -236,7 +238,7 @@ fn check_evidence_record(context: &DecodeContext, request: &EvaluateRequest) {
             .any(|r| r.starts_with("go-daemon-evidence://")),
         "{recorded:?}"
     );
-    let verified = verify_file(&path, Some(&evidence_key())).expect("the log reads back");
+    let verified = verify_file(&path, &VerifyingKeys::of(&evidence_key())).expect("the log reads back");
     assert!(
         verified.valid && verified.records == 1 && verified.signed_records == 1,
         "a record the writer made does not verify: {verified:?}"
@@ -258,6 +260,7 @@ fn evidence_config(path: &Path, recover: bool) -> EvidenceConfig {
         path: path.to_owned(),
         sync: SyncMode::None,
         signing: Some(evidence_key()),
+        verifying: VerifyingKeys::default(),
         recover,
     }
 }
@@ -707,8 +710,8 @@ pub fn evidence_verify(data: &[u8]) {
     let path = dir.join("evidence.jsonl");
     fs::write(&path, data).expect("write the log");
     let key = evidence_key();
-    let unkeyed = verify_file(&path, None).expect("a readable log verifies to a report");
-    let keyed = verify_file(&path, Some(&key)).expect("a readable log verifies to a report");
+    let unkeyed = verify_file(&path, &VerifyingKeys::default()).expect("a readable log verifies to a report");
+    let keyed = verify_file(&path, &VerifyingKeys::of(&key)).expect("a readable log verifies to a report");
     let lines = non_blank_lines(data);
     for report in [&unkeyed, &keyed] {
         assert_eq!(report.valid, report.errors.is_empty(), "{report:?}");
@@ -719,7 +722,8 @@ pub fn evidence_verify(data: &[u8]) {
     assert_eq!(unkeyed.signed_records, keyed.signed_records);
     if unkeyed.valid {
         assert_eq!(unkeyed.signed_records, 0, "signed records verified without a key");
-        assert!(keyed.valid, "a log valid without the key is invalid with it: {keyed:?}");
+        // With a key every record must be signed, so the unsigned ones make it fail.
+        assert!(!keyed.valid, "unsigned records verified with a key: {keyed:?}");
     }
 
     // What open must conclude. It reads only complete lines, and only the last TAIL_LINES of them when the log is
@@ -730,7 +734,7 @@ pub fn evidence_verify(data: &[u8]) {
     let prefix_ok = {
         let prefix = dir.join("complete-lines.jsonl");
         fs::write(&prefix, &data[..complete]).expect("write the complete lines");
-        let report = verify_file(&prefix, Some(&key)).expect("the complete lines read back");
+        let report = verify_file(&prefix, &VerifyingKeys::of(&key)).expect("the complete lines read back");
         fs::remove_file(&prefix).expect("remove the complete lines");
         report.valid || report.records == 0
     };
@@ -756,7 +760,9 @@ pub fn evidence_verify(data: &[u8]) {
             let (log, report) = EvidenceLog::open(evidence_config(&path, true)).expect("recovery opens the log");
             let aside = report.set_aside.as_deref().expect("recovery sets the log aside");
             assert_eq!(fs::read(aside).expect("the log was kept aside"), data);
-            append_and_verify(runtime, log, &path, Some(0));
+            // The new log holds at most its link to the old one's last record.
+            assert!(report.records <= 1, "{report:?}");
+            append_and_verify(runtime, log, &path, Some(report.records));
         }
         Err(other) => panic!("opening a readable log failed: {other}"),
     }
@@ -777,7 +783,7 @@ fn append_and_verify(runtime: &Runtime, log: EvidenceLog, path: &Path, records: 
     let recorded = runtime.block_on(log.record(request, response));
     log.close();
     recorded.expect("a decision is recorded after opening");
-    let report = verify_file(path, Some(&evidence_key())).expect("the log reads back");
+    let report = verify_file(path, &VerifyingKeys::of(&evidence_key())).expect("the log reads back");
     if let Some(records) = records {
         assert!(report.valid, "the continued log does not verify: {report:?}");
         assert_eq!(report.records, records + 1, "{report:?}");

@@ -61,8 +61,9 @@ impl Secret {
     }
 
     /// The first source that has the secret: a file named on the command line, the systemd credential `name`, or
-    /// the environment variable `env` (which holds the secret itself, as the reference's runners set it).
-    pub fn locate(file: Option<&Path>, credential: &str, env: &str) -> Result<Option<Self>, SecretError> {
+    /// the environment variable `env` if there is one (which holds the secret itself, as the reference's runners
+    /// set it).
+    pub fn locate(file: Option<&Path>, credential: &str, env: Option<&str>) -> Result<Option<Self>, SecretError> {
         if let Some(path) = file {
             return Self::from_file(path).map(Some);
         }
@@ -72,8 +73,8 @@ impl Secret {
         if let Some(path) = from_credentials {
             return Self::from_file(&path).map(Some);
         }
-        Ok(std::env::var(env)
-            .ok()
+        Ok(env
+            .and_then(|env| std::env::var(env).ok())
             .filter(|value| !value.is_empty())
             .map(|value| Secret::new(value.into_bytes())))
     }

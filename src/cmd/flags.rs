@@ -10,7 +10,7 @@ use clap::ValueEnum;
 
 use crate::auth::oidc::{JwksSource, OidcVerifier};
 use crate::auth::{HmacRunners, PeerPolicy, PeerPolicyError, RunnerAuthenticator, Secret, SecretError};
-use crate::evidence::{EvidenceConfig, SigningKey, SyncMode};
+use crate::evidence::{EvidenceConfig, KeyError, PublicKey, SigningKey, SyncMode, VerifyingKeys};
 use crate::policy::{PolicyConfig, PolicySource};
 use crate::server::Limits;
 use crate::server::listener::ListenOptions;
@@ -335,7 +335,7 @@ impl AuthArgs {
         Secret::locate(
             self.runner_auth_key_file.as_deref(),
             "runner-auth-key",
-            "CAVRA_RUNNER_AUTH_HMAC_KEY",
+            Some("CAVRA_RUNNER_AUTH_HMAC_KEY"),
         )
     }
 
@@ -344,7 +344,7 @@ impl AuthArgs {
         Secret::locate(
             self.runner_auth_oidc_token_file.as_deref(),
             "runner-oidc-token",
-            "CAVRA_RUNNER_AUTH_OIDC_TOKEN",
+            Some("CAVRA_RUNNER_AUTH_OIDC_TOKEN"),
         )
     }
 
@@ -378,9 +378,10 @@ impl AuthArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Evidence (daemon and --verify-evidence)")]
 pub struct EvidenceArgs {
-    /// Hash-chained JSONL record of every decision; each is on disk before its answer is sent. Default: none.
+    /// Hash-chained JSONL record of every decision; each is on disk before its answer is sent. Default: none. With
+    /// --verify-evidence: repeat it for a log and its rotated files, or name a directory that holds them.
     #[arg(long, value_name = "FILE", env = "CAVRA_EVIDENCE_LOG")]
-    pub evidence_log: Option<PathBuf>,
+    pub evidence_log: Vec<PathBuf>,
 
     /// batch: records that arrive together share one fdatasync before any is answered; always: one per record;
     /// none: no sync (tests only).
@@ -399,40 +400,150 @@ pub struct EvidenceArgs {
     #[arg(long, value_name = "FILE", env = "CAVRA_EVIDENCE_SIGNING_KEY_FILE")]
     pub evidence_signing_key_file: Option<PathBuf>,
 
-    /// Key id written into (and expected in) signatures.
+    /// File holding an Ed25519 private key (PKCS#8 PEM or DER, mode 0600: `openssl genpkey -algorithm ed25519`)
+    /// that signs records instead of HMAC; verifiers then need only its public key. Default:
+    /// $CREDENTIALS_DIRECTORY/evidence-ed25519-key when systemd passes it.
+    #[arg(long, value_name = "FILE", env = "CAVRA_EVIDENCE_ED25519_KEY_FILE")]
+    pub evidence_ed25519_key_file: Option<PathBuf>,
+
+    /// Key id written into (and expected in) signatures. Default for an Ed25519 key: ed25519- and 16 hex digits of
+    /// its public key's SHA-256.
     #[arg(long, value_name = "ID", env = "CAVRA_DAEMON_EVIDENCE_KEY_ID", default_value = "")]
     pub evidence_signing_key_id: String,
 
-    /// Start even if the existing log does not verify: it is renamed to <log>.unverified-<time> and a new chain begins.
+    /// An Ed25519 public key (SubjectPublicKeyInfo PEM or DER: `openssl pkey -pubout`) that verifies records signed
+    /// with key id ID (default: the key's ed25519-... id); repeatable. --verify-evidence needs no secret with these;
+    /// the daemon accepts a log tail signed by them (after a key change).
+    #[arg(
+        long,
+        value_name = "[ID=]FILE",
+        env = "CAVRA_EVIDENCE_PUBLIC_KEYS",
+        value_delimiter = ','
+    )]
+    pub evidence_public_key: Vec<String>,
+
+    /// Start even if the existing log does not verify: it is renamed to <log>.unverified-<time>, and a new file
+    /// starts with a link to its last record.
     #[arg(long)]
     pub evidence_recover: bool,
+
+    /// With --verify-evidence: journal entries to cross-check the log against, as `journalctl -o json` writes them
+    /// (a file), or a journal directory (read with `journalctl -D`); repeatable. Records the journal saw that the
+    /// log lacks are reported.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub journal: Vec<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceKeyError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("evidence Ed25519 key {path} {source}")]
+    Private { path: String, source: KeyError },
+    #[error("cannot read evidence public key {}: {source}", path.display())]
+    ReadPublic { path: PathBuf, source: std::io::Error },
+    #[error("evidence public key {} {source}", path.display())]
+    Public { path: PathBuf, source: KeyError },
+    #[error(
+        "both an HMAC and an Ed25519 evidence signing key are configured ({0}); records carry one signature: \
+         configure one"
+    )]
+    Both(String),
+    #[error("--serve writes one evidence log; --evidence-log is given {0} times")]
+    ManyLogs(usize),
 }
 
 impl EvidenceArgs {
-    /// The signing key from, in order: --evidence-signing-key-file, the systemd credential
-    /// `evidence-signing-key`, or the reference's `CAVRA_DAEMON_EVIDENCE_HMAC_KEY`. Never from the command line.
-    pub fn signing_key(&self) -> Result<Option<SigningKey>, SecretError> {
-        let key = Secret::locate(
+    /// The signing key: HMAC from --evidence-signing-key-file, the systemd credential `evidence-signing-key`, or
+    /// the reference's `CAVRA_DAEMON_EVIDENCE_HMAC_KEY`; or Ed25519 from --evidence-ed25519-key-file or the
+    /// credential `evidence-ed25519-key`. Never from the command line; never both.
+    pub fn signing_key(&self) -> Result<Option<SigningKey>, EvidenceKeyError> {
+        let hmac = Secret::locate(
             self.evidence_signing_key_file.as_deref(),
             "evidence-signing-key",
-            "CAVRA_DAEMON_EVIDENCE_HMAC_KEY",
+            Some("CAVRA_DAEMON_EVIDENCE_HMAC_KEY"),
         )?;
-        Ok(key.map(|key| SigningKey::new(key.expose().to_vec(), self.evidence_signing_key_id.clone())))
+        let ed25519 = Secret::locate(self.evidence_ed25519_key_file.as_deref(), ED25519_CREDENTIAL, None)?;
+        let key_id = Some(self.evidence_signing_key_id.as_str()).filter(|id| !id.is_empty());
+        match (hmac, ed25519) {
+            (Some(_), Some(_)) => Err(EvidenceKeyError::Both(format!(
+                "{} and {}",
+                self.evidence_signing_key_file.as_ref().map_or_else(
+                    || "evidence-signing-key or CAVRA_DAEMON_EVIDENCE_HMAC_KEY".to_owned(),
+                    |path| path.display().to_string()
+                ),
+                self.ed25519_key_source()
+            ))),
+            (Some(hmac), None) => Ok(Some(SigningKey::new(
+                hmac.expose().to_vec(),
+                self.evidence_signing_key_id.clone(),
+            ))),
+            (None, Some(ed25519)) => SigningKey::ed25519(ed25519.expose(), key_id)
+                .map(Some)
+                .map_err(|source| EvidenceKeyError::Private {
+                    path: self.ed25519_key_source(),
+                    source,
+                }),
+            (None, None) => Ok(None),
+        }
     }
 
-    /// The log to open, if one was asked for.
-    pub fn config(&self) -> Result<Option<EvidenceConfig>, SecretError> {
-        let Some(path) = &self.evidence_log else {
-            return Ok(None);
+    /// Where the Ed25519 key was read from, for messages.
+    fn ed25519_key_source(&self) -> String {
+        match &self.evidence_ed25519_key_file {
+            Some(path) => path.display().to_string(),
+            None => format!("$CREDENTIALS_DIRECTORY/{ED25519_CREDENTIAL}"),
+        }
+    }
+
+    /// The public keys of --evidence-public-key.
+    pub fn public_keys(&self) -> Result<VerifyingKeys, EvidenceKeyError> {
+        let mut keys = VerifyingKeys::default();
+        for given in &self.evidence_public_key {
+            // `ID=FILE`, or a plain file (a path holding `=` must then be given with its id).
+            let (key_id, path) = match given.split_once('=') {
+                Some((key_id, path)) => (Some(key_id), PathBuf::from(path)),
+                None => (None, PathBuf::from(given)),
+            };
+            let text = std::fs::read(&path).map_err(|source| EvidenceKeyError::ReadPublic {
+                path: path.clone(),
+                source,
+            })?;
+            let key =
+                PublicKey::from_spki(&text, key_id).map_err(|source| EvidenceKeyError::Public { path, source })?;
+            keys = keys.with_public(key);
+        }
+        Ok(keys)
+    }
+
+    /// Every key a verifier checks signatures with: the signing key's, and the public keys.
+    pub fn verifying_keys(&self) -> Result<VerifyingKeys, EvidenceKeyError> {
+        let keys = self.public_keys()?;
+        Ok(match self.signing_key()? {
+            Some(key) => keys.with(&key),
+            None => keys,
+        })
+    }
+
+    /// The log the daemon keeps, if one was asked for.
+    pub fn config(&self) -> Result<Option<EvidenceConfig>, EvidenceKeyError> {
+        let path = match self.evidence_log.as_slice() {
+            [] => return Ok(None),
+            [path] => path,
+            many => return Err(EvidenceKeyError::ManyLogs(many.len())),
         };
         Ok(Some(EvidenceConfig {
             path: path.clone(),
             sync: self.evidence_sync,
             signing: self.signing_key()?,
+            verifying: self.public_keys()?,
             recover: self.evidence_recover,
         }))
     }
 }
+
+/// The systemd credential holding the Ed25519 evidence key.
+const ED25519_CREDENTIAL: &str = "evidence-ed25519-key";
 
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Requests (one-shot and --daemon)")]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use nix::sys::signal;
 use tokio::signal::unix::SignalKind;
 
-use super::flags::{AuthArgs, AuthConfigError, EvidenceArgs, ServeArgs};
+use super::flags::{AuthArgs, AuthConfigError, EvidenceArgs, EvidenceKeyError, ServeArgs};
 use crate::auth::oidc::JwksSource;
 use crate::auth::{RunnerAuthenticator, SecretError};
 use crate::evidence::{EvidenceError, EvidenceLog};
@@ -36,6 +36,8 @@ pub enum ServeError {
     Evidence(#[from] EvidenceError),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error(transparent)]
+    EvidenceKey(#[from] EvidenceKeyError),
     #[error(transparent)]
     Auth(#[from] AuthConfigError),
     #[error("runner OIDC: {0}")]
@@ -152,8 +154,17 @@ fn open_evidence(evidence: &EvidenceArgs) -> Result<Option<EvidenceLog>, ServeEr
     })?;
     let path = config.path.clone();
     // Opening reports a torn tail or a set-aside log itself.
+    let signing = config
+        .signing
+        .as_ref()
+        .map(|key| (key.algorithm(), key.key_id().to_owned()));
     let (log, report) = EvidenceLog::open(config)?;
-    tracing::info!(log = %path.display(), records = report.records, "evidence log open");
+    match signing {
+        Some((algorithm, key_id)) => tracing::info!(
+            log = %path.display(), records = report.records, algorithm, key_id, "evidence log open, records signed"
+        ),
+        None => tracing::info!(log = %path.display(), records = report.records, "evidence log open, records unsigned"),
+    }
     Ok(Some(log))
 }
 
@@ -233,7 +244,7 @@ async fn reload_on_hangup(
         if let Some(evidence) = service.evidence() {
             // logrotate's `create` leaves a new file at the path; an unrotated path is left as it is.
             if let Err(error) = evidence.reopen().await {
-                tracing::error!(%error, "cannot reopen the evidence log; recording continues in the previous file");
+                tracing::error!(%error, "cannot reopen the evidence log; decisions fail closed until it can be");
             }
         }
         let attempt = config.clone();

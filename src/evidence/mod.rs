@@ -1,13 +1,19 @@
 //! Evidence log: a tamper-evident, hash-chained JSONL record of every decision the daemon answers.
 //!
 //! The format is the reference daemon's (`cavra.go-daemon.evidence.v1`) byte for byte, so a stream written here
-//! verifies with the reference verifier and the other way round. One writer thread owns the file; callers are
-//! answered only once their record is durable, and a record that cannot be written fails the decision closed.
+//! verifies with the reference verifier and the other way round, as long as it uses only the reference's features
+//! (HMAC signatures, one file). Extensions follow `docs/evidence.md`: Ed25519 signatures, and link records that
+//! carry the chain from one file to the next (rotation, a deleted or replaced log), which [`set`] puts back in
+//! order. One writer thread owns the file; callers are answered only once their record is durable, and a record
+//! that cannot be written fails the decision closed. [`journal`] cross-checks a log against the decision events the
+//! daemon logged to the journal, which see what a shortened log no longer shows.
 
 mod encode;
+pub mod journal;
 mod key;
 mod open;
 mod record;
+pub mod set;
 #[cfg(test)]
 mod test_support;
 mod verify;
@@ -17,9 +23,10 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use key::SigningKey;
+pub use key::{ED25519_ALGORITHM, HMAC_SHA256, KeyError, PublicKey, SigningKey, VerifyingKeys, fingerprint};
 pub use open::OpenReport;
-pub use verify::{VerifyReport, verify_file};
+pub use record::Link;
+pub use verify::{VerifyReport, verify_file, verify_file_against};
 pub use writer::{EvidenceLog, Recorded, Reopened};
 
 /// When the writer makes appended records durable.
@@ -39,8 +46,11 @@ pub enum SyncMode {
 pub struct EvidenceConfig {
     pub path: PathBuf,
     pub sync: SyncMode,
-    /// Signs every new record, and checks existing signatures on open.
+    /// Signs every new record, and checks existing signatures on open: with a key, every record of the log's tail
+    /// must be signed by it (or by one of `verifying`).
     pub signing: Option<SigningKey>,
+    /// Other keys whose signatures the existing log may carry (the public key before a key change).
+    pub verifying: VerifyingKeys,
     /// Set an existing log whose chain does not verify aside and start a new chain instead of refusing to open.
     pub recover: bool,
 }

@@ -1,5 +1,6 @@
-//! Taking over an evidence log at startup: lock it, put a torn last record aside, and verify the chain so that new
-//! records continue it.
+//! Taking over an evidence log: at startup, lock it, put a torn last record aside, and verify the chain so that new
+//! records continue it; later, when the path no longer names the file being written (rotation, deletion), open
+//! what is there now and start it with a link record, so the chain goes on across files.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
@@ -10,9 +11,9 @@ use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use time::OffsetDateTime;
 
-use super::record::Chain;
+use super::record::{Chain, EvidenceRecord, Link};
 use super::verify::{Signatures, Verifier, is_blank};
-use super::{EvidenceConfig, EvidenceError};
+use super::{EvidenceConfig, EvidenceError, SyncMode, VerifyingKeys};
 
 /// What opening found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,26 +22,35 @@ pub struct OpenReport {
     pub records: u64,
     /// Where an incomplete last line (a crash mid-write) was moved; the log was cut back to its last complete line.
     pub torn: Option<PathBuf>,
-    /// With `recover`: where the whole log that did not verify was moved before starting a new chain.
+    /// Where a log that could not be continued was moved: with `recover`, one that did not verify; on a reopen, a
+    /// file someone else put at the path.
     pub set_aside: Option<PathBuf>,
+    /// The link record the new file starts with, when it continues a chain from another file.
+    pub link: Option<Link>,
 }
 
 /// An evidence log ready for appending.
 pub(crate) struct Opened {
     pub(crate) file: Flock<File>,
     pub(crate) chain: Chain,
+    /// The file's length: nobody but the writer changes it.
+    pub(crate) len: u64,
     pub(crate) report: OpenReport,
 }
 
+/// The keys the existing records' signatures are checked with: those of the signing key and any others given.
+/// Without a signing key, signatures are not checked (hashes and the chain still are).
+fn tail_keys(config: &EvidenceConfig) -> Option<VerifyingKeys> {
+    config.signing.as_ref().map(|key| config.verifying.clone().with(key))
+}
+
+/// Opens the log at startup.
 pub(crate) fn open(config: &EvidenceConfig) -> Result<Opened, EvidenceError> {
     let path = config.path.as_path();
     let file = open_locked(path)?;
     let now = OffsetDateTime::now_utc();
-    // Without a key the chain and hashes are still checked; signatures can only be checked with one.
-    let signatures = match &config.signing {
-        Some(key) => Signatures::Check(Some(key)),
-        None => Signatures::Ignore,
-    };
+    let keys = tail_keys(config);
+    let signatures = keys.as_ref().map_or(Signatures::Ignore, Signatures::Check);
     let mut verifier = Verifier::new(path, signatures);
     let (complete_len, torn) = scan(&file, path, &mut verifier)?;
 
@@ -52,23 +62,18 @@ pub(crate) fn open(config: &EvidenceConfig) -> Result<Opened, EvidenceError> {
             });
         }
         // The whole file, torn tail included, stays as it was for whoever investigates.
-        let aside = set_aside(path, now)?;
+        let aside = set_aside(path, "unverified", now)?;
         tracing::warn!(
             path = %path.display(),
             aside = %aside.display(),
             error = first_error,
-            "evidence log does not verify; set it aside and started a new chain"
+            "evidence log does not verify; set it aside and started a new file that links to its last record"
         );
+        let last = verifier.last().cloned().unwrap_or_default();
         drop(file);
-        return Ok(Opened {
-            file: open_locked(path)?,
-            chain: Chain::default(),
-            report: OpenReport {
-                records: 0,
-                torn: None,
-                set_aside: Some(aside),
-            },
-        });
+        let mut opened = fresh(config, &last, "recovered")?;
+        opened.report.set_aside = Some(aside);
+        return Ok(opened);
     }
 
     let torn = match torn {
@@ -87,11 +92,110 @@ pub(crate) fn open(config: &EvidenceConfig) -> Result<Opened, EvidenceError> {
     Ok(Opened {
         file,
         chain: verifier.chain(),
+        len: complete_len,
         report: OpenReport {
             records: verifier.records(),
             torn,
             set_aside: None,
+            link: None,
         },
+    })
+}
+
+/// Opens the path anew after the file that held `chain` stopped being there (`reason`: rotation, deleted,
+/// modified). A file that already ends with the chain's last record (the same log, put back) is continued; any
+/// other non-empty file is not this daemon's and is set aside; otherwise the new file starts with a link record.
+pub(crate) fn reopen(config: &EvidenceConfig, chain: &Chain, reason: &str) -> Result<Opened, EvidenceError> {
+    let path = config.path.as_path();
+    let file = open_locked(path)?;
+    let len = file
+        .metadata()
+        .map_err(|source| EvidenceError::Read {
+            path: path.to_owned(),
+            source,
+        })?
+        .len();
+    if len == 0 {
+        return link(config, file, chain, reason);
+    }
+    let keys = tail_keys(config);
+    let mut verifier = Verifier::new(path, keys.as_ref().map_or(Signatures::Ignore, Signatures::Check));
+    let (complete_len, torn) = scan(&file, path, &mut verifier)?;
+    if verifier.first_error().is_none() && torn.is_none() && verifier.chain() == *chain {
+        return Ok(Opened {
+            file,
+            chain: chain.clone(),
+            len: complete_len,
+            report: OpenReport {
+                records: verifier.records(),
+                torn: None,
+                set_aside: None,
+                link: None,
+            },
+        });
+    }
+    drop(file);
+    let aside = set_aside(path, "replaced", OffsetDateTime::now_utc())?;
+    tracing::warn!(
+        path = %path.display(),
+        aside = %aside.display(),
+        "another file was put at the evidence log's path; set it aside and continued the chain in a new file"
+    );
+    let mut opened = fresh(config, chain, reason)?;
+    opened.report.set_aside = Some(aside);
+    Ok(opened)
+}
+
+/// A new, empty log at the path, started with a link to `chain` (when it has a record).
+fn fresh(config: &EvidenceConfig, chain: &Chain, reason: &str) -> Result<Opened, EvidenceError> {
+    let file = open_locked(&config.path)?;
+    link(config, file, chain, reason)
+}
+
+/// Writes the link record to `chain` at the start of the empty `file`, durably (per the sync mode).
+fn link(config: &EvidenceConfig, file: Flock<File>, chain: &Chain, reason: &str) -> Result<Opened, EvidenceError> {
+    let mut chain = chain.clone();
+    // Only a record that could have been written links: a log set aside by recovery can hold anything. Without a
+    // link, the new file starts a chain of its own.
+    let linkable = chain.sequence > 0 && chain.sequence < i64::MAX && !chain.record_hash.is_empty();
+    if !linkable {
+        chain = Chain::default();
+    }
+    let mut report = OpenReport {
+        records: 0,
+        torn: None,
+        set_aside: None,
+        link: None,
+    };
+    let mut len = 0;
+    if linkable {
+        let previous = chain.clone();
+        let mut line = Vec::new();
+        let timestamp = crate::contract::timestamp(OffsetDateTime::now_utc());
+        chain.seal_link(reason, &timestamp, config.signing.as_ref(), &mut line);
+        (&*file)
+            .write_all(&line)
+            .and_then(|()| match config.sync {
+                SyncMode::None => Ok(()),
+                SyncMode::Always | SyncMode::Batch => file.sync_data(),
+            })
+            .map_err(|source| EvidenceError::Open {
+                path: config.path.clone(),
+                source,
+            })?;
+        len = line.len() as u64;
+        report.records = 1;
+        report.link = Some(Link {
+            previous_sequence: previous.sequence,
+            previous_record_hash: previous.record_hash,
+            reason: reason.to_owned(),
+        });
+    }
+    Ok(Opened {
+        file,
+        chain,
+        len,
+        report,
     })
 }
 
@@ -135,19 +239,44 @@ type Scanned = (u64, Option<Vec<u8>>);
 /// chain; a log that short is read whole, and so is one whose tail holds no record at all (only blank lines), so
 /// the chain is never restarted by mistake. Returns the length of the complete lines and the torn tail, if any.
 fn scan(file: &File, path: &Path, verifier: &mut Verifier) -> Result<Scanned, EvidenceError> {
-    let start = tail_start(file, TAIL_RECORDS).map_err(|source| EvidenceError::Read {
+    let read_error = |source| EvidenceError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    match scan_from(file, path, verifier, start)? {
+    };
+    let start = tail_start(file, TAIL_RECORDS).map_err(read_error)?;
+    let base = if start == 0 {
+        0
+    } else {
+        link_base(file).map_err(read_error)?
+    };
+    match scan_from(file, path, verifier, start, base)? {
         Some(scanned) => Ok(scanned),
         // Blank lines leave the verifier untouched, so it can start over from the beginning.
-        None => Ok(scan_from(file, path, verifier, 0)?.expect("a scan from the start needs no anchor")),
+        None => Ok(scan_from(file, path, verifier, 0, 0)?.expect("a scan from the start needs no anchor")),
     }
 }
 
+/// The sequence the file's chain continues from: that of the record its first line links to, or 0.
+fn link_base(file: &File) -> io::Result<i64> {
+    let mut reader = BufReader::new(file);
+    reader.seek(SeekFrom::Start(0))?;
+    let mut first = Vec::new();
+    reader.read_until(b'\n', &mut first)?;
+    Ok(serde_json::from_slice::<EvidenceRecord>(&first)
+        .ok()
+        .and_then(|record| record.link)
+        .map_or(0, |link| link.previous_sequence))
+}
+
 /// Scans complete lines from `start`; `None` when `start` is not the beginning and no record was found to anchor on.
-fn scan_from(file: &File, path: &Path, verifier: &mut Verifier, start: u64) -> Result<Option<Scanned>, EvidenceError> {
+/// `base`: see [`Verifier::anchor`].
+fn scan_from(
+    file: &File,
+    path: &Path,
+    verifier: &mut Verifier,
+    start: u64,
+    base: i64,
+) -> Result<Option<Scanned>, EvidenceError> {
     let read_error = |source| EvidenceError::Read {
         path: path.to_owned(),
         source,
@@ -167,7 +296,7 @@ fn scan_from(file: &File, path: &Path, verifier: &mut Verifier, start: u64) -> R
         }
         if !anchored && !is_blank(&line) {
             // A first line that is not a record cannot anchor; it is then checked, and reported, like any other.
-            verifier.anchor(&line);
+            verifier.anchor(&line, base);
             anchored = true;
         }
         verifier.line(&line);
@@ -236,14 +365,14 @@ fn move_torn_tail(
     Ok(aside)
 }
 
-/// Renames the log to `<log>.unverified-<time>`.
-fn set_aside(path: &Path, now: OffsetDateTime) -> Result<PathBuf, EvidenceError> {
+/// Renames the log to `<log>.<kind>-<time>`.
+pub(crate) fn set_aside(path: &Path, kind: &str, now: OffsetDateTime) -> Result<PathBuf, EvidenceError> {
     let mut attempt = 0;
-    let mut aside = aside_path(path, "unverified", now, attempt);
+    let mut aside = aside_path(path, kind, now, attempt);
     // We hold the log's lock, so nobody else is setting it aside; only an earlier run's file can be in the way.
     while aside.symlink_metadata().is_ok() {
         attempt += 1;
-        aside = aside_path(path, "unverified", now, attempt);
+        aside = aside_path(path, kind, now, attempt);
     }
     std::fs::rename(path, &aside)
         .and_then(|()| sync_dir(parent(path)))
@@ -290,7 +419,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
-    use crate::evidence::test_support::{allow, config, key, records, request};
+    use crate::evidence::test_support::{ED25519_TEST_KEY, allow, config, key, keys, records, request};
     use crate::evidence::{EvidenceLog, SigningKey, SyncMode, verify_file};
 
     /// Writes `n` records to a new log at `path`.
@@ -324,7 +453,8 @@ mod tests {
             OpenReport {
                 records: 2,
                 torn: None,
-                set_aside: None
+                set_aside: None,
+                link: None
             }
         );
         log.record(request("third"), allow()).await.unwrap();
@@ -332,7 +462,7 @@ mod tests {
         let stored = records(&path);
         assert_eq!(stored[2]["sequence"], 3);
         assert_eq!(stored[2]["previous_hash"], stored[1]["record_hash"]);
-        let report = verify_file(&path, Some(&key())).unwrap();
+        let report = verify_file(&path, &keys(Some(&key()))).unwrap();
         assert!(report.valid && report.records == 3, "{report:?}");
     }
 
@@ -385,7 +515,7 @@ mod tests {
 
         log.record(request("after"), allow()).await.unwrap();
         log.close();
-        let report = verify_file(&path, None).unwrap();
+        let report = verify_file(&path, &keys(None)).unwrap();
         assert!(report.valid && report.records == 3, "{report:?}");
     }
 
@@ -413,7 +543,21 @@ mod tests {
         recovering.recover = true;
         let (log, report) = EvidenceLog::open(recovering).unwrap();
         let aside = report.set_aside.clone().expect("set aside");
-        assert_eq!((report.records, report.torn.as_ref()), (0, None));
+        // The new file starts with a link to the last record the old one held, tampered or not.
+        let third: serde_json::Value = serde_json::from_str(tampered.lines().nth(2).unwrap()).unwrap();
+        let last_hash = third["record_hash"].as_str().unwrap().to_owned();
+        assert_eq!(
+            (report.records, report.torn.as_ref(), report.link.clone()),
+            (
+                1,
+                None,
+                Some(Link {
+                    previous_sequence: 3,
+                    previous_record_hash: last_hash.clone(),
+                    reason: "recovered".into()
+                })
+            )
+        );
         assert_eq!(asides(dir.path()), vec![aside.clone()]);
         assert!(
             aside
@@ -433,9 +577,75 @@ mod tests {
         log.record(request("fresh"), allow()).await.unwrap();
         log.close();
         let stored = records(&path);
-        assert_eq!(stored.len(), 1);
-        assert_eq!(stored[0]["sequence"], 1);
-        assert!(stored[0].get("previous_hash").is_none());
+        assert_eq!(stored.len(), 2);
+        assert_eq!(stored[0]["event_type"], "cavra.runtime.evidence.link");
+        assert_eq!(stored[0]["link"]["previous_record_hash"], last_hash.as_str());
+        assert_eq!(
+            (stored[0]["sequence"].as_i64(), stored[1]["sequence"].as_i64()),
+            (Some(4), Some(5))
+        );
+        let report = verify_file(&path, &keys(None)).unwrap();
+        assert!(report.valid && report.records == 2, "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn recovery_links_only_to_a_record_that_could_have_been_written() {
+        for last in [
+            r#"{"sequence":-5,"record_hash":"h","response":{"decision":"allow","severity":"low"}}"#,
+            "{}",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("evidence.jsonl");
+            std::fs::write(&path, format!("{last}\n")).unwrap();
+            let mut recovering = config(&path, SyncMode::None, None);
+            recovering.recover = true;
+            let (log, report) = EvidenceLog::open(recovering).unwrap();
+            assert_eq!((report.records, report.link.as_ref()), (0, None), "{last}");
+            log.record(request("fresh"), allow()).await.unwrap();
+            log.close();
+            assert_eq!(records(&path)[0]["sequence"], 1, "{last}: a chain of its own");
+            assert!(verify_file(&path, &keys(None)).unwrap().valid);
+        }
+    }
+
+    #[tokio::test]
+    async fn with_a_key_an_unsigned_tail_is_refused_naming_the_first_unsigned_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        write(&path, Some(key()), 2).await;
+        // Records appended without the key: what an attacker without it can add.
+        let (log, _) = EvidenceLog::open(config(&path, SyncMode::None, None)).unwrap();
+        log.record(request("forged"), allow()).await.unwrap();
+        log.record(request("forged-2"), allow()).await.unwrap();
+        log.close();
+        let error = EvidenceLog::open(config(&path, SyncMode::None, Some(key()))).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "evidence log {} does not verify: record 3 is not signed: with a key given, every record must be \
+                 signed; start with --evidence-recover to set it aside",
+                path.display()
+            )
+        );
+        // An Ed25519 key sees the HMAC-signed records as not its own, unless their key is given too.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        write(&path, Some(key()), 1).await;
+        let ed = SigningKey::ed25519(ED25519_TEST_KEY.as_bytes(), None).unwrap();
+        let error = EvidenceLog::open(config(&path, SyncMode::None, Some(ed.clone()))).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("record 1 is signed with HMAC-SHA256, but no HMAC key was given"),
+            "{error}"
+        );
+        let mut changing = config(&path, SyncMode::None, Some(ed));
+        changing.verifying = VerifyingKeys::of(&key());
+        let (log, _) = EvidenceLog::open(changing).unwrap();
+        log.record(request("after-the-change"), allow()).await.unwrap();
+        log.close();
+        let stored = records(&path);
+        assert_eq!(stored[1]["signature"]["algorithm"], "Ed25519");
     }
 
     #[tokio::test]
@@ -479,7 +689,7 @@ mod tests {
         log.record(request("next"), allow()).await.unwrap();
         log.close();
         assert_eq!(records(&path).last().unwrap()["sequence"], total as u64 + 1);
-        assert!(verify_file(&path, None).unwrap().valid);
+        assert!(verify_file(&path, &keys(None)).unwrap().valid);
 
         // Inside the window: refused, numbered by its place in the whole log.
         // Record n carries session s{n-1}.
@@ -499,7 +709,10 @@ mod tests {
         tamper(&path, 5, "\"s4\"");
         let (log, _) = EvidenceLog::open(config(&path, SyncMode::None, None)).unwrap();
         log.close();
-        assert_eq!(verify_file(&path, None).unwrap().errors, ["record 5 hash mismatch"]);
+        assert_eq!(
+            verify_file(&path, &keys(None)).unwrap().errors,
+            ["record 5 hash mismatch"]
+        );
     }
 
     #[tokio::test]
@@ -515,7 +728,7 @@ mod tests {
         log.record(request("after-blanks"), allow()).await.unwrap();
         log.close();
         assert_eq!(records_in(&path).last().unwrap()["sequence"], 4);
-        assert!(verify_file(&path, None).unwrap().valid);
+        assert!(verify_file(&path, &keys(None)).unwrap().valid);
     }
 
     /// The records of a log that may contain blank lines.

@@ -1,9 +1,9 @@
-//! One evidence record: its reference wire shape, id, redaction, chain hash and signature.
+//! One evidence record: its reference wire shape, id, redaction, chain hash and signature; and the link record that
+//! starts a file continuing the chain of an earlier one.
 
 use std::io::Write as _;
 use std::ops::Range;
 
-use hmac::{Hmac, KeyInit as _, Mac as _};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -12,9 +12,10 @@ use super::encode;
 use crate::contract::{DecisionResponse, EvaluateRequest, ReleaseGovernanceEvidence, RunnerAuthentication, nullable};
 
 pub(crate) const SCHEMA_VERSION: &str = "cavra.go-daemon.evidence.v1";
-pub(crate) const SIGNATURE_ALGORITHM: &str = "HMAC-SHA256";
 const PRODUCT: &str = "CAVRA";
 const EVENT_TYPE: &str = "cavra.go_daemon.decision";
+/// The event type of a link record (see [`Link`]).
+pub(crate) const LINK_EVENT_TYPE: &str = "cavra.runtime.evidence.link";
 const REF_PREFIX: &str = "go-daemon-evidence://";
 const OIDC_ALGORITHM: &str = "OIDC-JWT";
 const REDACTED_OIDC_TOKEN: &str = "<redacted-oidc-jwt>";
@@ -84,6 +85,9 @@ impl RecordRequest {
 
 /// One line of the stream, fields in reference order. Parsing is as lenient as Go's: absent or `null` fields take
 /// their empty value and unknown fields are dropped.
+///
+/// A decision record always has a request and a response (the verifier gives a decision record without a request
+/// an empty one, as Go does); a link record has neither, and a `link` instead.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct EvidenceRecord {
     #[serde(default, deserialize_with = "nullable")]
@@ -91,7 +95,7 @@ pub(crate) struct EvidenceRecord {
     #[serde(default, deserialize_with = "nullable")]
     product: String,
     #[serde(default, deserialize_with = "nullable")]
-    event_type: String,
+    pub(crate) event_type: String,
     #[serde(default, deserialize_with = "nullable")]
     record_id: String,
     #[serde(default, deserialize_with = "nullable")]
@@ -102,11 +106,32 @@ pub(crate) struct EvidenceRecord {
     pub(crate) record_hash: String,
     #[serde(default, deserialize_with = "nullable")]
     timestamp: String,
-    #[serde(default, deserialize_with = "nullable")]
-    request: RecordRequest,
-    response: DecisionResponse,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) request: Option<RecordRequest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) response: Option<DecisionResponse>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) link: Option<Link>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) signature: Option<Signature>,
+}
+
+/// What the first record of a file that continues a chain says about the file before it: where that file's chain
+/// ended, and why recording moved on. The link record itself continues the chain (its sequence is one more, its
+/// `previous_hash` that record's hash), so a set of files is one chain; the link lets each file be checked on its
+/// own and the set be put back in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    #[serde(default, deserialize_with = "nullable")]
+    pub previous_sequence: i64,
+    #[serde(default, deserialize_with = "nullable")]
+    pub previous_record_hash: String,
+    /// `rotation` (the path names a new file, the old one lives on under another name), `deleted` (the old file is
+    /// gone), `replaced` (another file was put at the path; it was set aside), `modified` (the old file was cut
+    /// short or written to by someone else; set aside), `recovered` (--evidence-recover set a log that did not
+    /// verify aside).
+    #[serde(default, deserialize_with = "nullable")]
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -159,9 +184,11 @@ pub(crate) struct Prepared {
     refs: Vec<String>,
 }
 
-/// A sealed record's id, and its response exactly as stored.
+/// A sealed record's id, place in the chain and hash, and its response exactly as stored.
 pub(crate) struct Sealed {
     pub(crate) record_id: String,
+    pub(crate) sequence: i64,
+    pub(crate) record_hash: String,
     pub(crate) response: Vec<u8>,
 }
 
@@ -308,24 +335,68 @@ impl Chain {
         }
         if let Some(key) = key {
             out.extend_from_slice(br#","signature":{"algorithm":""#);
-            out.extend_from_slice(SIGNATURE_ALGORITHM.as_bytes());
+            out.extend_from_slice(key.algorithm().as_bytes());
             out.push(b'"');
             if !key.key_id().is_empty() {
                 out.extend_from_slice(br#","key_id":"#);
                 out.extend_from_slice(&encode::to_vec(key.key_id()));
             }
-            let value = hex::encode(signature(key, &self.record_hash, &record_hash));
+            let value = key.sign(&signed_message(&self.record_hash, &record_hash));
             let _ = write!(out, r#","value":"{value}"}}"#);
         }
         out.extend_from_slice(b"}\n");
         self.sequence = sequence;
-        self.record_hash = record_hash;
+        self.record_hash.clone_from(&record_hash);
         bytes.truncate(response_len);
         bytes.drain(dropped);
         Sealed {
             record_id,
+            sequence,
+            record_hash,
             response: bytes,
         }
+    }
+
+    /// Appends to `out` a link record saying that this chain continues here after a file that ended with the
+    /// chain's last record, and advances the chain past it. Only for a chain that has a record to link to.
+    pub(crate) fn seal_link(&mut self, reason: &str, timestamp: &str, key: Option<&SigningKey>, out: &mut Vec<u8>) {
+        debug_assert!(self.sequence > 0, "a link needs a record to link to");
+        let link = Link {
+            previous_sequence: self.sequence,
+            previous_record_hash: self.record_hash.clone(),
+            reason: reason.to_owned(),
+        };
+        let mut id_input = encode::to_vec(&link);
+        id_input.push(b'\n');
+        encode::write(&mut id_input, timestamp);
+        id_input.push(b'\n');
+        let mut record_id = hex::encode(Sha256::digest(&id_input));
+        record_id.truncate(ID_PLACEHOLDER.len());
+        let mut record = EvidenceRecord {
+            schema_version: SCHEMA_VERSION.to_owned(),
+            product: PRODUCT.to_owned(),
+            event_type: LINK_EVENT_TYPE.to_owned(),
+            record_id,
+            sequence: self.sequence + 1,
+            previous_hash: self.record_hash.clone(),
+            record_hash: String::new(),
+            timestamp: timestamp.to_owned(),
+            request: None,
+            response: None,
+            link: Some(link),
+            signature: None,
+        };
+        let record_hash = record.unsealed_hash();
+        record.signature = key.map(|key| Signature {
+            algorithm: key.algorithm().to_owned(),
+            key_id: key.key_id().to_owned(),
+            value: key.sign(&signed_message(&self.record_hash, &record_hash)),
+        });
+        record.record_hash.clone_from(&record_hash);
+        encode::write(out, &record);
+        out.push(b'\n');
+        self.sequence += 1;
+        self.record_hash = record_hash;
     }
 
     /// [`Chain::seal`] for one record, returning its line and the response as stored.
@@ -364,25 +435,12 @@ fn record_id(request: &[u8], response: [&[u8]; 2], timestamp: &[u8]) -> String {
     id
 }
 
-fn signer(key: &SigningKey, previous_hash: &str, record_hash: &str) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.bytes()).expect("HMAC accepts keys of any length");
-    for part in [SCHEMA_VERSION, "\n", previous_hash, "\n", record_hash] {
-        mac.update(part.as_bytes());
-    }
-    mac
-}
-
-/// HMAC-SHA256 over the schema version, previous hash and record hash, one per line.
-fn signature(key: &SigningKey, previous_hash: &str, record_hash: &str) -> Vec<u8> {
-    signer(key, previous_hash, record_hash).finalize().into_bytes().to_vec()
-}
-
-/// Whether `value` (hex, any case, as the reference lower-cases it) is the signature; compared in constant time.
-pub(crate) fn signature_matches(key: &SigningKey, previous_hash: &str, record_hash: &str, value: &str) -> bool {
-    match hex::decode(value) {
-        Ok(tag) => signer(key, previous_hash, record_hash).verify_slice(&tag).is_ok(),
-        Err(_) => false,
-    }
+/// What a record's signature covers, with either algorithm: the schema version, the previous hash and the record
+/// hash, one per line.
+pub(crate) fn signed_message(previous_hash: &str, record_hash: &str) -> Vec<u8> {
+    [SCHEMA_VERSION, "\n", previous_hash, "\n", record_hash]
+        .concat()
+        .into_bytes()
 }
 
 #[cfg(test)]
@@ -390,12 +448,14 @@ mod tests {
     use super::*;
     use crate::contract::RunnerIdentity;
     use crate::contract::timestamp;
+    use crate::evidence::VerifyingKeys;
 
     fn sha256_hex(bytes: &[u8]) -> String {
         hex::encode(Sha256::digest(bytes))
     }
 
     fn hmac_hex(key: &[u8], message: &str) -> String {
+        use hmac::{Hmac, KeyInit as _, Mac as _};
         let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
         mac.update(message.as_bytes());
         hex::encode(mac.finalize().into_bytes())
@@ -675,12 +735,89 @@ mod tests {
     #[test]
     fn signatures_compare_case_insensitively_and_reject_garbage() {
         let key = SigningKey::new(b"k".to_vec(), "");
-        let value = hex::encode(signature(&key, "p", "h"));
+        let keys = VerifyingKeys::of(&key);
+        let message = signed_message("p", "h");
+        let value = key.sign(&message);
         assert_eq!(value, hmac_hex(b"k", "cavra.go-daemon.evidence.v1\np\nh"));
-        assert!(signature_matches(&key, "p", "h", &value));
-        assert!(signature_matches(&key, "p", "h", &value.to_uppercase()));
-        assert!(!signature_matches(&key, "p", "x", &value));
-        assert!(!signature_matches(&key, "p", "h", &value[..62]));
-        assert!(!signature_matches(&key, "p", "h", "zz"));
+        let problems = |value: &str, message: &[u8]| keys.problems("HMAC-SHA256", "", value, message);
+        assert!(problems(&value, &message).is_empty());
+        assert!(problems(&value.to_uppercase(), &message).is_empty());
+        for (value, message) in [
+            (value.as_str(), signed_message("p", "x")),
+            (&value[..62], message.clone()),
+            ("zz", message.clone()),
+        ] {
+            assert_eq!(problems(value, &message), ["signature mismatch"]);
+        }
+    }
+
+    #[test]
+    fn a_link_record_continues_the_chain_and_names_where_the_last_file_ended() {
+        let key = SigningKey::new(b"k".to_vec(), "id1");
+        let mut chain = Chain::default();
+        let request = EvaluateRequest::default();
+        chain.append(request.clone().into(), allow(), "t1".into(), Some(&key));
+        let before = chain.clone();
+        let mut line = Vec::new();
+        chain.seal_link("rotation", "2026-05-18T12:00:00Z", Some(&key), &mut line);
+        let text = String::from_utf8(line).unwrap();
+        let record: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let link_json = format!(
+            r#"{{"previous_sequence":1,"previous_record_hash":"{}","reason":"rotation"}}"#,
+            before.record_hash
+        );
+        let id = &sha256_hex(format!("{link_json}\n\"2026-05-18T12:00:00Z\"\n").as_bytes())[..24];
+        let unsealed = format!(
+            concat!(
+                r#"{{"schema_version":"cavra.go-daemon.evidence.v1","product":"CAVRA","#,
+                r#""event_type":"cavra.runtime.evidence.link","record_id":"{id}","sequence":2,"#,
+                r#""previous_hash":"{previous}","timestamp":"2026-05-18T12:00:00Z","link":{link}}}"#
+            ),
+            id = id,
+            previous = before.record_hash,
+            link = link_json
+        );
+        let hash = sha256_hex(unsealed.as_bytes());
+        let sig = hmac_hex(
+            b"k",
+            &format!("cavra.go-daemon.evidence.v1\n{}\n{hash}", before.record_hash),
+        );
+        let expected = unsealed
+            .replace(r#","timestamp""#, &format!(r#","record_hash":"{hash}","timestamp""#))
+            .strip_suffix('}')
+            .unwrap()
+            .to_owned()
+            + &format!(r#","signature":{{"algorithm":"HMAC-SHA256","key_id":"id1","value":"{sig}"}}}}"#)
+            + "\n";
+        assert_eq!(text, expected);
+        assert_eq!(record["link"]["previous_sequence"], 1);
+        assert_eq!(
+            chain,
+            Chain {
+                sequence: 2,
+                record_hash: hash
+            }
+        );
+        // The next decision follows the link record.
+        let (next, _) = chain.append(request.into(), allow(), "t3".into(), None);
+        let next: serde_json::Value = serde_json::from_slice(&next).unwrap();
+        assert_eq!(next["sequence"], 3);
+        assert_eq!(next["previous_hash"], record["record_hash"]);
+    }
+
+    #[test]
+    fn ed25519_signatures_are_hex_over_the_same_message() {
+        // RFC 8032's first test key (see key.rs).
+        let private = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n-----END PRIVATE KEY-----\n";
+        let key = SigningKey::ed25519(private.as_bytes(), Some("site-1")).unwrap();
+        let (line, _) = Chain::default().append(EvaluateRequest::default().into(), allow(), "t".into(), Some(&key));
+        let record: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(record["signature"]["algorithm"], "Ed25519");
+        assert_eq!(record["signature"]["key_id"], "site-1");
+        let value = record["signature"]["value"].as_str().unwrap();
+        assert_eq!(value.len(), 128);
+        let message = signed_message("", record["record_hash"].as_str().unwrap());
+        let keys = VerifyingKeys::of(&key);
+        assert!(keys.problems("Ed25519", "site-1", value, &message).is_empty());
     }
 }

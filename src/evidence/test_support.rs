@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{EvidenceConfig, SigningKey, SyncMode};
+use super::{EvidenceConfig, SigningKey, SyncMode, VerifyingKeys};
 use crate::contract::{DecisionResponse, EvaluateRequest};
 
 pub(crate) fn config(path: &Path, sync: SyncMode, signing: Option<SigningKey>) -> EvidenceConfig {
@@ -10,9 +10,18 @@ pub(crate) fn config(path: &Path, sync: SyncMode, signing: Option<SigningKey>) -
         path: path.to_owned(),
         sync,
         signing,
+        verifying: VerifyingKeys::default(),
         recover: false,
     }
 }
+
+/// The keys that verify what `key` signs; none for `None`.
+pub(crate) fn keys(key: Option<&SigningKey>) -> VerifyingKeys {
+    key.map(VerifyingKeys::of).unwrap_or_default()
+}
+
+/// RFC 8032's first test key, as `openssl genpkey -algorithm ed25519` writes a key.
+pub(crate) const ED25519_TEST_KEY: &str = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n-----END PRIVATE KEY-----\n";
 
 pub(crate) fn key() -> SigningKey {
     SigningKey::new(b"unit-test-evidence-key".to_vec(), "unit-1")

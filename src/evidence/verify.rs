@@ -1,5 +1,9 @@
 //! Verifying a stream as the reference verifier does: every record is parsed and re-serialised to recompute its
-//! hash, the chain is followed, and signatures are checked when a key is given.
+//! hash, the chain is followed, and signatures are checked when keys are given.
+//!
+//! Two deliberate differences from the reference: with a key given, every record must be signed (the reference
+//! accepted unsigned records in a signed log, so stripping signatures from a forged tail made it verify); and a file
+//! may begin with a link record (see [`Link`]), which anchors its chain where an earlier file's ended.
 
 use std::fs::File;
 use std::io::{BufRead as _, BufReader};
@@ -7,10 +11,12 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::record::{Chain, EvidenceRecord, SCHEMA_VERSION, SIGNATURE_ALGORITHM, signature_matches};
-use super::{EvidenceError, SigningKey};
+use super::journal::{CrossCheck, JournalReport};
+use super::record::{Chain, EvidenceRecord, LINK_EVENT_TYPE, Link, SCHEMA_VERSION, signed_message};
+use super::{EvidenceError, VerifyingKeys};
 
-/// The reference verification report: `{"path","valid","records","signed_records","errors"}`.
+/// The reference verification report, `{"path","valid","records","signed_records","errors"}`, with `link` for a
+/// file that continues an earlier one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
     pub path: String,
@@ -20,25 +26,61 @@ pub struct VerifyReport {
     /// Every problem found, in stream order; the first is usually the cause of the rest.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Where the file before this one ended, when this one starts with a link record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<Link>,
+    /// The cross-check with the journal, when one was asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<JournalReport>,
 }
 
-/// Verifies the stream at `path`. A signature is checked against `key` and, when the key has a non-empty id, its
-/// `key_id` too; signed records without a key are errors, unsigned records are accepted with or without one.
-/// `Err` only when the file cannot be read; a bad stream is a report with `valid: false`.
-pub fn verify_file(path: &Path, key: Option<&SigningKey>) -> Result<VerifyReport, EvidenceError> {
+/// Verifies the stream at `path`. With no keys, records are checked as the reference does (unsigned ones pass; a
+/// signed one is an error, as it cannot be checked); with keys, every record must carry a valid signature under one
+/// of them. `Err` only when the file cannot be read; a bad stream is a report with `valid: false`.
+pub fn verify_file(path: &Path, keys: &VerifyingKeys) -> Result<VerifyReport, EvidenceError> {
+    Ok(scan_file(path, keys, |_, _| ())?.finish())
+}
+
+/// [`verify_file`], cross-checking the log against the journal: records the journal saw that the log lacks (or
+/// holds with another hash) make the report invalid.
+pub fn verify_file_against(
+    path: &Path,
+    keys: &VerifyingKeys,
+    mut journal: CrossCheck,
+) -> Result<VerifyReport, EvidenceError> {
+    let mut report = scan_file(path, keys, |sequence, hash| journal.record(sequence, hash))?.finish();
+    let (journal, errors) = journal.finish();
+    report.valid &= errors.is_empty();
+    report
+        .errors
+        .extend(errors.into_iter().map(|error| format!("journal: {error}")));
+    report.journal = Some(journal);
+    Ok(report)
+}
+
+/// Reads the whole file at `path` through a [`Verifier`]; `each` sees every record's sequence and hash as stored.
+pub(crate) fn scan_file<'a>(
+    path: &Path,
+    keys: &'a VerifyingKeys,
+    mut each: impl FnMut(i64, &str),
+) -> Result<Verifier<'a>, EvidenceError> {
     let read_error = |source| EvidenceError::Read {
         path: path.to_owned(),
         source,
     };
     let mut reader = BufReader::new(File::open(path).map_err(read_error)?);
-    let mut verifier = Verifier::new(path, Signatures::Check(key));
+    let mut verifier = Verifier::new(path, Signatures::Check(keys));
     // Lines of any length: unlike the reference scanner, a record over 64 KiB is not an error.
     let mut line = Vec::new();
     while reader.read_until(b'\n', &mut line).map_err(read_error)? > 0 {
-        verifier.line(&line);
+        if verifier.line(&line)
+            && let Some(last) = verifier.last()
+        {
+            each(last.sequence, &last.record_hash);
+        }
         line.clear();
     }
-    Ok(verifier.finish())
+    Ok(verifier)
 }
 
 /// Which signature checks to make.
@@ -46,8 +88,8 @@ pub fn verify_file(path: &Path, key: Option<&SigningKey>) -> Result<VerifyReport
 pub(crate) enum Signatures<'a> {
     /// Chain and hashes only (opening a log without a configured key).
     Ignore,
-    /// As the reference verifier, with this key or none.
-    Check(Option<&'a SigningKey>),
+    /// With these keys (none: as the reference, unsigned records pass).
+    Check(&'a VerifyingKeys),
 }
 
 /// Whether a line holds no record: nothing but (Unicode) white space. Opening and verifying must agree on this.
@@ -61,6 +103,12 @@ pub(crate) struct Verifier<'a> {
     report: VerifyReport,
     expected_sequence: i64,
     previous_hash: String,
+    /// No record read yet: the first may be a link record, which anchors the chain.
+    at_start: bool,
+    /// The first and the last record read, as stored (whether they verified or not): what the files before and
+    /// after this one in a set must match.
+    first_sequence: Option<i64>,
+    last: Option<Chain>,
 }
 
 impl<'a> Verifier<'a> {
@@ -73,44 +121,64 @@ impl<'a> Verifier<'a> {
                 records: 0,
                 signed_records: 0,
                 errors: Vec::new(),
+                link: None,
+                journal: None,
             },
             expected_sequence: 1,
             previous_hash: String::new(),
+            at_start: true,
+            first_sequence: None,
+            last: None,
         }
     }
 
-    /// Starts the chain at the record in `raw` instead of at sequence 1, for checking the tail of a long log:
-    /// that record's own place (sequence, previous hash) is taken as given, and everything from it on is checked.
+    /// Starts the chain at the record in `raw` instead of at the start of the file, for checking the tail of a long
+    /// log: that record's own place (sequence, previous hash) is taken as given, and everything from it on is
+    /// checked. `base` is the sequence the file's chain continues from (0, or its link's previous sequence).
     /// Returns false if the line is not a record.
-    pub(crate) fn anchor(&mut self, raw: &[u8]) -> bool {
+    pub(crate) fn anchor(&mut self, raw: &[u8], base: i64) -> bool {
         let Ok(record) = serde_json::from_slice::<EvidenceRecord>(raw) else {
             return false;
         };
         self.expected_sequence = record.sequence;
         self.previous_hash = record.previous_hash;
-        // Records are numbered by their place in the whole log, as if it had been read from the start.
-        self.report.records = u64::try_from(record.sequence.saturating_sub(1)).unwrap_or_default();
+        self.at_start = false;
+        // Records are numbered by their place in the whole file, as if it had been read from the start.
+        self.report.records = u64::try_from(record.sequence.saturating_sub(1).saturating_sub(base)).unwrap_or_default();
         true
     }
 
-    /// Checks one line (with or without its newline). Blank lines are skipped.
-    pub(crate) fn line(&mut self, raw: &[u8]) {
+    /// Checks one line (with or without its newline). Blank lines are skipped. Returns whether the line was a record
+    /// (see [`Verifier::last`]), whatever its problems.
+    pub(crate) fn line(&mut self, raw: &[u8]) -> bool {
         if is_blank(raw) {
-            return;
+            return false;
         }
         // Go's decoder turns invalid UTF-8 into U+FFFD rather than failing; so does this.
         let text = String::from_utf8_lossy(raw);
         let line = text.trim();
         self.report.records += 1;
         let n = self.report.records;
+        let at_start = std::mem::replace(&mut self.at_start, false);
         let mut record: EvidenceRecord = match serde_json::from_str(line) {
             Ok(record) => record,
             Err(error) => {
                 // Skipped without advancing the chain, as the reference does.
                 self.fail(format!("record {n} is not valid JSON: {error}"));
-                return;
+                return false;
             }
         };
+        if record.event_type == LINK_EVENT_TYPE || record.link.is_some() {
+            self.link(&record, n, at_start);
+        } else {
+            if record.response.is_none() {
+                self.fail(format!("record {n} is not valid JSON: missing field `response`"));
+                return false;
+            }
+            // As Go decodes an absent or null request, and writes it back.
+            record.request.get_or_insert_default();
+        }
+        self.first_sequence.get_or_insert(record.sequence);
         if record.schema_version != SCHEMA_VERSION {
             self.fail(format!("record {n} schema mismatch: {}", record.schema_version));
         }
@@ -128,29 +196,60 @@ impl<'a> Verifier<'a> {
         if stored_hash != record.unsealed_hash() {
             self.fail(format!("record {n} hash mismatch"));
         }
-        if let Some(signature) = signature {
-            self.report.signed_records += 1;
-            if let Signatures::Check(key) = self.signatures {
-                if signature.algorithm != SIGNATURE_ALGORITHM {
-                    self.fail(format!("record {n} signature algorithm mismatch"));
-                }
-                match key {
-                    None => self.fail(format!(
-                        "record {n} signature present but verification key was not provided"
-                    )),
-                    Some(key) => {
-                        if !key.key_id().is_empty() && signature.key_id != key.key_id() {
-                            self.fail(format!("record {n} signature key_id mismatch"));
-                        }
-                        if !signature_matches(key, &record.previous_hash, &stored_hash, &signature.value) {
-                            self.fail(format!("record {n} signature mismatch"));
-                        }
-                    }
+        match (signature, self.signatures) {
+            (Some(_), Signatures::Ignore) => self.report.signed_records += 1,
+            (Some(_), Signatures::Check(keys)) if keys.is_empty() => {
+                self.report.signed_records += 1;
+                self.fail(format!(
+                    "record {n} signature present but verification key was not provided"
+                ));
+            }
+            (Some(signature), Signatures::Check(keys)) => {
+                self.report.signed_records += 1;
+                let message = signed_message(&record.previous_hash, &stored_hash);
+                for problem in keys.problems(&signature.algorithm, &signature.key_id, &signature.value, &message) {
+                    self.fail(format!("record {n} {problem}"));
                 }
             }
+            (None, Signatures::Check(keys)) if !keys.is_empty() => {
+                self.fail(format!(
+                    "record {n} is not signed: with a key given, every record must be signed"
+                ));
+            }
+            (None, _) => {}
         }
+        self.last = Some(Chain {
+            sequence: record.sequence,
+            record_hash: stored_hash.clone(),
+        });
         self.previous_hash = stored_hash;
         self.expected_sequence = self.expected_sequence.saturating_add(1);
+        true
+    }
+
+    /// Checks a link record's shape and, for the first record of a file, anchors the chain where it says the file
+    /// before ended.
+    fn link(&mut self, record: &EvidenceRecord, n: u64, at_start: bool) {
+        let Some(link) = record.link.as_ref().filter(|_| record.event_type == LINK_EVENT_TYPE) else {
+            self.fail(format!(
+                "record {n} is not a link record ({}) but carries a link, or the other way round",
+                LINK_EVENT_TYPE
+            ));
+            return;
+        };
+        if record.request.is_some() || record.response.is_some() {
+            self.fail(format!("record {n} is a link record with a request or a response"));
+        }
+        if !at_start {
+            self.fail(format!("record {n} is a link record, which may only start a file"));
+            return;
+        }
+        if link.previous_sequence < 1 || link.previous_record_hash.is_empty() {
+            self.fail(format!("record {n} is a link record that links to no record"));
+        }
+        self.expected_sequence = link.previous_sequence.saturating_add(1);
+        self.previous_hash.clone_from(&link.previous_record_hash);
+        self.report.link = Some(link.clone());
     }
 
     /// The first problem found so far.
@@ -164,6 +263,16 @@ impl<'a> Verifier<'a> {
             sequence: self.expected_sequence - 1,
             record_hash: self.previous_hash.clone(),
         }
+    }
+
+    /// The last record read, as stored, whether it verified or not.
+    pub(crate) fn last(&self) -> Option<&Chain> {
+        self.last.as_ref()
+    }
+
+    /// The sequence of the first record read.
+    pub(crate) fn first_sequence(&self) -> Option<i64> {
+        self.first_sequence
     }
 
     pub(crate) fn records(&self) -> u64 {
@@ -187,6 +296,7 @@ impl<'a> Verifier<'a> {
 mod tests {
     use super::*;
     use crate::contract::EvaluateRequest;
+    use crate::evidence::SigningKey;
 
     fn stream(key: Option<&SigningKey>, records: usize) -> Vec<String> {
         let mut chain = Chain::default();
@@ -205,7 +315,8 @@ mod tests {
     }
 
     fn verify(lines: &[String], key: Option<&SigningKey>) -> VerifyReport {
-        let mut verifier = Verifier::new(Path::new("log.jsonl"), Signatures::Check(key));
+        let keys = key.map(VerifyingKeys::of).unwrap_or_default();
+        let mut verifier = Verifier::new(Path::new("log.jsonl"), Signatures::Check(&keys));
         for line in lines {
             verifier.line(line.as_bytes());
         }
@@ -273,11 +384,76 @@ mod tests {
     }
 
     #[test]
-    fn unsigned_records_pass_with_a_key() {
+    fn unsigned_records_pass_without_a_key_and_fail_with_one() {
+        assert!(verify(&stream(None, 2), None).valid);
         let key = SigningKey::new(b"secret".to_vec(), "kid");
         let report = verify(&stream(None, 2), Some(&key));
-        assert!(report.valid, "{report:?}");
+        assert_eq!(
+            report.errors,
+            [
+                "record 1 is not signed: with a key given, every record must be signed",
+                "record 2 is not signed: with a key given, every record must be signed"
+            ]
+        );
         assert_eq!(report.signed_records, 0);
+        // A signed log with an unsigned record at its end, or in its middle.
+        let mut signed = stream(Some(&key), 3);
+        let unsigned = stream(None, 4);
+        signed.push(unsigned[3].clone());
+        assert_eq!(
+            verify(&signed, Some(&key)).errors,
+            ["record 4 is not signed: with a key given, every record must be signed"]
+        );
+    }
+
+    #[test]
+    fn a_link_record_anchors_the_chain_of_the_file_it_starts() {
+        let key = SigningKey::new(b"secret".to_vec(), "kid");
+        let mut chain = Chain::default();
+        let response = || serde_json::from_str(r#"{"decision":"allow","severity":"low"}"#).unwrap();
+        let mut first = Vec::new();
+        for i in 0..2 {
+            let (line, _) = chain.append(
+                EvaluateRequest::default().into(),
+                response(),
+                format!("t{i}"),
+                Some(&key),
+            );
+            first.push(String::from_utf8(line).unwrap());
+        }
+        let ended = chain.clone();
+        let mut link = Vec::new();
+        chain.seal_link("rotation", "t", Some(&key), &mut link);
+        let (next, _) = chain.append(EvaluateRequest::default().into(), response(), "t9".into(), Some(&key));
+        let second = vec![String::from_utf8(link).unwrap(), String::from_utf8(next).unwrap()];
+
+        let report = verify(&second, Some(&key));
+        assert!(report.valid, "{report:?}");
+        assert_eq!((report.records, report.signed_records), (2, 2));
+        assert_eq!(
+            report.link,
+            Some(Link {
+                previous_sequence: 2,
+                previous_record_hash: ended.record_hash.clone(),
+                reason: "rotation".into()
+            })
+        );
+        assert!(serde_json::to_string(&report).unwrap().ends_with(&format!(
+            r#","link":{{"previous_sequence":2,"previous_record_hash":"{}","reason":"rotation"}}}}"#,
+            ended.record_hash
+        )));
+        // Anywhere but first, a link record is an error.
+        let mut misplaced = first.clone();
+        misplaced.push(second[0].clone());
+        assert!(
+            verify(&misplaced, Some(&key))
+                .errors
+                .contains(&"record 3 is a link record, which may only start a file".to_owned())
+        );
+        // A link whose sequence does not follow from what it links to.
+        let forged = second[0].replacen(r#""previous_sequence":2"#, r#""previous_sequence":7"#, 1);
+        let errors = verify(&[forged, second[1].clone()], Some(&key)).errors;
+        assert_eq!(errors[0], "record 1 sequence mismatch: got 3 want 8", "{errors:?}");
     }
 
     #[test]
@@ -318,14 +494,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("long.jsonl");
         std::fs::write(&path, &line).unwrap();
-        let report = verify_file(&path, None).unwrap();
+        let report = verify_file(&path, &VerifyingKeys::default()).unwrap();
         assert!(report.valid, "{report:?}");
     }
 
     #[test]
     fn unreadable_files_are_errors_naming_the_path() {
         let path = Path::new("/nonexistent/evidence.jsonl");
-        let error = verify_file(path, None).unwrap_err().to_string();
+        let error = verify_file(path, &VerifyingKeys::default()).unwrap_err().to_string();
         assert!(
             error.starts_with("cannot read evidence log /nonexistent/evidence.jsonl: "),
             "{error}"

@@ -4,6 +4,12 @@
 //! sequence gaps. The writer takes everything queued when it wakes, writes it in one write, makes it durable, and
 //! only then answers the callers. If the write or sync fails, it cuts the file back and answers every caller in the
 //! batch with an error: a decision whose evidence was not kept must not be acted on.
+//!
+//! Before each group the writer checks (one `stat` of the path, one `fstat` of the file it holds) that the path
+//! still names its file and that the file is as long as it left it. If not (rotated, deleted, replaced, cut short
+//! or appended to by someone else) it moves to the file the path names now, which it starts with a link record to
+//! the chain's last record, and writes the group there: no decision is acknowledged from a file that is gone. A file
+//! deleted while a group is being written fails that group closed; the next one goes to a new file.
 
 use std::fs::File;
 use std::io::{self, Write as _};
@@ -36,8 +42,10 @@ struct Shared {
 struct Job {
     record: Prepared,
     /// Answered once the record is durable.
-    reply: oneshot::Sender<Result<Sealed, EvidenceError>>,
+    reply: Reply,
 }
+
+type Reply = oneshot::Sender<Result<Sealed, EvidenceError>>;
 
 /// A decision whose record is durable.
 #[derive(Debug)]
@@ -46,6 +54,10 @@ pub struct Recorded {
     pub response: DecisionResponse,
     /// `response` exactly as the record stores it (compact Go JSON, no newline), to answer with as it is.
     pub encoded: Vec<u8>,
+    /// The record's place in the chain and its hash: logged with the decision, they anchor the chain outside the
+    /// host.
+    pub sequence: i64,
+    pub record_hash: String,
 }
 
 /// What the writer thread is asked to do, in the order it was asked.
@@ -59,12 +71,15 @@ enum Message {
 pub enum Reopened {
     /// The path still names the open file: nothing changed.
     Unchanged,
-    /// The path names another file (rotation); recording continues there. The previous file's chain ends here.
+    /// The path no longer names the file being written; recording continues in the file it names now, which
+    /// starts with a link record to where the previous file's chain ends.
     Switched {
         previous_sequence: i64,
         previous_hash: String,
-        /// Records already in the new file (0 for a fresh one, whose chain starts at sequence 1).
+        /// Records in the new file: its link record (1), or those of the same log put back at the path.
         records: u64,
+        /// Why the previous file ended: `rotation`, `deleted` or `modified` (see [`super::Link`]).
+        reason: &'static str,
     },
 }
 
@@ -81,7 +96,8 @@ impl EvidenceLog {
             },
             file: opened.file,
             chain: opened.chain,
-            restore_len: None,
+            len: opened.len,
+            dirty: false,
             failing: false,
             group: Vec::new(),
         };
@@ -131,12 +147,15 @@ impl EvidenceLog {
             Ok(Recorded {
                 response,
                 encoded: sealed.response,
+                sequence: sealed.sequence,
+                record_hash: sealed.record_hash,
             })
         }
     }
 
-    /// Opens the log path again, after the records queued before this call: when rotation has put another file
-    /// there (logrotate's `create`), recording moves to it, verifying and continuing whatever chain it holds.
+    /// Looks at the log path again, after the records queued before this call: when rotation has put another file
+    /// there (logrotate's `create`) or removed it, recording moves to the file the path names now, which starts with
+    /// a link record. Each group of records checks this too; the signal makes it happen at once.
     pub fn reopen(&self) -> impl Future<Output = Result<Reopened, EvidenceError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
         let submitted = self.submit(Message::Reopen(reply));
@@ -205,8 +224,10 @@ struct Writer {
     file: Flock<File>,
     /// The last durable record.
     chain: Chain,
-    /// Set when cutting a failed batch off the file failed too: cut there before the next write.
-    restore_len: Option<u64>,
+    /// The file's length after the last durable record: anything else means someone else changed it.
+    len: u64,
+    /// Cutting a failed group off the file failed too: cut it before the next write.
+    dirty: bool,
     /// In a failure episode: logged once when it starts and once when it ends.
     failing: bool,
     /// The group being written, kept between groups so its allocation is reused.
@@ -245,41 +266,91 @@ impl Writer {
     }
 
     fn reopen(&mut self) -> Result<Reopened, EvidenceError> {
-        let path = &self.config.path;
-        let identity = |metadata: std::fs::Metadata| (metadata.dev(), metadata.ino());
-        let open_now = self
-            .file
-            .metadata()
-            .map(identity)
-            .map_err(|source| EvidenceError::Read {
-                path: path.clone(),
-                source,
-            })?;
-        if std::fs::metadata(path).map(identity).ok() == Some(open_now) {
-            return Ok(Reopened::Unchanged);
+        self.clean()?;
+        match self.stale().map_err(|source| self.read_error(source))? {
+            None => Ok(Reopened::Unchanged),
+            Some(reason) => self.switch(reason),
         }
-        let opened = open::open(&self.config)?;
+    }
+
+    /// Cuts off what a failed write left, if cutting it off failed at the time.
+    fn clean(&mut self) -> Result<(), EvidenceError> {
+        if self.dirty {
+            self.file.set_len(self.len).map_err(|source| self.unavailable(source))?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Why the file being written can no longer be written to, if it cannot: it was deleted (or replaced, which
+    /// deletes it), the path names another file or none (rotation: it lives on under another name), or its length
+    /// is not what this writer left (cut short, or written to by someone else).
+    fn stale(&self) -> io::Result<Option<&'static str>> {
+        let open = self.file.metadata()?;
+        if open.nlink() == 0 {
+            return Ok(Some("deleted"));
+        }
+        let same_file = match std::fs::metadata(&self.config.path) {
+            Ok(named) => (named.dev(), named.ino()) == (open.dev(), open.ino()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => false,
+            Err(error) => return Err(error),
+        };
+        Ok(if !same_file {
+            Some("rotation")
+        } else if open.len() != self.len {
+            Some("modified")
+        } else {
+            None
+        })
+    }
+
+    /// Moves recording to the file the path names now, started with a link record to the chain's last record.
+    fn switch(&mut self, reason: &'static str) -> Result<Reopened, EvidenceError> {
+        let path = self.config.path.clone();
+        if reason == "modified" {
+            // The path still names this file: keep it, as it is, for whoever investigates.
+            let aside = open::set_aside(&path, "modified", OffsetDateTime::now_utc())?;
+            tracing::error!(
+                path = %path.display(),
+                aside = %aside.display(),
+                expected_bytes = self.len,
+                "the evidence log was changed by someone else (cut short or appended to); set it aside"
+            );
+        }
+        let opened = open::reopen(&self.config, &self.chain, reason)?;
         let previous = std::mem::replace(&mut self.chain, opened.chain);
         self.file = opened.file;
-        self.restore_len = None;
-        tracing::info!(
-            path = %path.display(),
-            previous_sequence = previous.sequence,
-            previous_hash = %previous.record_hash,
-            records = opened.report.records,
-            "evidence log reopened after rotation; the previous file ends at sequence {} with record hash {}",
-            previous.sequence,
-            previous.record_hash,
-        );
+        self.len = opened.len;
+        self.dirty = false;
+        let message = "evidence log reopened; the new file links to where the previous one ends";
+        if reason == "rotation" {
+            tracing::info!(path = %path.display(), reason, previous_sequence = previous.sequence,
+                previous_hash = %previous.record_hash, "{message}: sequence {} with record hash {}",
+                previous.sequence, previous.record_hash);
+        } else {
+            tracing::warn!(path = %path.display(), reason, previous_sequence = previous.sequence,
+                previous_hash = %previous.record_hash, "{message}: sequence {} with record hash {}",
+                previous.sequence, previous.record_hash);
+        }
         Ok(Reopened::Switched {
             previous_sequence: previous.sequence,
             previous_hash: previous.record_hash,
             records: opened.report.records,
+            reason,
         })
     }
 
     /// Writes `jobs` as one group and answers them all.
     fn commit(&mut self, jobs: Vec<Job>) {
+        // Nothing is written, so nothing acknowledged, to a file the path no longer names.
+        let followed = self.clean().and_then(|()| match self.stale() {
+            Ok(None) => Ok(()),
+            Ok(Some(reason)) => self.switch(reason).map(drop),
+            Err(source) => Err(self.read_error(source)),
+        });
+        if let Err(error) = followed {
+            return self.refuse(jobs.into_iter().map(|job| job.reply), &error);
+        }
         let mut chain = self.chain.clone();
         let mut bytes = std::mem::take(&mut self.group);
         bytes.clear();
@@ -291,6 +362,7 @@ impl Writer {
             answers.push((job.reply, sealed));
         }
         let persisted = self.persist(&bytes);
+        let written = bytes.len() as u64;
         // Kept unless a burst made it unusually large, so an idle daemon does not hold a burst's memory.
         if bytes.capacity() <= GROUP_BUFFER_KEPT {
             self.group = bytes;
@@ -299,6 +371,7 @@ impl Writer {
         match persisted {
             Ok(()) => {
                 self.chain = chain;
+                self.len += written;
                 if self.failing {
                     self.failing = false;
                     tracing::info!(
@@ -312,52 +385,82 @@ impl Writer {
                 }
             }
             Err(error) => {
-                if !self.failing {
-                    self.failing = true;
-                    tracing::error!(
-                        path = %self.config.path.display(),
-                        %error,
-                        "evidence log write failed; decisions fail closed until it recovers"
-                    );
-                }
-                let error = Arc::new(error);
-                for (reply, _) in answers {
-                    let _ = reply.send(Err(EvidenceError::Unavailable {
-                        path: self.config.path.clone(),
-                        source: Arc::clone(&error),
-                    }));
-                }
+                let error = self.unavailable(error);
+                self.refuse(answers.into_iter().map(|(reply, _)| reply), &error);
             }
         }
     }
 
-    /// Appends `bytes` and makes them durable per the sync mode. On failure, cuts the file back to where it was so
-    /// no partial record stays and the next batch continues from the last durable record.
-    fn persist(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if let Some(len) = self.restore_len {
-            self.file.set_len(len)?;
-            self.restore_len = None;
+    /// Answers every caller with `error`: their records were not kept.
+    fn refuse(&mut self, replies: impl IntoIterator<Item = Reply>, error: &EvidenceError) {
+        if !self.failing {
+            self.failing = true;
+            tracing::error!(
+                path = %self.config.path.display(),
+                %error,
+                "evidence log write failed; decisions fail closed until it recovers"
+            );
         }
-        let len = self.file.metadata()?.len();
-        let written = (&*self.file).write_all(bytes).and_then(|()| match self.config.sync {
-            SyncMode::None => Ok(()),
-            SyncMode::Always | SyncMode::Batch => self.file.sync_data(),
-        });
-        if written.is_err() && self.file.set_len(len).is_err() {
-            self.restore_len = Some(len);
+        let source = match error {
+            EvidenceError::Unavailable { source, .. } => Arc::clone(source),
+            other => Arc::new(io::Error::other(other.to_string())),
+        };
+        for reply in replies {
+            let _ = reply.send(Err(EvidenceError::Unavailable {
+                path: self.config.path.clone(),
+                source: Arc::clone(&source),
+            }));
+        }
+    }
+
+    /// Appends `bytes` and makes them durable per the sync mode. On failure, cuts the file back to where it was so
+    /// no partial record stays and the next group continues from the last durable record.
+    fn persist(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let written = (&*self.file)
+            .write_all(bytes)
+            .and_then(|()| match self.config.sync {
+                SyncMode::None => Ok(()),
+                SyncMode::Always | SyncMode::Batch => self.file.sync_data(),
+            })
+            .and_then(|()| {
+                // Deleted while the group was written: its records would be acknowledged from a file that is gone.
+                if self.file.metadata()?.nlink() == 0 {
+                    return Err(io::Error::other(
+                        "the log file was deleted while these records were written to it; the next records go to a new file",
+                    ));
+                }
+                Ok(())
+            });
+        if written.is_err() && self.file.set_len(self.len).is_err() {
+            self.dirty = true;
         }
         written
+    }
+
+    fn unavailable(&self, source: io::Error) -> EvidenceError {
+        EvidenceError::Unavailable {
+            path: self.config.path.clone(),
+            source: Arc::new(source),
+        }
+    }
+
+    fn read_error(&self, source: io::Error) -> EvidenceError {
+        EvidenceError::Read {
+            path: self.config.path.clone(),
+            source,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::io::Write as _;
     use std::path::Path;
     use std::process::Command;
 
     use super::*;
-    use crate::evidence::test_support::{allow, config, key, records, request};
+    use crate::evidence::test_support::{allow, config, key, keys, records, request};
     use crate::evidence::verify_file;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 8)]
@@ -380,14 +483,22 @@ mod tests {
             .collect();
         let mut answered = HashMap::new();
         for task in tasks {
-            let (session, Recorded { response, encoded }) = task.await.unwrap();
+            let (
+                session,
+                Recorded {
+                    response,
+                    encoded,
+                    sequence,
+                    record_hash,
+                },
+            ) = task.await.unwrap();
             assert_eq!(response.evidence_refs.len(), 2, "{response:?}");
             assert_eq!(response.evidence_refs[0], "evidence://s/d");
             let id = response.evidence_refs[1]
                 .strip_prefix("go-daemon-evidence://")
                 .unwrap()
                 .to_owned();
-            answered.insert(id, (session, response, encoded));
+            answered.insert(id, (session, response, encoded, sequence, record_hash));
         }
         log.close();
 
@@ -397,8 +508,11 @@ mod tests {
         for ((index, record), line) in stored.iter().enumerate().zip(lines.lines()) {
             assert_eq!(record["sequence"], index as u64 + 1);
             // Each caller got exactly the response stored under its own record, also byte for byte.
-            let (session, response, encoded) = &answered[record["record_id"].as_str().unwrap()];
+            let (session, response, encoded, sequence, record_hash) = &answered[record["record_id"].as_str().unwrap()];
             assert_eq!(record["request"]["session_id"], session.as_str());
+            // The caller learns the record's place and hash, to log them.
+            assert_eq!(record["sequence"], *sequence);
+            assert_eq!(record["record_hash"], record_hash.as_str());
             assert_eq!(record["response"], serde_json::to_value(response).unwrap());
             let encoded = std::str::from_utf8(encoded).unwrap();
             assert!(
@@ -406,47 +520,197 @@ mod tests {
                 "{line}\n{encoded}"
             );
         }
-        let report = verify_file(&path, Some(&key())).unwrap();
+        let report = verify_file(&path, &keys(Some(&key()))).unwrap();
         assert!(report.valid, "{report:?}");
         assert_eq!((report.records, report.signed_records), (N as u64, N as u64));
     }
 
     #[tokio::test]
-    async fn reopen_follows_rotation_to_a_new_chain_and_ignores_an_unrotated_path() {
+    async fn rotation_is_followed_with_a_link_on_reopen_or_at_the_next_record() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("evidence.jsonl");
-        let rotated = dir.path().join("evidence.jsonl.1");
         let (log, _) = EvidenceLog::open(config(&path, SyncMode::Batch, Some(key()))).unwrap();
         log.record(request("a"), allow()).await.unwrap();
         log.record(request("b"), allow()).await.unwrap();
         assert_eq!(log.reopen().await.unwrap(), Reopened::Unchanged);
 
-        std::fs::rename(&path, &rotated).unwrap();
-        let last_hash = records(&rotated)[1]["record_hash"].as_str().unwrap().to_owned();
-        let pending = log.record(request("c"), allow());
-        let switched = log.reopen().await.unwrap();
-        pending.await.unwrap();
+        // logrotate: rename, `create` an empty file, signal.
+        let first = dir.path().join("evidence.jsonl.2");
+        std::fs::rename(&path, &first).unwrap();
+        std::fs::write(&path, "").unwrap();
+        let last_hash = records(&first)[1]["record_hash"].as_str().unwrap().to_owned();
         assert_eq!(
-            switched,
+            log.reopen().await.unwrap(),
             Reopened::Switched {
-                previous_sequence: 3,
-                previous_hash: records(&rotated)[2]["record_hash"].as_str().unwrap().to_owned(),
-                records: 0,
-            },
-            "a record queued before the reopen still goes to the old file"
+                previous_sequence: 2,
+                previous_hash: last_hash.clone(),
+                records: 1,
+                reason: "rotation",
+            }
         );
-        assert_ne!(records(&rotated)[2]["previous_hash"], serde_json::Value::Null);
-        assert_eq!(records(&rotated)[2]["previous_hash"], last_hash.as_str());
+        // The link is written at once, before any decision.
+        let linked = records(&path);
+        assert_eq!(linked.len(), 1);
+        assert_eq!(
+            linked[0]["link"],
+            serde_json::json!({"previous_sequence": 2, "previous_record_hash": last_hash, "reason": "rotation"})
+        );
+        assert_eq!(
+            linked[0]["previous_hash"],
+            last_hash.as_str(),
+            "one chain across the files"
+        );
+        log.record(request("c"), allow()).await.unwrap();
 
+        // Without the signal (or before it arrives), the next record notices by itself.
+        let second = dir.path().join("evidence.jsonl.1");
+        std::fs::rename(&path, &second).unwrap();
         log.record(request("d"), allow()).await.unwrap();
         log.close();
-        let fresh = records(&path);
-        assert_eq!(fresh.len(), 1);
-        assert_eq!(fresh[0]["sequence"], 1);
-        assert!(fresh[0].get("previous_hash").is_none(), "a new file starts a new chain");
-        for file in [&path, &rotated] {
-            assert!(verify_file(file, Some(&key())).unwrap().valid);
+
+        let sequences = |file: &Path| -> Vec<i64> {
+            records(file)
+                .iter()
+                .map(|record| record["sequence"].as_i64().unwrap())
+                .collect()
+        };
+        assert_eq!(sequences(&first), [1, 2]);
+        assert_eq!(sequences(&second), [3, 4]);
+        assert_eq!(sequences(&path), [5, 6]);
+        assert_eq!(
+            records(&path)[0]["link"]["previous_record_hash"],
+            records(&second)[1]["record_hash"]
+        );
+        for file in [&first, &second, &path] {
+            let report = verify_file(file, &keys(Some(&key()))).unwrap();
+            assert!(report.valid, "{report:?}");
         }
+    }
+
+    /// The paths in `dir` whose names contain `kind`.
+    fn set_aside(dir: &Path, kind: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.to_string_lossy().contains(kind))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_deleted_log_is_noticed_before_the_next_record_which_goes_to_a_linked_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        let (log, _) = EvidenceLog::open(config(&path, SyncMode::Batch, Some(key()))).unwrap();
+        let first = log.record(request("a"), allow()).await.unwrap();
+        std::fs::remove_file(&path).unwrap();
+        // No signal: the writer notices by itself, and the decision is not refused.
+        let second = log.record(request("b"), allow()).await.unwrap();
+        log.close();
+        let stored = records(&path);
+        assert_eq!(stored.len(), 2);
+        assert_eq!(stored[0]["link"]["reason"], "deleted");
+        assert_eq!(stored[0]["link"]["previous_sequence"], first.sequence);
+        assert_eq!(stored[0]["link"]["previous_record_hash"], first.record_hash.as_str());
+        assert_eq!(stored[1]["request"]["session_id"], "b");
+        assert_eq!(
+            (second.sequence, stored[1]["record_hash"].as_str()),
+            (3, Some(second.record_hash.as_str()))
+        );
+        assert!(verify_file(&path, &keys(Some(&key()))).unwrap().valid);
+    }
+
+    #[tokio::test]
+    async fn a_log_replaced_by_another_file_is_set_aside_and_the_chain_goes_on_in_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        let (log, _) = EvidenceLog::open(config(&path, SyncMode::Batch, Some(key()))).unwrap();
+        let first = log.record(request("a"), allow()).await.unwrap();
+        // Someone puts a file of their own at the path (a forged log, an old copy), which deletes the daemon's.
+        let foreign = dir.path().join("foreign.jsonl");
+        std::fs::write(&foreign, "{\"forged\":true}\n").unwrap();
+        std::fs::rename(&foreign, &path).unwrap();
+        log.record(request("b"), allow()).await.unwrap();
+        log.close();
+        let aside = set_aside(dir.path(), ".replaced-");
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(std::fs::read_to_string(&aside[0]).unwrap(), "{\"forged\":true}\n");
+        let stored = records(&path);
+        assert_eq!(stored[0]["link"]["reason"], "deleted");
+        assert_eq!(stored[0]["link"]["previous_record_hash"], first.record_hash.as_str());
+        assert_eq!(stored[1]["request"]["session_id"], "b");
+    }
+
+    #[tokio::test]
+    async fn a_log_cut_short_or_appended_to_is_set_aside_and_the_chain_goes_on_in_a_new_one() {
+        for change in ["cut", "append"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("evidence.jsonl");
+            let (log, _) = EvidenceLog::open(config(&path, SyncMode::Batch, Some(key()))).unwrap();
+            log.record(request("a"), allow()).await.unwrap();
+            let second = log.record(request("b"), allow()).await.unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let changed = match change {
+                "cut" => text.lines().next().unwrap().to_owned() + "\n",
+                _ => text + "{\"forged\":true}\n",
+            };
+            // In place (same file), as `truncate` or `>>` would.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&path)
+                .and_then(|mut file| file.write_all(changed.as_bytes()))
+                .unwrap();
+            log.record(request("c"), allow()).await.unwrap();
+            log.close();
+            let aside = set_aside(dir.path(), ".modified-");
+            assert_eq!(aside.len(), 1, "{change}: {aside:?}");
+            assert_eq!(
+                std::fs::read_to_string(&aside[0]).unwrap(),
+                changed,
+                "{change}: kept as it was found"
+            );
+            let stored = records(&path);
+            assert_eq!(stored[0]["link"]["reason"], "modified", "{change}");
+            // The link names the record the daemon wrote last, which the changed file no longer ends with.
+            assert_eq!(stored[0]["link"]["previous_sequence"], second.sequence, "{change}");
+            assert_eq!(
+                stored[0]["link"]["previous_record_hash"],
+                second.record_hash.as_str(),
+                "{change}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn records_written_to_a_log_deleted_meanwhile_are_not_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        let opened = open::open(&config(&path, SyncMode::Batch, None)).unwrap();
+        let mut writer = Writer {
+            config: config(&path, SyncMode::Batch, None),
+            file: opened.file,
+            chain: opened.chain,
+            len: opened.len,
+            dirty: false,
+            failing: false,
+            group: Vec::new(),
+        };
+        // Deleted after the check before the group and before the group's write completes: the write lands in a
+        // file that is gone, so it must fail.
+        std::fs::remove_file(&path).unwrap();
+        let error = writer.persist(b"{}\n").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("was deleted while these records were written"),
+            "{error}"
+        );
+        assert_eq!(writer.file.metadata().unwrap().len(), 0, "cut back");
+        assert_eq!(
+            writer.stale().unwrap(),
+            Some("deleted"),
+            "the next group goes to a new file"
+        );
     }
 
     #[tokio::test]
@@ -459,7 +723,7 @@ mod tests {
                 log.record(request(&format!("s{i}")), allow()).await.unwrap();
             }
             log.close();
-            let report = verify_file(&path, None).unwrap();
+            let report = verify_file(&path, &keys(None)).unwrap();
             assert!(report.valid && report.records == 3, "{sync:?}: {report:?}");
         }
     }
@@ -505,7 +769,7 @@ mod tests {
         assert!(stdout.contains("1 passed"), "the child ran no test:\n{stdout}");
 
         let path = dir.path().join("evidence.jsonl");
-        let report = verify_file(&path, Some(&key())).unwrap();
+        let report = verify_file(&path, &keys(Some(&key()))).unwrap();
         assert!(report.valid, "{report:?}");
         let sessions: Vec<_> = records(&path)
             .iter()

@@ -98,7 +98,7 @@ fn refuse_runner(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, 
 /// Sends `response`, after its evidence record is durable when a log is kept.
 fn deliver(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, response: DecisionResponse) -> Reply {
     let Some(evidence) = service.evidence() else {
-        log_decision(&response, peer);
+        log_decision(&response, peer, None);
         return Reply::Ready(line(&response));
     };
     // The answer waits for its record: no client acts on a decision the log does not hold.
@@ -108,7 +108,11 @@ fn deliver(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, respon
     Reply::Waiting(Box::pin(async move {
         match recorded.await {
             Ok(recorded) => {
-                log_decision(&recorded.response, &peer);
+                log_decision(
+                    &recorded.response,
+                    &peer,
+                    Some((recorded.sequence, &recorded.record_hash)),
+                );
                 // The answer is the record's response byte for byte (with Go's escaping: the same JSON to any parser).
                 let mut line = recorded.encoded;
                 line.push(b'\n');
@@ -124,7 +128,9 @@ fn deliver(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, respon
     }))
 }
 
-fn log_decision(response: &DecisionResponse, peer: &Peer) {
+/// One event per decision. With an evidence log, the event names the decision's record (its sequence and hash):
+/// the journal, which leaves the host, then anchors the chain, and shows records later removed from the log.
+fn log_decision(response: &DecisionResponse, peer: &Peer, record: Option<(i64, &str)>) {
     tracing::info!(
         target: "cavra::decision",
         decision = response.decision.as_str(),
@@ -136,6 +142,8 @@ fn log_decision(response: &DecisionResponse, peer: &Peer) {
         peer_uid = peer.uid,
         peer_gid = peer.gid,
         peer_pid = peer.pid,
+        evidence_sequence = record.map(|(sequence, _)| sequence),
+        evidence_record_hash = record.map(|(_, hash)| hash),
         "decision",
     );
 }
