@@ -30,7 +30,8 @@ pub struct SetReport {
     /// How many separate pieces of chain the files form: 1 when nothing is missing.
     pub segments: usize,
     pub files: Vec<FileReport>,
-    /// Files in the directory that hold no evidence records (compressed ones among them), not verified.
+    /// Files that hold no evidence records (empty ones, which rotation can leave, and in a directory, files of
+    /// another kind, compressed archives among them): not part of the chain.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignored: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -61,8 +62,9 @@ struct Piece {
     last: Option<Chain>,
 }
 
-/// The regular files of `dir` that hold evidence records (their first line is a record), and those that do not.
-/// Torn tails set aside at start (`.torn-`) are fragments of a record, not logs, and are left out silently.
+/// The regular files of `dir` that may hold evidence records (empty, or their first line is a record), and those
+/// that do not. Torn tails set aside at start (`.torn-`) are fragments of a record, not logs, and are left out
+/// silently.
 pub fn files_in(dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), EvidenceError> {
     let read_error = |source| EvidenceError::Read {
         path: dir.to_owned(),
@@ -117,6 +119,7 @@ pub fn verify_set(
     mut journal: Option<CrossCheck>,
 ) -> Result<SetReport, EvidenceError> {
     let mut pieces = Vec::new();
+    let mut ignored: Vec<String> = ignored.iter().map(|path| path.display().to_string()).collect();
     for path in paths {
         let verifier = scan_file(path, keys, |sequence, hash| {
             if let Some(journal) = journal.as_mut() {
@@ -125,6 +128,10 @@ pub fn verify_set(
         })?;
         let first = verifier.first_sequence();
         let last = verifier.last().cloned();
+        if verifier.records() == 0 {
+            ignored.push(path.display().to_string());
+            continue;
+        }
         pieces.push(Piece {
             report: verifier.finish(),
             first,
@@ -140,7 +147,7 @@ pub fn verify_set(
         errors: Vec::new(),
         segments,
         files: Vec::new(),
-        ignored: ignored.iter().map(|path| path.display().to_string()).collect(),
+        ignored,
         journal: None,
     };
     for index in order {
@@ -259,4 +266,86 @@ fn order(pieces: &[Piece]) -> (Vec<usize>, Vec<String>, usize) {
         previous_end = pieces[at].last.as_ref().map(|last| last.sequence).or(previous_end);
     }
     (order, errors, heads.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::EvaluateRequest;
+
+    /// Three files of one chain (2 records, then a link and 1 record, then a link and 1 record), written to `dir`.
+    fn chain_of_three(dir: &Path) -> Vec<PathBuf> {
+        let mut chain = Chain::default();
+        let record = |chain: &mut Chain, out: &mut Vec<u8>, n: usize| {
+            let response = serde_json::from_str(r#"{"decision":"allow","severity":"low"}"#).unwrap();
+            let (line, _) = chain.append(EvaluateRequest::default().into(), response, format!("t{n}"), None);
+            out.extend(line);
+        };
+        let mut files = Vec::new();
+        for (index, count) in [2, 1, 1].into_iter().enumerate() {
+            let mut bytes = Vec::new();
+            if index > 0 {
+                chain.seal_link("rotation", "t", None, &mut bytes);
+            }
+            for n in 0..count {
+                record(&mut chain, &mut bytes, index * 10 + n);
+            }
+            let path = dir.join(format!("part-{index}"));
+            std::fs::write(&path, bytes).unwrap();
+            files.push(path);
+        }
+        files
+    }
+
+    fn check(paths: &[PathBuf]) -> SetReport {
+        verify_set("set", paths, &[], &VerifyingKeys::default(), None).unwrap()
+    }
+
+    #[test]
+    fn files_are_put_in_chain_order_and_empty_ones_are_left_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = chain_of_three(dir.path());
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "").unwrap();
+        let report = check(&[files[2].clone(), empty.clone(), files[0].clone(), files[1].clone()]);
+        assert!(report.valid, "{report:?}");
+        let order: Vec<&str> = report.files.iter().map(|file| file.path.as_str()).collect();
+        let expected: Vec<String> = files.iter().map(|path| path.display().to_string()).collect();
+        assert_eq!(order, expected);
+        assert_eq!((report.records, report.segments), (6, 1));
+        assert_eq!(report.ignored, [empty.display().to_string()]);
+        assert_eq!(
+            (report.files[1].first_sequence, report.files[1].last_sequence),
+            (Some(3), Some(4))
+        );
+    }
+
+    #[test]
+    fn a_missing_first_file_a_second_chain_and_a_fork_are_each_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = chain_of_three(dir.path());
+        let report = check(&files[1..]);
+        assert_eq!(report.segments, 1);
+        assert!(
+            report.errors[0].ends_with("which no file given ends with; records 1 to 2 are missing"),
+            "{:?}",
+            report.errors
+        );
+
+        let other = tempfile::tempdir().unwrap();
+        let second_chain = chain_of_three(other.path());
+        let report = check(&[files[0].clone(), second_chain[0].clone()]);
+        assert_eq!(report.segments, 2);
+        assert!(report.errors[0].ends_with("starts another chain at record 1: the files hold more than one chain"));
+
+        let copy = dir.path().join("copy-of-part-1");
+        std::fs::copy(&files[1], &copy).unwrap();
+        let report = check(&[files[0].clone(), files[1].clone(), copy.clone()]);
+        assert!(
+            report.errors[0].ends_with(&format!("all continue {}: the chain forks", files[0].display())),
+            "{:?}",
+            report.errors
+        );
+        assert_eq!(report.files.len(), 3, "no file is lost from the report");
+    }
 }
