@@ -30,6 +30,8 @@ const SYSTEM_SERVICE: &str = "packaging/systemd/cavra-runtime.service";
 const USER_SOCKET: &str = "packaging/systemd/user/cavra-runtime.socket";
 const USER_SERVICE: &str = "packaging/systemd/user/cavra-runtime.service";
 const SETTINGS: &str = "packaging/config/cavra-runtime.env";
+const LOGROTATE: &str = "packaging/logrotate/cavra-runtime";
+const NEWSYSLOG: &str = "packaging/launchd/newsyslog.d/cavra-runtime.conf";
 const EVIDENCE_LOG: &str = "/var/lib/cavra/evidence.jsonl";
 /// The documentation the packages install beside the README: the operator's pages, not the lab notes
 /// (docs/performance.md, docs/robustness.md).
@@ -194,7 +196,11 @@ fn system_units_provide_what_the_service_needs() {
     let credentials: BTreeSet<String> = values(&service, "Service", "LoadCredential").into_iter().collect();
     assert_eq!(
         credentials,
-        BTreeSet::from(["evidence-signing-key".to_owned(), "runner-auth-key".to_owned()]),
+        BTreeSet::from([
+            "evidence-ed25519-key".to_owned(),
+            "evidence-signing-key".to_owned(),
+            "runner-auth-key".to_owned()
+        ]),
         "the keys the daemon reads from $CREDENTIALS_DIRECTORY"
     );
     assert_eq!(values(&service, "Unit", "Requires"), ["cavra-runtime.socket"]);
@@ -455,7 +461,7 @@ fn man_page_renders_cleanly_and_names_real_flags() {
         );
     }
     let variables = help_variables();
-    for word in page.split(|c: char| !(c.is_ascii_uppercase() || c == '_')) {
+    for word in page.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')) {
         if word.starts_with("CAVRA_") {
             assert!(
                 variables.contains(word),
@@ -463,6 +469,84 @@ fn man_page_renders_cleanly_and_names_real_flags() {
             );
         }
     }
+}
+
+#[test]
+fn logrotate_config_rotates_the_service_log_without_losing_a_record() {
+    // The directives that keep every record and the chain whole (see the file's comments for why each).
+    let config = read(LOGROTATE);
+    let directives: Vec<&str> = config
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    assert_eq!(
+        directives[0],
+        format!("{EVIDENCE_LOG} {{"),
+        "{LOGROTATE} rotates the packaged log"
+    );
+    for wanted in ["nocreate", "nocopytruncate", "nocompress", "missingok", "notifempty"] {
+        assert!(directives.contains(&wanted), "{LOGROTATE} lacks {wanted}");
+    }
+    for unwanted in ["copytruncate", "compress", "create", "delaycompress", "copy"] {
+        assert!(!directives.contains(&unwanted), "{LOGROTATE} must not {unwanted}");
+    }
+    let script = |name: &str| {
+        config
+            .split(&format!("{name}\n"))
+            .nth(1)
+            .and_then(|rest| rest.split("endscript").next())
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("{LOGROTATE} has no {name} script"))
+            .to_owned()
+    };
+    assert_eq!(script("prerotate"), "systemctl start cavra-runtime.service");
+    assert_eq!(script("postrotate"), "systemctl reload cavra-runtime.service");
+    // logrotate itself parses it (--debug changes nothing).
+    if !prerequisites(false, &["logrotate"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let output = Command::new("logrotate")
+        .arg("--debug")
+        .arg("--state")
+        .arg(work.path().join("state"))
+        .arg(repo(LOGROTATE))
+        .output()
+        .unwrap();
+    let said = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(
+        output.status.success() && !said.contains("error"),
+        "logrotate --debug:\n{said}"
+    );
+    assert!(said.contains(&format!("considering log {EVIDENCE_LOG}")), "{said}");
+}
+
+#[test]
+fn newsyslog_config_rotates_the_launchd_log_plainly_and_writes_nothing_into_it() {
+    let config = read(NEWSYSLOG);
+    let entries: Vec<Vec<&str>> = config
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(entries.len(), 1, "{NEWSYSLOG}: one entry");
+    let fields = &entries[0];
+    // logfilename owner:group mode count size when flags
+    assert_eq!(fields.len(), 7, "{fields:?}");
+    let plist = read("packaging/launchd/com.cavra.runtime.plist");
+    let log = plist
+        .split("<key>CAVRA_EVIDENCE_LOG</key>")
+        .nth(1)
+        .and_then(|rest| rest.split("<string>").nth(1))
+        .and_then(|rest| rest.split("</string>").next())
+        .expect("the plist sets CAVRA_EVIDENCE_LOG");
+    assert_eq!(fields[0], log, "the plist's evidence log");
+    assert_eq!(fields[2], "600");
+    let flags = fields[6];
+    assert!(flags.contains('B'), "B: no \"logfile turned over\" line in the log");
+    assert!(flags.contains('N'), "N: there is no pid file to signal under launchd");
+    assert!(!flags.contains(['Z', 'J', 'X', 'Y']), "archives stay plain: {flags}");
 }
 
 /// Runs the plist checker on `content` (written as com.cavra.runtime.plist); returns (passed, what it printed).
@@ -645,6 +729,7 @@ fn deb_contents_and_maintainer_scripts() {
     let mut expected = BTreeMap::from([
         ("/etc/cavra/policies/README".to_owned(), file("-rw-r--r--")),
         ("/etc/default/cavra-runtime".to_owned(), file("-rw-r--r--")),
+        ("/etc/logrotate.d/cavra-runtime".to_owned(), file("-rw-r--r--")),
         ("/usr/bin/cavra-runtime".to_owned(), file("-rwxr-xr-x")),
         (
             "/usr/lib/systemd/system/cavra-runtime.service".to_owned(),
@@ -681,13 +766,14 @@ fn deb_contents_and_maintainer_scripts() {
 
     let control = succeed(
         "dpkg-deb",
-        &["--field", deb, "Package", "Version", "Section", "Depends"],
+        &["--field", deb, "Package", "Version", "Section", "Depends", "Recommends"],
     );
     for expected in [
         "Package: cavra-runtime",
         "Version: 0.1.0-1",
         "Section: admin",
         "Depends: libc6",
+        "Recommends: logrotate",
     ] {
         assert!(control.contains(expected), "control lacks {expected}:\n{control}");
     }
@@ -708,6 +794,7 @@ fn deb_contents_and_maintainer_scripts() {
         ),
         ("etc/default/cavra-runtime", SETTINGS),
         ("etc/cavra/policies/README", "packaging/config/policies-README"),
+        ("etc/logrotate.d/cavra-runtime", LOGROTATE),
     ] {
         assert_eq!(
             fs::read_to_string(root.join(installed)).unwrap(),
@@ -721,7 +808,11 @@ fn deb_contents_and_maintainer_scripts() {
     let script = |name: &str| fs::read_to_string(control_dir.join(name)).unwrap();
     assert_eq!(
         script("conffiles").lines().collect::<BTreeSet<_>>(),
-        BTreeSet::from(["/etc/default/cavra-runtime", "/etc/cavra/policies/README"])
+        BTreeSet::from([
+            "/etc/default/cavra-runtime",
+            "/etc/cavra/policies/README",
+            "/etc/logrotate.d/cavra-runtime"
+        ])
     );
     for name in ["postinst", "prerm", "postrm"] {
         let body = script(name);
@@ -789,6 +880,7 @@ fn rpm_contents_and_scriptlets() {
         query("%{NAME} %{VERSION}-%{RELEASE}"),
         format!("cavra-runtime {}-1", env!("CARGO_PKG_VERSION"))
     );
+    assert_eq!(query("[%{RECOMMENDS}\n]"), "logrotate\n", "the logrotate script's tool");
     // path -> "mode owner group flags" (c: config, n: noreplace, d: doc, l: licence), directories left out
     let files: BTreeMap<String, String> =
         query("[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]")
@@ -807,6 +899,10 @@ fn rpm_contents_and_scriptlets() {
         ),
         (
             "/etc/sysconfig/cavra-runtime".to_owned(),
+            "-rw-r--r-- root root cn".to_owned(),
+        ),
+        (
+            "/etc/logrotate.d/cavra-runtime".to_owned(),
             "-rw-r--r-- root root cn".to_owned(),
         ),
         ("/usr/bin/cavra-runtime".to_owned(), "-rwxr-xr-x root root".to_owned()),
@@ -878,6 +974,10 @@ fn rpm_contents_and_scriptlets() {
     assert_eq!(
         fs::read_to_string(root.join("usr/lib/sysusers.d/cavra-runtime.conf")).unwrap(),
         read("packaging/systemd/cavra-runtime.sysusers")
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("etc/logrotate.d/cavra-runtime")).unwrap(),
+        read(LOGROTATE)
     );
     let settings = fs::read_to_string(root.join("etc/sysconfig/cavra-runtime")).unwrap();
     assert!(settings.contains(&format!("\nCAVRA_EVIDENCE_LOG={EVIDENCE_LOG}\n")));

@@ -4,7 +4,9 @@
 # root:cavra 0660 before any client; the first request starts the daemon as user cavra; a member of group cavra gets
 # decisions and a non-member is refused by the file mode; the journal has the decision fields; the evidence log in
 # /var/lib/cavra is signed with the key from LoadCredential= and verifies; `systemctl reload` applies a changed
-# pack; `systemctl restart` and the upgrade to revision 2 refuse no client; removal stops everything and keeps
+# pack; `systemctl restart` and the upgrade to revision 2 refuse no client; the shipped logrotate configuration
+# rotates the evidence log twice under load, every acknowledged decision lands in exactly one file and the set
+# verifies as one chain; removal stops everything and keeps
 # settings and evidence; purge deletes them.
 #
 # usage: timeout 300 unshare -m bash tests/system/system-deb.sh /path/to/cavra-runtime REVISION-1.deb REVISION-2.deb
@@ -57,6 +59,7 @@ packaged_check_evidence
 packaged_check_reload
 packaged_check_network_dropin
 packaged_check_restart_under_load
+packaged_check_logrotate_under_load
 packaged_check_upgrade "$SECOND" "$SECOND_VERSION"
 [ "$FIRST_VERSION" != "$SECOND_VERSION" ] || fail "both packages have version $FIRST_VERSION"
 packaged_check_remove

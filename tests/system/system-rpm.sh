@@ -1,8 +1,8 @@
 #!/bin/bash
 # Scenario: the .rpm under a real systemd system manager. `rpm --root` installs revision 1 into an overlay clone of
 # this machine (its scriptlets run there, chrooted), which then boots in systemd-nspawn. The checks are the deb's
-# (tests/system/lib/packaged.sh): socket, first connection, group access, journal, evidence, reload, restart and
-# upgrade under load, removal. rpm has no purge: `rpm -e` keeps the evidence log, and a changed settings file is
+# (tests/system/lib/packaged.sh): socket, first connection, group access, journal, evidence, reload, restart,
+# logrotate and upgrade under load, removal. rpm has no purge: `rpm -e` keeps the evidence log, and a changed settings file is
 # kept as .rpmsave.
 #
 # usage: timeout 300 unshare -m bash tests/system/system-rpm.sh /path/to/cavra-runtime REVISION-1.rpm REVISION-2.rpm
@@ -62,6 +62,7 @@ packaged_check_evidence
 packaged_check_reload
 packaged_check_network_dropin
 packaged_check_restart_under_load
+packaged_check_logrotate_under_load
 packaged_check_upgrade "$SECOND" "$SECOND_VERSION"
 [ "$FIRST_VERSION" != "$SECOND_VERSION" ] || fail "both packages have version $FIRST_VERSION"
 packaged_check_remove

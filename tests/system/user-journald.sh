@@ -2,7 +2,9 @@
 # Scenario (g), journald: under a user manager with a journal, the daemon logs each decision natively with bare
 # field names. One allowed and one blocked request are made; `journalctl -o json DECISION=block` must return exactly
 # the block (RULE_ID=filesystem.read.block, PEER_UID=0, the client's PEER_PID, the answer's DECISION_ID,
-# SYSLOG_IDENTIFIER=cavra-runtime, attributed to the user unit) and not the allow, which DECISION=allow finds.
+# SYSLOG_IDENTIFIER=cavra-runtime, attributed to the user unit) and not the allow, which DECISION=allow finds. Each
+# entry names its evidence record (EVIDENCE_SEQUENCE, EVIDENCE_RECORD_HASH), so `--verify-evidence --journal` over
+# the journal directory finds the record then cut off the end of the log, which the chain alone cannot.
 #
 # usage: timeout 120 unshare -m bash tests/system/user-journald.sh /path/to/cavra-runtime
 # shellcheck source-path=SCRIPTDIR
@@ -22,6 +24,8 @@ systest_begin "user journald decision log" "$@"
 cavra_user_session
 
 step "activate the daemon; it logs to the journal"
+EVIDENCE_LOG=$SYSTEST_WORK/evidence.jsonl
+cavra_env_file "CAVRA_EVIDENCE_LOG=$EVIDENCE_LOG"
 cavra_listen
 pid=$(cavra_health pid)
 grep -q '^JOURNAL_STREAM=' <(tr '\0' '\n' <"/proc/$pid/environ") || fail "the daemon got no JOURNAL_STREAM"
@@ -80,3 +84,34 @@ expect_eq "DECISION_ID of the allow" "$(cut -f6 <<<"$allows")" "$allow_id"
 expect_eq "RULE_ID of the allow" "$(cut -f2 <<<"$allows")" filesystem.read.allow
 expect_eq "entries matching DECISION=block RULE_ID=filesystem.read.block PEER_UID=0 SYSLOG_IDENTIFIER=cavra-runtime" \
     "$(journal_entries DECISION=block RULE_ID=filesystem.read.block PEER_UID=0 SYSLOG_IDENTIFIER=cavra-runtime | cut -f6)" "$block_id"
+
+step "each decision's entry names its evidence record; a record cut off the log's end is found through the journal"
+# record_of DECISION_ID: "<sequence>\t<record hash>" of the decision's record in the log.
+record_of() {
+    "$PYTHON" -c '
+import json, sys
+for line in open(sys.argv[1]):
+    record = json.loads(line)
+    if record.get("response", {}).get("decision_id") == sys.argv[2]:
+        print("%s\t%s" % (record["sequence"], record["record_hash"]))' "$EVIDENCE_LOG" "$1"
+}
+for id in "$allow_id" "$block_id"; do
+    expect_eq "EVIDENCE_SEQUENCE and EVIDENCE_RECORD_HASH of $id" \
+        "$(journal_query -o json DECISION_ID="$id" | "$PYTHON" "$CAVRA_CLIENT" fields EVIDENCE_SEQUENCE,EVIDENCE_RECORD_HASH)" \
+        "$(record_of "$id")"
+done
+systemctl --user stop "$CAVRA_SERVICE"
+journalctl --sync
+JOURNAL_FILES=$JOURNAL_DIR/runtime/journal
+"$CAVRA_BIN" --verify-evidence --evidence-log "$EVIDENCE_LOG" --journal "$JOURNAL_FILES" >"$SYSTEST_WORK/verify.json" ||
+    fail "the log does not verify against the journal: $(cat "$SYSTEST_WORK/verify.json")"
+pass "the log as written verifies against the journal directory"
+head -n 1 "$EVIDENCE_LOG" >"$SYSTEST_WORK/cut.jsonl"
+mv "$SYSTEST_WORK/cut.jsonl" "$EVIDENCE_LOG"
+"$CAVRA_BIN" --verify-evidence --evidence-log "$EVIDENCE_LOG" >/dev/null || fail "the cut log no longer verifies alone"
+pass "cut to its first record, the log still verifies on its own"
+if "$CAVRA_BIN" --verify-evidence --evidence-log "$EVIDENCE_LOG" --journal "$JOURNAL_FILES" >"$SYSTEST_WORK/verify.json"; then
+    fail "the cut log verified against the journal: $(cat "$SYSTEST_WORK/verify.json")"
+fi
+expect_contains "the report" "$(cat "$SYSTEST_WORK/verify.json")" \
+    "journal: the log ends at sequence 1, but the journal saw records up to 2: records were cut off its end"

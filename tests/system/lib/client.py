@@ -8,6 +8,10 @@
       COUNT sequential health requests, each on a new connection, INTERVAL seconds apart. One line per request,
       flushed at once so a test can follow progress: "<n> ok <pid>" or "<n> error <what>"; then
       "summary answered=<a> errors=<e> pids=<pid,pid...>" (pids in order of first appearance). Exits 1 on errors.
+  client.py decisions SOCKET COUNT INTERVAL REQUEST_JSON
+      COUNT sequential copies of one request, each on a new connection, INTERVAL seconds apart. One line per
+      request, flushed at once: "<n> ok <record_id>" (the id of the evidence record the answer names) or
+      "<n> error <what>"; then "summary answered=<a> errors=<e>". Exits 1 on errors.
   client.py burst SOCKET COUNT REQUEST_JSON
       COUNT copies of one request on one stream-mode connection, sent as fast as the daemon takes them. Prints
       "answered=<n> <decision>=<count>..."; exits 1 unless every request got an answer.
@@ -96,6 +100,24 @@ def loop(argv):
     return 1 if errors else 0
 
 
+def decisions(argv):
+    path, count, interval, request = argv[0], int(argv[1]), float(argv[2]), argv[3].encode()
+    errors = 0
+    for n in range(1, count + 1):
+        try:
+            answer = exchange(path, request, 15.0)
+            refs = [r for r in answer.get("evidence_refs", []) if r.startswith("go-daemon-evidence://")]
+            if len(refs) != 1:
+                raise ValueError("no evidence record in %s" % json.dumps(answer))
+            print("%d ok %s" % (n, refs[0][len("go-daemon-evidence://"):]), flush=True)
+        except Exception as error:  # noqa: BLE001
+            errors += 1
+            print("%d error %s: %s" % (n, type(error).__name__, error), flush=True)
+        time.sleep(interval)
+    print("summary answered=%d errors=%d" % (count - errors, errors), flush=True)
+    return 1 if errors else 0
+
+
 def burst(argv):
     path, count, request = argv[0], int(argv[1]), argv[2].encode() + b"\n"
     decisions = {}
@@ -134,7 +156,7 @@ def fields(argv):
 
 
 if __name__ == "__main__":
-    commands = {"ask": ask, "loop": loop, "burst": burst, "fields": fields}
+    commands = {"ask": ask, "loop": loop, "decisions": decisions, "burst": burst, "fields": fields}
     if len(sys.argv) < 3 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     sys.exit(commands[sys.argv[1]](sys.argv[2:]))

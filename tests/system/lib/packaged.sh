@@ -411,6 +411,81 @@ packaged_check_restart_under_load() {
     expect_eq "daemons that answered, in order (none of $(ct_load_answers) requests failed)" "$CT_LOAD_PIDS" "$old,$new"
 }
 
+# ct_decisions_start COUNT INTERVAL: COUNT decisions from the member in the background, each on a new connection.
+ct_decisions_start() {
+    CT_DECISIONS_LOG=$SYSTEST_WORK/decisions.log
+    ct_client "$CT_MEMBER" decisions "$CT_SOCKET" "$1" "$2" \
+        '{"action_type":"read_file","target":"notes.txt","session_id":"rotation"}' >"$CT_DECISIONS_LOG" 2>&1 &
+    CT_DECISIONS_PID=$!
+    on_failure "echo '---- decisions log (last 20 lines) ----'; tail -n 20 '$CT_DECISIONS_LOG'"
+}
+
+ct_decisions_answered() {
+    kill -0 "$CT_DECISIONS_PID" 2>/dev/null || fail "the client finished early: $(tail -n 3 "$CT_DECISIONS_LOG")"
+    [ "$(grep -c ' ok ' "$CT_DECISIONS_LOG" || true)" -ge "$1" ]
+}
+
+# ct_rotate: logrotate with the packaged configuration, forced, as root in the container.
+ct_rotate() {
+    in_container logrotate --force --verbose /etc/logrotate.d/cavra-runtime >>"$SYSTEST_WORK/logrotate.log" 2>&1 ||
+        fail "logrotate failed: $(tail -n 20 "$SYSTEST_WORK/logrotate.log")"
+}
+
+packaged_check_logrotate_under_load() {
+    step "logrotate rotates the evidence log twice while a client keeps asking: no decision lost, one chain"
+    local files before after pid
+    pid=$(ct_unit_prop "$CT_SERVICE" MainPID)
+    before=$(find "$CLONE_ROOT/var/lib/cavra" -name 'evidence.jsonl*' | wc -l)
+    # At most 60 s of decisions, 20 ms apart; stopped once both rotations are done and more answers came.
+    ct_decisions_start 3000 0.02
+    wait_for "30 decisions" 30 ct_decisions_answered 30
+    ct_rotate
+    wait_for "60 decisions" 30 ct_decisions_answered 60
+    # dateext names carry the second: the next rotation must not fall within the same one.
+    sleep 1.1
+    ct_rotate
+    wait_for "90 decisions" 30 ct_decisions_answered 90
+    in_container pkill -TERM -f "$CT_CLIENT decisions" || true
+    wait "$CT_DECISIONS_PID" 2>/dev/null || true
+    ! grep -q ' error ' "$CT_DECISIONS_LOG" ||
+        fail "decisions failed: $(grep ' error ' "$CT_DECISIONS_LOG" | head -n 5)"
+    ct_expect_unit "$CT_SERVICE" MainPID "$pid"
+    after=$(find "$CLONE_ROOT/var/lib/cavra" -name 'evidence.jsonl*' | wc -l)
+    expect_eq "evidence files (before, after two rotations)" "$before $after" "1 3"
+    expect_eq "the new log (type owner:group mode, as the daemon made it)" \
+        "$(in_container stat -c '%F %U:%G %a' "$CT_EVIDENCE")" "regular file cavra:cavra 600"
+    expect_eq "its first record" "$("$PYTHON" -c '
+import json, sys
+print(json.loads(open(sys.argv[1]).readline())["link"]["reason"])' "$CLONE_ROOT$CT_EVIDENCE")" rotation
+
+    # Every acknowledged decision is in exactly one file.
+    local acknowledged missing
+    acknowledged=$(awk '$2 == "ok" { print $3 }' "$CT_DECISIONS_LOG")
+    files=("$CLONE_ROOT"/var/lib/cavra/evidence.jsonl*)
+    missing=$(
+        for id in $acknowledged; do
+            count=$(cat "${files[@]}" | grep -c "\"record_id\":\"$id\"" || true)
+            [ "$count" = 1 ] || echo "$id:$count"
+        done
+    )
+    [ -z "$missing" ] || fail "acknowledged decisions not in exactly one file (id:count): $(head -n 5 <<<"$missing")"
+    pass "all $(wc -w <<<"$acknowledged") acknowledged decisions are each in exactly one file"
+
+    # The set verifies as one chain, in the container and with the test build.
+    local report
+    report=$(in_container cavra-runtime --verify-evidence --evidence-log /var/lib/cavra \
+        --evidence-signing-key-file "$CT_KEY" --evidence-signing-key-id "$CT_KEY_ID") ||
+        fail "the rotated set does not verify: $report"
+    expect_eq "set report (valid segments files)" "$("$PYTHON" -c '
+import json, sys
+r = json.load(sys.stdin)
+print(r["valid"], r["segments"], len(r["files"]))' <<<"$report")" "True 1 3"
+    "$CAVRA_BIN" --verify-evidence --evidence-log "$CLONE_ROOT/var/lib/cavra" \
+        --evidence-signing-key-file "$CLONE_ROOT$CT_KEY" --evidence-signing-key-id "$CT_KEY_ID" >/dev/null ||
+        fail "the test build does not verify the rotated set"
+    pass "the rotated set verifies as one chain"
+}
+
 packaged_check_upgrade() {
     local file=$1 expected_version=$2
     step "upgrade to $expected_version while a client keeps connecting"
