@@ -18,7 +18,9 @@
 //! `daemon_load drive compatible|stream CLIENTS SECONDS SOCKET PID` loads a server started by hand (under `perf`,
 //! say) with the same clients and prints one line.
 //!
-//! Environment: `CAVRA_LOAD_SECONDS` (measurement window per run, default 1.2), `CAVRA_LOAD_REPS` (default 5).
+//! Environment: `CAVRA_LOAD_SECONDS` (measurement window per run, default 1.2), `CAVRA_LOAD_REPS` (default 5);
+//! `CAVRA_LOAD_EVIDENCE_ARGS` (more daemon flags for the evidence rows, split at white space: a signing key, say);
+//! `CAVRA_LOAD_ROTATE_MS` (rename the evidence log every this many milliseconds during a run, as rotation does).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -27,7 +29,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -217,6 +219,9 @@ fn spawn(variant: Variant, settings: &Settings, id: usize) -> Server {
                 "always"
             };
             command.arg("--evidence-log").arg(&log).args(["--evidence-sync", sync]);
+            if let Ok(extra) = std::env::var("CAVRA_LOAD_EVIDENCE_ARGS") {
+                command.args(extra.split_whitespace());
+            }
             evidence_log = Some(log);
             command
         }
@@ -514,7 +519,19 @@ struct Sample {
 
 fn measure(settings: &Settings, variant: Variant, mode: Mode, clients: usize, id: usize) -> Sample {
     let server = spawn(variant, settings, id);
+    let every = std::env::var("CAVRA_LOAD_ROTATE_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok());
+    let rotation = every
+        .zip(server.evidence_log.clone())
+        .map(|(ms, log)| rotate(log, Duration::from_millis(ms)));
     let sample = drive(&server.socket, server.pid(), mode, clients, settings.measure);
+    if let Some((stop, rotator)) = rotation {
+        stop.store(true, Ordering::Relaxed);
+        for rotated in rotator.join().expect("rotation thread") {
+            let _ = std::fs::remove_file(rotated);
+        }
+    }
     if let Some(status) = server.stop()
         && !status.success()
         && variant != Variant::Echo
@@ -522,6 +539,25 @@ fn measure(settings: &Settings, variant: Variant, mode: Mode, clients: usize, id
         eprintln!("warning: {} exited with {status}", variant.name());
     }
     sample
+}
+
+/// Renames `log` every `every` until told to stop, without a signal (the daemon notices before its next group and
+/// starts a linked file); returns the names it gave.
+fn rotate(log: PathBuf, every: Duration) -> (Arc<AtomicBool>, thread::JoinHandle<Vec<PathBuf>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
+    let rotator = thread::spawn(move || {
+        let mut rotated = Vec::new();
+        while !stopping.load(Ordering::Relaxed) {
+            thread::sleep(every);
+            let to = log.with_extension(format!("rotated-{}", rotated.len()));
+            if std::fs::rename(&log, &to).is_ok() {
+                rotated.push(to);
+            }
+        }
+        rotated
+    });
+    (stop, rotator)
 }
 
 /// Loads the server on `socket` (process `pid`) with `clients` clients: `WARMUP`, then `window` measured.
