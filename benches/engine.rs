@@ -77,6 +77,7 @@ fn decisions(c: &mut Criterion) {
         policies.packs().count()
     );
 
+    let context = engine::Context::default();
     let packs: Vec<String> = policies.packs().map(|policy| policy.id.clone()).collect();
     for pack in &packs {
         let mut group = c.benchmark_group(format!("decision/{pack}"));
@@ -85,7 +86,7 @@ fn decisions(c: &mut Criterion) {
         group.sample_size(20);
         for (kind, request) in requests(pack) {
             group.bench_with_input(BenchmarkId::from_parameter(kind), &request, |b, request| {
-                b.iter(|| engine::evaluate(black_box(&policies), black_box(request)))
+                b.iter(|| engine::evaluate(black_box(&policies), black_box(request), black_box(&context)))
             });
         }
         group.finish();

@@ -20,7 +20,8 @@ use cavra_runtime::auth::oidc::{JwksSource, OidcVerifier};
 use cavra_runtime::auth::runner::{HMAC_ALGORITHM, OIDC_ALGORITHM, sign};
 use cavra_runtime::auth::{RunnerAuthenticator, Secret};
 use cavra_runtime::contract::{Decision, DecisionResponse, EvaluateRequest, HEALTH_ACTION, Health, STREAM_PROTOCOL};
-use cavra_runtime::engine::{self, file::normalize_path};
+use cavra_runtime::engine::command::shell;
+use cavra_runtime::engine::{self, Context, file::normalize_path};
 use cavra_runtime::evidence::{EvidenceConfig, EvidenceError, EvidenceLog, SigningKey, SyncMode, verify_file};
 use cavra_runtime::policy::{Pattern, PolicyConfig, PolicySet, PolicySource};
 use cavra_runtime::server::{self, Limits, Service};
@@ -67,8 +68,18 @@ pub fn request_decode(data: &[u8]) {
         );
     }
     let context = decode_context();
+    if let Err(invalid) = engine::evaluate(&context.built_in, &request, &Context::default()) {
+        // Only a file target with a control character or a bad workspace root is refused undecided.
+        let control = request.target.chars().any(char::is_control)
+            && matches!(request.action_type.as_str(), "read_file" | "write_file");
+        assert!(
+            control || (invalid.field == "workspace_root" && !request.workspace_root.is_empty()),
+            "refused as invalid: {invalid} ({request:?})"
+        );
+        return;
+    }
     for policies in [&context.built_in, &context.with_registry] {
-        let response = engine::evaluate(policies, &request);
+        let response = decide(policies, &request);
         check_decision(policies, &request, &response);
     }
     check_runner_auth(&context.runners, &request);
@@ -201,7 +212,7 @@ fn check_evidence_record(context: &DecodeContext, request: &EvaluateRequest) {
     let _one_log = context.evidence.lock().unwrap_or_else(PoisonError::into_inner);
     let path = context.scratch.join("evidence.jsonl");
     let _ = fs::remove_file(&path);
-    let response = engine::evaluate(&context.built_in, request);
+    let response = decide(&context.built_in, request);
     let (log, report) = EvidenceLog::open(evidence_config(&path, false)).expect("a new evidence log opens");
     assert_eq!(report.records, 0);
     let recorded = context.runtime.block_on(log.record(request.clone(), response));
@@ -615,7 +626,7 @@ fn check_policies(policies: &PolicySet) {
                     policy_pack: pack.to_owned(),
                     ..EvaluateRequest::default()
                 };
-                let response = engine::evaluate(policies, &request);
+                let response = decide(policies, &request);
                 check_decision(policies, &request, &response);
                 let listed_blocked = policy.mcp_blocked_servers.contains(server);
                 let expected = if blocked || listed_blocked {
@@ -630,6 +641,33 @@ fn check_policies(policies: &PolicySet) {
             }
         }
     }
+}
+
+/// A path pattern's literal the engine compares as it is: normalised, relative, no control characters.
+fn plain_path(literal: &str) -> bool {
+    normalize_path(literal) == literal && !literal.starts_with("..") && !literal.chars().any(char::is_control)
+}
+
+/// A command literal that the shell reads as one static simple command with exactly these words.
+fn one_plain_command(literal: &str) -> bool {
+    let line = shell::parse(literal);
+    match line.commands.as_slice() {
+        [command] => {
+            line.unreadable.is_none()
+                && !command.dynamic
+                && !command.glob
+                && !command.brace
+                && command.assignments.is_empty()
+                && command.redirects.is_empty()
+                && command.words.join(" ") == literal
+        }
+        _ => false,
+    }
+}
+
+/// The engine's decision with no operator settings; panics on a request it refuses as invalid.
+fn decide(policies: &PolicySet, request: &EvaluateRequest) -> DecisionResponse {
+    engine::evaluate(policies, request, &Context::default()).expect("a valid request")
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -648,9 +686,13 @@ fn check_pattern(policies: &PolicySet, pack: &str, pattern: &Pattern, kind: Kind
     let stretched = source.replace('*', "a/b c");
     assert!(pattern.matches(&stretched), "{source:?} does not match {stretched:?}");
     let (action_type, applies) = match kind {
-        Kind::BlockRead => ("read_file", normalize_path(&literal) == literal),
-        Kind::BlockWrite | Kind::ApproveWrite => ("write_file", normalize_path(&literal) == literal),
-        Kind::BlockCommand | Kind::AllowCommand => ("execute_command", literal.trim() == literal),
+        Kind::BlockRead => ("read_file", plain_path(&literal)),
+        Kind::BlockWrite | Kind::ApproveWrite => ("write_file", plain_path(&literal)),
+        Kind::BlockCommand => ("execute_command", literal.trim() == literal),
+        Kind::AllowCommand => (
+            "execute_command",
+            literal.trim() == literal && one_plain_command(&literal),
+        ),
     };
     let request = EvaluateRequest {
         action_type: action_type.to_owned(),
@@ -658,7 +700,7 @@ fn check_pattern(policies: &PolicySet, pack: &str, pattern: &Pattern, kind: Kind
         policy_pack: pack.to_owned(),
         ..EvaluateRequest::default()
     };
-    let response = engine::evaluate(policies, &request);
+    let response = decide(policies, &request);
     check_decision(policies, &request, &response);
     if !applies {
         // The engine normalises paths and trims commands first; the literal is not what it compares.
@@ -668,8 +710,8 @@ fn check_pattern(policies: &PolicySet, pack: &str, pattern: &Pattern, kind: Kind
     let fine = match kind {
         Kind::BlockRead | Kind::BlockWrite | Kind::BlockCommand => decided == Decision::Block,
         Kind::ApproveWrite => decided != Decision::Allow,
-        // A command both allowed and blocked is blocked.
-        Kind::AllowCommand => decided != Decision::RequireApproval,
+        // A command both allowed and blocked is blocked; a git push may still need approval by the git rules.
+        Kind::AllowCommand => response.rule_id != "commands.default.require_approval",
     };
     assert!(
         fine,
@@ -753,7 +795,7 @@ fn append_and_verify(runtime: &Runtime, log: EvidenceLog, path: &Path, records: 
         target: ".env".to_owned(),
         ..EvaluateRequest::default()
     };
-    let response = engine::evaluate(built_in_ref(), &request);
+    let response = decide(built_in_ref(), &request);
     let recorded = runtime.block_on(log.record(request, response));
     log.close();
     recorded.expect("a decision is recorded after opening");

@@ -34,6 +34,30 @@ impl Peer {
     }
 }
 
+impl Peer {
+    /// This process, for decisions made in it (the one-shot mode), as a daemon would see it connect.
+    pub fn current() -> Peer {
+        Peer {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            pid: i32::try_from(std::process::id()).ok(),
+            groups: current_groups(),
+        }
+    }
+}
+
+#[cfg(not(target_os = "macos"))]
+fn current_groups() -> Vec<u32> {
+    nix::unistd::getgroups()
+        .map(|groups| groups.into_iter().map(Gid::as_raw).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(target_os = "macos")]
+fn current_groups() -> Vec<u32> {
+    Vec::new()
+}
+
 /// `SO_PEERCRED`: uid, gid and pid as of connect().
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn credentials(socket: BorrowedFd<'_>) -> io::Result<(u32, u32, Option<i32>)> {

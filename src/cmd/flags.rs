@@ -9,11 +9,14 @@ use clap::{Args, Parser};
 use clap::ValueEnum;
 
 use crate::auth::oidc::{JwksSource, OidcVerifier};
+use crate::auth::pins::{PackPins, PinError};
 use crate::auth::{PeerPolicy, PeerPolicyError, RunnerAuthenticator, Secret, SecretError};
+use crate::engine::path::workspace_root;
+use crate::engine::{OtherPack, PathCase};
 use crate::evidence::{EvidenceConfig, SigningKey, SyncMode};
-use crate::policy::{PolicyConfig, PolicySource};
-use crate::server::Limits;
+use crate::policy::{PolicyConfig, PolicySet, PolicySource};
 use crate::server::listener::ListenOptions;
+use crate::server::{Decisions, Limits};
 use crate::supervisor::logging::{LogFormat, LogTarget};
 
 #[derive(Debug, Parser)]
@@ -109,9 +112,66 @@ pub struct PolicyArgs {
     /// MCP trust registry JSON; when given, it decides every mcp_tool_call. Default: none (packs decide).
     #[arg(long, value_name = "FILE", env = "CAVRA_REGISTRY")]
     pub registry: Option<PathBuf>,
+
+    /// Decide every request under this pack, whatever pack it names (see --on-other-pack). Default: the request
+    /// chooses among the loaded packs.
+    #[arg(long, value_name = "ID", env = "CAVRA_PIN_PACK")]
+    pub pin_pack: Option<String>,
+
+    /// Pin a pack for peers of a user or group: user:NAME=ID or group:NAME=ID (names or numeric ids; repeatable or
+    /// comma-separated). The first that matches a peer wins, then --pin-pack. The one-shot mode applies them as for
+    /// the user running it.
+    #[arg(long, value_name = "WHO=ID", env = "CAVRA_PIN_PACK_FOR", value_delimiter = ',')]
+    pub pin_pack_for: Vec<String>,
+
+    /// A request naming a pack other than its pinned one: refuse it (policy.pack.not_permitted) or decide it under
+    /// the pinned pack.
+    #[arg(
+        long,
+        value_name = "ACTION",
+        env = "CAVRA_ON_OTHER_PACK",
+        value_enum,
+        default_value = "refuse"
+    )]
+    pub on_other_pack: OtherPack,
+
+    /// Absolute workspace root for file targets of requests that carry no workspace_root (a request's own must lie
+    /// inside it). Writes outside it need approval. Default: none.
+    #[arg(long, value_name = "DIR", env = "CAVRA_WORKSPACE_ROOT")]
+    pub workspace_root: Option<String>,
+
+    /// Whether file targets that differ only in case name the same file. Default: insensitive on macOS, sensitive
+    /// elsewhere.
+    #[arg(long, value_name = "CASE", env = "CAVRA_PATH_CASE", value_enum, default_value_t = PathCase::default())]
+    pub path_case: PathCase,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionsError {
+    #[error(transparent)]
+    Pins(#[from] PinError),
+    #[error("--workspace-root {0}")]
+    WorkspaceRoot(String),
 }
 
 impl PolicyArgs {
+    /// Pins resolved and checked against `policies`, and the workspace root checked.
+    pub fn decisions(&self, policies: &PolicySet) -> Result<Decisions, DecisionsError> {
+        let pins = PackPins::resolve(self.pin_pack.as_deref(), &self.pin_pack_for, self.on_other_pack)?;
+        pins.check(policies)?;
+        let workspace_root = self
+            .workspace_root
+            .as_deref()
+            .map(workspace_root)
+            .transpose()
+            .map_err(|error| DecisionsError::WorkspaceRoot(error.to_string()))?;
+        Ok(Decisions {
+            pins,
+            workspace_root,
+            path_case: self.path_case,
+        })
+    }
+
     pub fn config(&self) -> PolicyConfig {
         let source = match (&self.policy, &self.policy_dir) {
             (Some(file), _) => PolicySource::CompiledFile(file.clone()),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use nix::sys::signal;
 use tokio::signal::unix::SignalKind;
 
-use super::flags::{AuthArgs, AuthConfigError, EvidenceArgs, ServeArgs};
+use super::flags::{AuthArgs, AuthConfigError, DecisionsError, EvidenceArgs, ServeArgs};
 use crate::auth::oidc::JwksSource;
 use crate::auth::{RunnerAuthenticator, SecretError};
 use crate::evidence::{EvidenceError, EvidenceLog};
@@ -40,6 +40,8 @@ pub enum ServeError {
     Auth(#[from] AuthConfigError),
     #[error("runner OIDC: {0}")]
     Jwks(String),
+    #[error(transparent)]
+    Decisions(#[from] DecisionsError),
 }
 
 pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
@@ -48,6 +50,7 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     let config = args.policy.config();
     let policies = PolicySet::load(&config)?;
     // Everything that can be wrong with the configuration is found before a socket exists.
+    let decisions = args.policy.decisions(&policies)?;
     let peers = args.auth.peer_policy().map_err(AuthConfigError::from)?;
     let runners = runner_auth(&args.auth)?;
     raise_open_file_limit(args.limits.max_connections);
@@ -65,7 +68,12 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    let mut service = Service::new(policies, args.limits.limits()).with_peers(peers);
+    if !decisions.pins.is_empty() {
+        tracing::info!("policy packs pinned: {}", decisions.pins.describe());
+    }
+    let mut service = Service::new(policies, args.limits.limits())
+        .with_peers(peers)
+        .with_decisions(decisions);
     if let Some(evidence) = &evidence {
         service = service.with_evidence(evidence.clone());
     }
@@ -231,7 +239,17 @@ async fn reload_on_hangup(
             }
         }
         let attempt = config.clone();
-        match tokio::task::spawn_blocking(move || PolicySet::load(&attempt)).await {
+        let loaded = tokio::task::spawn_blocking(move || PolicySet::load(&attempt)).await;
+        // A reloaded policy must still have every pinned pack; otherwise the previous one stays in force.
+        let loaded = loaded.map(|result| {
+            result.map_err(|error| error.to_string()).and_then(|policies| {
+                match service.decisions().pins.check(&policies) {
+                    Ok(()) => Ok(policies),
+                    Err(error) => Err(error.to_string()),
+                }
+            })
+        });
+        match loaded {
             Ok(Ok(policies)) => {
                 service.replace_policies(policies);
                 let status = serving_status(&service, &origin);

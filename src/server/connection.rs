@@ -31,7 +31,7 @@ const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 4 * 1024 * 1024;
 
 pub async fn serve(stream: StdUnixStream, service: Arc<Service>, stop: watch::Receiver<bool>) {
-    let peer = match Peer::of(&stream, service.peers().needs_groups()) {
+    let peer = match Peer::of(&stream, service.needs_groups()) {
         Ok(peer) => peer,
         Err(error) => {
             tracing::warn!(%error, "cannot read peer credentials; closing the connection");

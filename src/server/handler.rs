@@ -66,8 +66,15 @@ pub(super) fn answer(service: &Arc<Service>, peer: &Peer, bytes: &[u8]) -> Reply
 }
 
 fn decide(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest) -> Reply {
-    let response = engine::evaluate(&service.policies(), &request);
-    deliver(service, peer, request, response)
+    let context = service.decisions().context_for(peer);
+    match engine::evaluate(&service.policies(), &request, &context) {
+        Ok(response) => deliver(service, peer, request, response),
+        Err(invalid) => {
+            tracing::info!(peer_uid = peer.uid, peer_pid = peer.pid, %invalid, "invalid request");
+            let reason = format!("Request is not a valid EvaluateRequest: {invalid}.");
+            Reply::Ready(refusal("daemon.request.invalid", Severity::High, reason))
+        }
+    }
 }
 
 /// The reference's answer to a runner that did not prove itself: not evaluated, echoing the request as sent, with
@@ -131,6 +138,7 @@ fn log_decision(response: &DecisionResponse, peer: &Peer) {
         rule_id = %response.rule_id,
         severity = response.severity.as_str(),
         policy_pack = %response.policy_pack,
+        requested_policy_pack = %response.requested_policy_pack,
         action_type = %response.action_type,
         decision_id = %response.decision_id,
         peer_uid = peer.uid,

@@ -20,8 +20,9 @@ use tokio::io::unix::AsyncFd;
 use tokio::net::UnixListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::auth::{PeerPolicy, RunnerAuthenticator};
+use crate::auth::{PackPins, Peer, PeerPolicy, RunnerAuthenticator};
 use crate::contract::Health;
+use crate::engine::{Context, PathCase};
 use crate::evidence::EvidenceLog;
 use crate::policy::PolicySet;
 
@@ -50,6 +51,25 @@ impl Default for Limits {
     }
 }
 
+/// How requests are decided besides the packs: the operator's pack pins, workspace root and path case.
+#[derive(Debug, Clone, Default)]
+pub struct Decisions {
+    pub pins: PackPins,
+    pub workspace_root: Option<String>,
+    pub path_case: PathCase,
+}
+
+impl Decisions {
+    /// The engine's context for a request from `peer`.
+    pub fn context_for(&self, peer: &Peer) -> Context<'_> {
+        Context {
+            workspace_root: self.workspace_root.as_deref(),
+            path_case: self.path_case,
+            ..self.pins.context_for(peer)
+        }
+    }
+}
+
 /// What every connection shares.
 pub struct Service {
     policies: RwLock<Arc<PolicySet>>,
@@ -57,6 +77,7 @@ pub struct Service {
     evidence: Option<EvidenceLog>,
     peers: PeerPolicy,
     runners: Option<Arc<RunnerAuthenticator>>,
+    decisions: Decisions,
     started: Instant,
 }
 
@@ -68,6 +89,7 @@ impl Service {
             evidence: None,
             peers: PeerPolicy::default(),
             runners: None,
+            decisions: Decisions::default(),
             started: Instant::now(),
         }
     }
@@ -90,8 +112,23 @@ impl Service {
         self
     }
 
+    /// Decides with `decisions` (pins, workspace root, path case) besides the packs.
+    pub fn with_decisions(mut self, decisions: Decisions) -> Self {
+        self.decisions = decisions;
+        self
+    }
+
     pub fn peers(&self) -> &PeerPolicy {
         &self.peers
+    }
+
+    pub fn decisions(&self) -> &Decisions {
+        &self.decisions
+    }
+
+    /// Whether reading a peer needs its supplementary groups (for --allow-group or a group pin).
+    pub fn needs_groups(&self) -> bool {
+        self.peers.needs_groups() || self.decisions.pins.needs_groups()
     }
 
     pub fn runner_auth(&self) -> Option<&Arc<RunnerAuthenticator>> {
