@@ -536,4 +536,234 @@ mod tests {
             (Decision::RequireApproval, git::DESTINATION_UNKNOWN)
         );
     }
+
+    use shell::parse;
+
+    fn unreadable(line: &str) -> Unreadable {
+        parse(line)
+            .unreadable
+            .unwrap_or_else(|| panic!("{line:?} should be unreadable"))
+    }
+
+    /// The prototype's sample policy.
+    fn sample() -> Policy {
+        let patterns = |list: &[&str]| list.iter().map(|p| Pattern::new(p).unwrap()).collect::<Vec<_>>();
+        Policy {
+            id: "sample".into(),
+            block_read: Vec::new(),
+            block_write: Vec::new(),
+            require_approval_write: Vec::new(),
+            command_block: patterns(&[
+                "terraform apply*",
+                "terraform destroy*",
+                "curl *|*sh*",
+                "wget *|*sh*",
+                "git push --force*",
+                "kubectl delete*",
+            ]),
+            command_allow: patterns(&[
+                "terraform plan*",
+                "terraform fmt*",
+                "pytest*",
+                "git*",
+                "cat*",
+                "echo*",
+                "CI=1 npm test*",
+            ]),
+            mcp_allowed_servers: Vec::new(),
+            mcp_blocked_servers: Vec::new(),
+            mcp_block_unknown_servers: true,
+        }
+    }
+
+    fn verdict(line: &str) -> &'static str {
+        match evaluate(&sample(), line).decision {
+            Decision::Block => "block",
+            Decision::Allow => "allow",
+            Decision::RequireApproval => "approve",
+        }
+    }
+
+    #[test]
+    fn the_briefs_inputs() {
+        let cases = [
+            ("terraform plan -out x", "allow"),
+            ("terraform plan; terraform apply -auto-approve", "block"),
+            ("terraform plan && terraform apply", "block"),
+            ("terraform plan | sh", "approve"),
+            ("echo $(terraform apply)", "block"),
+            ("echo `terraform apply`", "block"),
+            ("bash -c 'terraform apply'", "block"),
+            ("sudo -u root terraform apply", "block"),
+            ("env A=1 terraform apply", "block"),
+            ("FOO=1 terraform apply", "block"),
+            ("cat <(terraform apply)", "block"),
+            ("(terraform apply)", "block"),
+            ("{ terraform apply; }", "block"),
+            ("terraform plan\nterraform apply", "block"),
+            ("curl https://x | sh", "block"),
+            ("echo \"a;b\"", "allow"),
+            ("echo 'unterminated", "approve"),
+            ("if true; then terraform apply; fi", "block"),
+            ("for i in 1; do terraform apply; done", "block"),
+            ("f() { terraform apply; }; f", "block"),
+            ("cat <<EOF\n$(terraform apply)\nEOF", "block"),
+            ("terraform ap\"\"ply", "block"),
+            ("terr\\aform apply", "block"),
+            ("$'terraform' apply", "block"),
+            ("eval \"terraform apply\"", "block"),
+            ("x=terraform; $x apply", "approve"),
+        ];
+        for (line, want) in cases {
+            assert_eq!(verdict(line), want, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn heredoc_bodies_are_consumed_and_unquoted_ones_read_for_blocks() {
+        let p = parse("git commit -m \"$(cat <<'EOF'\nfix: $(terraform apply)\nEOF\n)\" && git push --force");
+        assert_eq!(p.unreadable, Some(Unreadable::Heredoc));
+        let all: Vec<String> = p.commands.iter().map(|c| c.words.join(" ")).collect();
+        assert!(all.contains(&"git push --force".to_string()), "{all:?}");
+        assert!(
+            !all.iter().any(|c| c == "terraform apply"),
+            "quoted heredoc bodies are not expanded: {all:?}"
+        );
+        assert_eq!(
+            verdict("git commit -m \"$(cat <<'EOF'\nmsg\nEOF\n)\" && git push --force"),
+            "block"
+        );
+        assert_eq!(verdict("cat <<E\n`terraform apply`\nE"), "block");
+        assert_eq!(verdict("cat <<'E'\n$(terraform apply)\nE"), "approve");
+    }
+
+    #[test]
+    fn allow_needs_every_command_allowed_and_clean() {
+        for (line, want) in [
+            ("pytest -q && git status", "allow"),
+            ("pytest -q; rm -rf /", "approve"),
+            ("pytest -q 2>&1", "allow"),
+            ("pytest -q > /dev/null 2>&1", "allow"),
+            ("pytest -q > out.txt", "approve"),
+            ("(pytest -q) > out.txt", "approve"),
+            ("pytest -q < in.txt", "allow"),
+            ("pytest $ARGS", "approve"),
+            ("pytest *.py", "approve"),
+            ("git {push,--force}", "approve"),
+            ("git [p]ush --force", "approve"),
+            ("FOO=1 pytest", "approve"),
+            ("CI=1 npm test", "allow"),
+            ("PATH=/tmp/evil; pytest", "approve"),
+            ("> somefile", "approve"),
+            ("", "approve"),
+            ("# just a comment", "approve"),
+            ("./pytest", "approve"),
+            ("/usr/bin/terraform apply", "block"),
+            ("\\terraform apply", "block"),
+            ("'terraform' 'apply'", "block"),
+            ("terraform  plan   -out x", "allow"),
+            ("terraform plan -out x # trailing comment", "allow"),
+            ("terraform apply -var \"x=a\nb\"", "block"),
+            ("git commit -m \"a\nb\"", "approve"),
+        ] {
+            assert_eq!(verdict(line), want, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn wrappers_are_decided_by_what_they_run() {
+        for (line, want) in [
+            // block sees through every wrapper
+            ("sudo terraform apply", "block"),
+            ("sudo -E -u root -g wheel -C 3 -D /tmp -- terraform apply", "block"),
+            ("sudo -uroot terraform apply", "block"),
+            ("sudo --user=root terraform apply", "block"),
+            ("sudo --user root terraform apply", "block"),
+            ("sudo -n -- env FOO=1 terraform apply", "block"),
+            ("sudo FOO=1 terraform apply", "block"),
+            ("doas -u root terraform apply", "block"),
+            ("env -i terraform apply", "block"),
+            ("env -u HOME -C /tmp terraform apply", "block"),
+            ("env - PATH=/bin terraform apply", "block"),
+            ("env -S 'terraform apply'", "block"),
+            ("env -iS'terraform apply'", "block"),
+            ("env --split-string='terraform apply -auto-approve'", "block"),
+            ("env -a x terraform apply", "block"),
+            ("env pytest -S x", "allow"),
+            ("su --session-command='terraform apply' bob", "block"),
+            ("nohup terraform apply &", "block"),
+            ("time -p terraform apply", "block"),
+            ("/usr/bin/time -f %e -o t.txt terraform apply", "block"),
+            ("command -p terraform apply", "block"),
+            ("builtin eval 'terraform apply'", "block"),
+            ("exec -a x terraform apply", "block"),
+            ("nice -n 10 terraform apply", "block"),
+            ("nice -10 terraform apply", "block"),
+            ("ionice -c 3 terraform apply", "block"),
+            ("timeout -s KILL 10m terraform apply", "block"),
+            ("timeout --preserve-status 10 terraform apply", "block"),
+            ("stdbuf -oL -e0 terraform apply", "block"),
+            ("setsid -f terraform apply", "block"),
+            ("taskset -c 0 terraform apply", "block"),
+            ("chroot --userspec=a:b / terraform apply", "block"),
+            ("echo x | xargs -0 -n 1 -I{} terraform apply {}", "block"),
+            ("find . -name x -exec terraform apply {} \\;", "block"),
+            ("bash -lc 'terraform apply'", "block"),
+            ("bash -e -c 'cd x && terraform apply'", "block"),
+            ("sh -c 'sh -c \"terraform apply\"'", "block"),
+            ("zsh -c 'terraform apply'", "block"),
+            ("busybox sh -c 'terraform apply'", "block"),
+            ("su -c 'terraform apply' root", "block"),
+            ("runuser -u bob -- terraform apply", "block"),
+            ("ssh host terraform apply", "block"),
+            ("watch -n 5 terraform apply", "block"),
+            ("sudo nohup nice -n 5 timeout 10 bash -c 'terraform apply'", "block"),
+            ("eval 'terraform' 'apply'", "block"),
+            // allow sees through transparent wrappers only
+            ("nohup pytest", "allow"),
+            ("time pytest", "allow"),
+            ("timeout 60 pytest -q", "allow"),
+            ("bash -c 'pytest && git status'", "allow"),
+            ("bash -c 'pytest && rm -rf /'", "approve"),
+            ("env pytest", "allow"),
+            ("env FOO=1 pytest", "approve"),
+            ("sudo pytest", "approve"),
+            ("xargs pytest", "approve"),
+            ("eval pytest", "approve"),
+            ("/usr/bin/nohup pytest", "approve"),
+            ("nohup --bogus pytest", "approve"),
+            ("bash script.sh", "approve"),
+            ("bash -c \"$CMD\"", "approve"),
+            // wrappers that run nothing
+            ("command -v terraform", "approve"),
+            ("sudo -l terraform apply", "approve"),
+        ] {
+            assert_eq!(verdict(line), want, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_never_overflows_the_stack() {
+        let deep = "( ".repeat(100_000) + "a" + &")".repeat(100_000);
+        assert_eq!(unreadable(&deep), Unreadable::TooDeep);
+        let braces = "{ ".repeat(100_000) + "a";
+        assert_eq!(unreadable(&braces), Unreadable::TooDeep);
+        let subst = "a $(".repeat(10_000);
+        assert_eq!(unreadable(&subst), Unreadable::TooDeep);
+        let ticks = "a `b \\`c \\\\\\`d\\\\\\`\\``";
+        assert!(parse(ticks).commands.len() >= 3);
+        let params = "a ${".repeat(100_000);
+        assert_eq!(unreadable(&params), Unreadable::Syntax);
+        assert_eq!(
+            verdict(&("terraform plan ".to_string() + &"x ".repeat(100_000))),
+            "allow"
+        );
+    }
+
+    #[test]
+    fn bash_5_3_function_substitution_is_read_for_blocks() {
+        assert_eq!(verdict("echo ${ terraform apply; }"), "block");
+        assert_eq!(verdict("echo ${| terraform apply; }"), "block");
+        assert_eq!(verdict("echo ${x:-y}"), "approve");
+    }
 }

@@ -1099,3 +1099,222 @@ fn tilde_expands(raw: &str) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The words of each command, in order, for a line that must be readable.
+    fn words(line: &str) -> Vec<Vec<String>> {
+        let p = parse(line);
+        assert_eq!(p.unreadable, None, "{line:?} should be readable");
+        p.commands
+            .iter()
+            .map(|c| c.words.iter().map(|w| w.to_string()).collect())
+            .collect()
+    }
+
+    fn unreadable(line: &str) -> Unreadable {
+        parse(line)
+            .unreadable
+            .unwrap_or_else(|| panic!("{line:?} should be unreadable"))
+    }
+
+    macro_rules! w {
+        ($($c:expr),* $(,)?) => { vec![$($c.iter().map(|s: &&str| s.to_string()).collect::<Vec<String>>()),*] };
+    }
+
+    #[test]
+    fn operators_split_commands() {
+        assert_eq!(words("a;b"), w![["a"], ["b"]]);
+        assert_eq!(words("a&&b||c|d|&e&f"), w![["a"], ["b"], ["c"], ["d"], ["e"], ["f"]]);
+        assert_eq!(words("a &"), w![["a"]]);
+        assert_eq!(words("a\n\nb\n"), w![["a"], ["b"]]);
+        assert_eq!(words("a &&\n b"), w![["a"], ["b"]]);
+        assert_eq!(words("a |\n\n b"), w![["a"], ["b"]]);
+        assert_eq!(words("! a | b"), w![["a"], ["b"]]);
+        assert_eq!(words("a # b; c"), w![["a"]]);
+        assert_eq!(words("a#b"), w![["a#b"]]);
+        assert_eq!(words("(a; (b)) | { c; }"), w![["a"], ["b"], ["c"]]);
+        assert_eq!(words("a \\\n b"), w![["a", "b"]]);
+    }
+
+    #[test]
+    fn quotes_and_escapes_resolve_to_the_literal_word() {
+        assert_eq!(words(r#"a 'b c' "d e" f\ g"#), w![["a", "b c", "d e", "f g"]]);
+        assert_eq!(
+            words(r#"a "x\"y" "x\\y" "x\y" "x\$y" 'x\y'"#),
+            w![["a", "x\"y", "x\\y", "x\\y", "x$y", "x\\y"]]
+        );
+        assert_eq!(words(r#"ap""ply a''b ''"#), w![["apply", "ab", ""]]);
+        assert_eq!(words(r"\t\e\r\r\a\f\o\r\m"), w![["terraform"]]);
+        assert_eq!(words("a \"b\\\nc\" 'd\ne'"), w![["a", "bc", "d\ne"]]);
+        assert_eq!(words(r"a $'x\ty\x41\101\u00e9\'' $'\\'"), w![["a", "x\tyAAé'", "\\"]]);
+        assert_eq!(words("a $ b$ \"c$\" \"$\""), w![["a", "$", "b$", "c$", "$"]]);
+        assert_eq!(words("a é 'ü' \"ß\""), w![["a", "é", "ü", "ß"]]);
+        assert_eq!(words("a ~/x x=~ b=c"), w![["a", "~/x", "x=~", "b=c"]]);
+        assert_eq!(words("a \"a;b|c&d>e<f(g)h\""), w![["a", "a;b|c&d>e<f(g)h"]]);
+        assert_eq!(words("a }"), w![["a", "}"]]);
+        assert_eq!(words("a $() <()"), w![["a", "$()", "<()"]]);
+    }
+
+    #[test]
+    fn plain_words_are_borrowed_not_copied() {
+        let p = parse("terraform plan -out x");
+        assert!(p.commands[0].words.iter().all(|w| matches!(w, Cow::Borrowed(_))));
+    }
+
+    #[test]
+    fn assignments_and_redirections_are_kept_apart() {
+        let p = parse("A=1 B+=2 c[1]=3 cmd D=4 2>&1 >/dev/null <in 3<>f >>log &>all");
+        let c = &p.commands[0];
+        assert_eq!(c.assignments, ["A=1", "B+=2", "c[1]=3"]);
+        assert_eq!(c.words, ["cmd", "D=4"]);
+        let r: Vec<String> = c
+            .redirects
+            .iter()
+            .map(|r| format!("{:?}{}{}", r.fd, r.op, r.target))
+            .collect();
+        assert_eq!(
+            r,
+            [
+                "Some(2)>&1",
+                "None>/dev/null",
+                "None<in",
+                "Some(3)<>f",
+                "None>>log",
+                "None&>all"
+            ]
+        );
+        assert_eq!(words("\"A=1\" cmd"), w![["A=1", "cmd"]]);
+        assert_eq!(words("a=1"), w![[]]);
+        assert_eq!(words("x 2>/dev/null"), w![["x"]]);
+        assert_eq!(words("x 2 >f"), w![["x", "2"]]);
+    }
+
+    #[test]
+    fn expansions_make_a_command_dynamic_and_nested_commands_are_reported() {
+        let p = parse("echo \"a $(terraform apply) b\" ${x:-$(rm -rf /)} $HOME `id` <(ls) >(wc)");
+        assert_eq!(p.unreadable, None);
+        let all: Vec<String> = p.commands.iter().map(|c| c.words.join(" ")).collect();
+        assert_eq!(
+            all,
+            [
+                "terraform apply",
+                "rm -rf /",
+                "id",
+                "ls",
+                "wc",
+                "echo \"a $(terraform apply) b\" ${x:-$(rm -rf /)} $HOME `id` <(ls) >(wc)"
+            ]
+        );
+        assert!(p.commands.last().unwrap().dynamic);
+        assert_eq!(p.commands[0].depth, 1);
+        assert!(parse("a $1").commands[0].dynamic);
+        assert!(parse("a \"$@\"").commands[0].dynamic);
+        assert!(parse("a $\"x\"").commands[0].dynamic);
+        assert!(!parse("a '$x'").commands[0].dynamic);
+        assert!(!parse("a \\$x").commands[0].dynamic);
+        assert!(parse("a *.py").commands[0].glob);
+        assert!(parse("a [ab]").commands[0].glob);
+        assert!(!parse("a '*'").commands[0].glob);
+        assert!(parse("git {push,--force}").commands[0].brace);
+        assert!(!parse("a '{x,y}'").commands[0].brace);
+        // backticks inside backticks, escaped
+        let p = parse("a `b \\`c\\``");
+        assert_eq!(
+            p.commands.iter().map(|c| c.words[0].to_string()).collect::<Vec<_>>(),
+            ["c", "b", "a"]
+        );
+    }
+
+    #[test]
+    fn what_is_not_read() {
+        use Unreadable::*;
+        for (line, why) in [
+            ("echo 'x", Syntax),
+            ("echo \"x", Syntax),
+            ("echo $(x", Syntax),
+            ("echo `x", Syntax),
+            ("echo ${x", Syntax),
+            ("(a", Syntax),
+            ("{ a; ", Syntax),
+            ("a)", Syntax),
+            ("a &&", Syntax),
+            ("a | | b", Syntax),
+            ("; a", Syntax),
+            ("a ;; b", ControlStructure),
+            ("a >", Syntax),
+            ("a > ;", Syntax),
+            ("a\\", Syntax),
+            ("a\0b", Syntax),
+            ("(a) b", Syntax),
+            ("a; ( )", Syntax),
+            ("{ }", Syntax),
+            ("( ; )", Syntax),
+            ("while true; do a; done", ControlStructure),
+            ("case x in a) b;; esac", ControlStructure),
+            ("[[ -f x ]] && a", ControlStructure),
+            ("function f { a; }", ControlStructure),
+            ("coproc a", ControlStructure),
+            ("f() { a; }", FunctionDefinition),
+            ("cat <<'X'\nhi\nX", Heredoc),
+            ("cat <<-X\n\thi\n\tX\n", Heredoc),
+            ("echo $((1+2))", Arithmetic),
+            ("((x++))", Arithmetic),
+            ("a=(1 2)", BashExtension),
+            ("exec {fd}>f", BashExtension),
+            ("a $'\\cA'", AnsiCEscape),
+            ("a $'\\xff'", AnsiCEscape),
+        ] {
+            assert_eq!(unreadable(line), why, "{line:?}");
+        }
+        // Nesting is bounded.
+        let deep = "$(".repeat(20) + &")".repeat(20);
+        assert_eq!(unreadable(&format!("a {deep}")), TooDeep);
+    }
+
+    #[test]
+    fn keywords_only_count_in_command_position_and_unquoted() {
+        assert_eq!(words("echo if then fi"), w![["echo", "if", "then", "fi"]]);
+        assert_eq!(words("\"if\" x"), w![["if", "x"]]);
+        assert_eq!(words("A=1 if"), w![["if"]]);
+    }
+
+    #[test]
+    fn tilde_prefixes_other_than_home_are_expansions() {
+        for (line, dynamic) in [
+            ("a ~", false),
+            ("a ~/x", false),
+            ("a x=~/y:~", false),
+            ("a \"~\"x ~\"x\" \\~x a~x", false),
+            ("a ~x", true),
+            ("a ~-", true),
+            ("a ~+/x", true),
+            ("a ~0", true),
+            ("a x=~root", true),
+            ("a x=b:~-:c", true),
+            ("x=~- a", true),
+        ] {
+            assert_eq!(parse(line).commands[0].dynamic, dynamic, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn pipelines_are_numbered_as_read() {
+        let p = parse("a | b |\n c; d | e && f $(g | h)");
+        let numbers: Vec<(String, usize)> = p
+            .commands
+            .iter()
+            .map(|c| (c.words[0].to_string(), c.pipeline))
+            .collect();
+        let of = |name: &str| numbers.iter().find(|(n, _)| n == name).unwrap().1;
+        assert_eq!(of("a"), of("b"));
+        assert_eq!(of("b"), of("c"));
+        assert_ne!(of("c"), of("d"));
+        assert_eq!(of("d"), of("e"));
+        assert_ne!(of("e"), of("f"));
+        assert_eq!(of("g"), of("h"));
+        assert_ne!(of("g"), of("f"));
+    }
+}

@@ -689,3 +689,44 @@ pub(super) fn join(words: &[Cow<'_, str>]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapper_steps() {
+        let ws = |s: &str| -> Vec<Cow<'static, str>> { s.split(' ').map(|w| Cow::Owned(w.to_owned())).collect() };
+        assert_eq!(
+            step(&ws("sudo -u root x")),
+            Step::Command {
+                at: 3,
+                via: Via::Changed
+            }
+        );
+        assert_eq!(
+            step(&ws("nohup x")),
+            Step::Command {
+                at: 1,
+                via: Via::Transparent
+            }
+        );
+        assert_eq!(
+            step(&ws("xargs -i{} x")),
+            Step::Command {
+                at: 2,
+                via: Via::ArgsAdded
+            }
+        );
+        assert_eq!(step(&ws("xargs")), Step::None);
+        assert_eq!(step(&ws("timeout 5")), Step::None);
+        assert_eq!(
+            step(&ws("bash -o pipefail -c x y")),
+            Step::Shell {
+                text: "x".into(),
+                via: Via::Transparent
+            }
+        );
+        assert_eq!(step(&ws("git status")), Step::None);
+    }
+}
