@@ -83,3 +83,8 @@ fn policy_yaml() {
 fn evidence_verify() {
     replay("evidence_verify", harness::evidence_verify);
 }
+
+#[test]
+fn decision_invariants() {
+    replay("decision_invariants", harness::decision_invariants);
+}

@@ -21,7 +21,7 @@ use cavra_runtime::auth::runner::{HMAC_ALGORITHM, OIDC_ALGORITHM, sign};
 use cavra_runtime::auth::{RunnerAuthenticator, Secret};
 use cavra_runtime::contract::{Decision, DecisionResponse, EvaluateRequest, HEALTH_ACTION, Health, STREAM_PROTOCOL};
 use cavra_runtime::engine::command::shell;
-use cavra_runtime::engine::{self, Context, file::normalize_path};
+use cavra_runtime::engine::{self, Context, PathCase, file::normalize_path};
 use cavra_runtime::evidence::{EvidenceConfig, EvidenceError, EvidenceLog, SigningKey, SyncMode, verify_file};
 use cavra_runtime::policy::{Pattern, PolicyConfig, PolicySet, PolicySource};
 use cavra_runtime::server::{self, Limits, Service};
@@ -716,6 +716,101 @@ fn check_pattern(policies: &PolicySet, pack: &str, pattern: &Pattern, kind: Kind
     assert!(
         fine,
         "{kind:?} pattern {source:?} in pack {pack:?}: {literal:?} got {response:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// decision_invariants
+
+/// The first byte picks a built-in pack (and a blocked command of it); the rest is a command line, a path and git
+/// push arguments at once. What must hold, whatever the text:
+///
+/// - a blocked command on a line of its own blocks the line, whatever follows it;
+/// - an allowed line followed by a blocked command on the next line is blocked, and joined to one by `;`, `&&`,
+///   `||`, `|` or nested in `$( )` is never allowed;
+/// - a relative path that stays in the workspace decides as its `./`, `x/../` and `//` spellings do (and as its
+///   upper-case spelling where paths fold case);
+/// - a push with the arguments to `origin/main` is blocked.
+pub fn decision_invariants(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let policies = built_in_ref();
+    let packs: Vec<&str> = policies.packs().map(|policy| policy.id.as_str()).collect();
+    let pack = packs[usize::from(selector) % packs.len()];
+    let policy = policies.pack(pack).expect("a listed pack");
+    let decide = |action_type: &str, target: &str, case: PathCase| {
+        let request = EvaluateRequest {
+            action_type: action_type.to_owned(),
+            target: target.to_owned(),
+            policy_pack: pack.to_owned(),
+            ..EvaluateRequest::default()
+        };
+        let context = Context {
+            path_case: case,
+            ..Context::default()
+        };
+        engine::evaluate(policies, &request, &context)
+    };
+    let command =
+        |line: &str| decide("execute_command", line, PathCase::Sensitive).expect("commands are never invalid");
+
+    let line = command(&text);
+    check_decision_shape(&line);
+    if let Some(pattern) = policy
+        .command_block
+        .get(usize::from(selector) / packs.len() % policy.command_block.len().max(1))
+    {
+        let blocked = pattern.as_str().replace('*', "x");
+        if command(&blocked).decision == Decision::Block {
+            let first = command(&format!("{blocked}\n{text}"));
+            assert_eq!(first.decision, Decision::Block, "{blocked:?} then {text:?}: {first:?}");
+            if line.decision == Decision::Allow {
+                let after = command(&format!("{text}\n{blocked}"));
+                assert_eq!(after.decision, Decision::Block, "{text:?} then {blocked:?}: {after:?}");
+                for shape in ["{a}; {b}", "{a} && {b}", "{a} || {b}", "{a} | {b}", "{a} $({b})"] {
+                    let joined = shape.replace("{a}", &text).replace("{b}", &blocked);
+                    let got = command(&joined);
+                    assert_ne!(got.decision, Decision::Allow, "{joined:?} in {pack}: {got:?}");
+                }
+            }
+        }
+    }
+
+    let relative = !text.starts_with('/') && !text.chars().any(char::is_control);
+    if relative && !normalize_path(&text).starts_with("..") {
+        for (action_type, case) in [
+            ("read_file", PathCase::Sensitive),
+            ("write_file", PathCase::Insensitive),
+        ] {
+            let plain = decide(action_type, &text, case).expect("a path without control characters is valid");
+            let mut spellings = vec![format!("./{text}"), format!("x/../{text}"), text.replace('/', "//")];
+            if case == PathCase::Insensitive && text.is_ascii() {
+                spellings.push(text.to_ascii_uppercase());
+            }
+            for spelling in spellings {
+                let got = decide(action_type, &spelling, case).expect("a spelling of a valid path is valid");
+                assert_eq!(
+                    (got.decision, &got.rule_id),
+                    (plain.decision, &plain.rule_id),
+                    "{action_type} {spelling:?} vs {text:?} in {pack} ({case:?})"
+                );
+            }
+        }
+    }
+
+    let push = EvaluateRequest {
+        action_type: "git_operation".to_owned(),
+        target: "origin/main".to_owned(),
+        operation: format!("push {text}"),
+        ..EvaluateRequest::default()
+    };
+    let pushed = engine::evaluate(policies, &push, &Context::default()).expect("git requests are never invalid");
+    assert_eq!(
+        pushed.decision,
+        Decision::Block,
+        "push {text:?} to origin/main: {pushed:?}"
     );
 }
 
