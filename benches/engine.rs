@@ -1,5 +1,5 @@
-//! Engine-only benchmark: one decision per action kind for every built-in pack, plus the heap the compiled packs
-//! hold. Run with `cargo bench --bench engine`; the figures go in docs/performance.md.
+//! Engine-only benchmark: one decision per action kind for every built-in pack (and, for commands, a compound line
+//! and a wrapped one besides the simple command), plus the heap the compiled packs hold. Run with `cargo bench --bench engine`; the figures go in docs/performance.md.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -49,6 +49,17 @@ fn requests(pack: &str) -> Vec<(&'static str, EvaluateRequest)> {
         (
             "execute_command",
             request(json!({"action_type": "execute_command", "target": "terraform plan -out plan.tfplan"})),
+        ),
+        (
+            "execute_command_compound",
+            request(json!({"action_type": "execute_command",
+                "target": "cd infra && terraform plan -out x | tee plan.log; echo \"done: $(date)\" >> log.txt 2>&1"})),
+        ),
+        (
+            "execute_command_wrapped",
+            request(
+                json!({"action_type": "execute_command", "target": "nohup timeout 600 bash -c 'terraform fmt && terraform plan'"}),
+            ),
         ),
         (
             "git_operation",

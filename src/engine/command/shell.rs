@@ -948,6 +948,15 @@ impl<'a> Parser<'a, '_> {
                     let Some(e) = self.peek(1) else {
                         return Err(self.stop(Unreadable::Syntax));
                     };
+                    if !e.is_ascii() {
+                        // A backslash before a non-ASCII character is no escape this reader decodes. Step over the
+                        // whole character, never into it.
+                        let ch = self.s[self.i + 1..].chars().next().expect("in bounds");
+                        self.i += 1 + ch.len_utf8();
+                        self.flag(Unreadable::AnsiCEscape);
+                        w.dynamic = true;
+                        continue;
+                    }
                     self.i += 2;
                     let simple = match e {
                         b'a' => Some('\x07'),
@@ -1266,6 +1275,7 @@ mod tests {
             ("exec {fd}>f", BashExtension),
             ("a $'\\cA'", AnsiCEscape),
             ("a $'\\xff'", AnsiCEscape),
+            ("a $'x\\é'", AnsiCEscape),
         ] {
             assert_eq!(unreadable(line), why, "{line:?}");
         }
