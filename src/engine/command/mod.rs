@@ -100,9 +100,10 @@ fn decide(policy: &Policy, line: &str) -> Outcome {
     match decided {
         Err(block) => Outcome::Block(block),
         Ok(true) if decider.hold.is_none() => Outcome::Allow(decider.allow_reason()),
+        // Every path that does not allow records why; should one ever not, the line is still not allowed.
         Ok(_) => Outcome::Hold(decider.hold.unwrap_or_else(|| Hold {
-            rule_id: UNREADABLE,
-            reason: unreadable_reason(Unreadable::Syntax),
+            rule_id: DEFAULT,
+            reason: NO_ALLOW_REASON.to_owned(),
         })),
     }
 }
