@@ -93,8 +93,13 @@ fn decide(policy: &Policy, line: &str) -> Outcome {
         allowed_by: Vec::new(),
     };
     let parsed = shell::parse(line);
-    let decided = decider
-        .check_block(line)
+    // The whole line was just tried; with line breaks as spaces it may read differently.
+    let spaced = if line.contains('\n') {
+        decider.check_block(line)
+    } else {
+        Ok(())
+    };
+    let decided = spaced
         .and_then(|()| decider.check_pipelines(&parsed))
         .and_then(|()| decider.line(&parsed, 0));
     match decided {
@@ -197,6 +202,9 @@ impl<'p> Decider<'p, '_> {
 
     /// Each pipeline of two or more commands, joined by ` | ` as read: `c''url x |<newline> "s"h` is `curl x | sh`.
     fn check_pipelines(&self, parsed: &Line<'_>) -> Result<(), Block> {
+        if parsed.commands.len() < 2 {
+            return Ok(());
+        }
         let mut pipelines: BTreeMap<usize, Vec<String>> = BTreeMap::new();
         for command in parsed.commands.iter().filter(|command| !command.words.is_empty()) {
             pipelines
@@ -295,7 +303,10 @@ impl<'p> Decider<'p, '_> {
         git_hold: &mut Option<String>,
     ) -> Result<Option<(&'p Pattern, String)>, Block> {
         let text = join(words);
-        self.check_block(&text)?;
+        // A simple command that is the whole line was tried as the line.
+        if text != self.line {
+            self.check_block(&text)?;
+        }
         // `/usr/bin/terraform apply` and `Terraform apply` (which a case-insensitive file system runs as
         // `terraform`) are blocked like `terraform apply`; they are allowed only as written.
         let name = words[0].rsplit('/').next().unwrap_or_default();
