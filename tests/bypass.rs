@@ -138,7 +138,7 @@ fn check(case: &Case, answer: &DecisionResponse) -> Result<(), String> {
 
 #[test]
 fn commands() {
-    run("commands.toml", 47, 6);
+    run("commands.toml", 49, 6);
 }
 
 #[test]

@@ -283,8 +283,12 @@ fn a_request_sent_one_byte_at_a_time_is_answered() {
     stream.read_to_string(&mut answer).unwrap();
     let answer: Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(
-        (answer["decision"].as_str(), answer["target"].as_str()),
-        (Some("block"), Some(".env"))
+        (
+            answer["decision"].as_str(),
+            answer["target"].as_str(),
+            answer["normalized_target"].as_str()
+        ),
+        (Some("block"), Some("./.env"), Some(".env"))
     );
 }
 
