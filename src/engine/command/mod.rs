@@ -214,6 +214,15 @@ impl<'p> Decider<'p, '_> {
         for commands in pipelines.values().filter(|commands| commands.len() > 1) {
             let written: Vec<String> = commands.iter().map(|command| join(&command.words)).collect();
             self.check_stages(&written)?;
+            let wrapped_or_named = commands.iter().any(|command| {
+                let name = &command.words[0];
+                program_name(name) != name
+                    || name.chars().any(char::is_uppercase)
+                    || !matches!(wrappers::step(&command.words), Step::None)
+            });
+            if !wrapped_or_named {
+                continue;
+            }
             for named in [false, true] {
                 let unwrapped: Vec<String> = commands
                     .iter()
