@@ -480,7 +480,7 @@ fn stream_client_inner(
         }
         let now = Instant::now();
         let current = phase.load(Ordering::Relaxed);
-        stats.answer(current, sent_at, now, &line, sent % 32 == 0);
+        stats.answer(current, sent_at, now, &line, sent.is_multiple_of(32));
         if current != STOPPING && sent < MAX_REQUESTS_PER_CLIENT {
             queue(&mut out, &mut sequence);
             queued += 1;

@@ -47,16 +47,16 @@ pub fn evaluate(policy: &Policy, access: Access, target: &str) -> Verdict {
             "",
         );
     }
-    if access == Access::Write {
-        if let Some(pattern) = first_match(&policy.require_approval_write, &target) {
-            return verdict(
-                Decision::RequireApproval,
-                Severity::High,
-                "filesystem.write.require_approval",
-                format!("Matched approval-required path policy: {pattern}"),
-                "Platform Security",
-            );
-        }
+    if access == Access::Write
+        && let Some(pattern) = first_match(&policy.require_approval_write, &target)
+    {
+        return verdict(
+            Decision::RequireApproval,
+            Severity::High,
+            "filesystem.write.require_approval",
+            format!("Matched approval-required path policy: {pattern}"),
+            "Platform Security",
+        );
     }
     verdict(
         Decision::Allow,

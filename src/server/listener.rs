@@ -73,10 +73,10 @@ pub struct BoundSocket {
 
 impl Drop for BoundSocket {
     fn drop(&mut self) {
-        if let Ok(metadata) = fs::symlink_metadata(&self.path) {
-            if (metadata.dev(), metadata.ino()) == self.identity {
-                let _ = fs::remove_file(&self.path);
-            }
+        if let Ok(metadata) = fs::symlink_metadata(&self.path)
+            && (metadata.dev(), metadata.ino()) == self.identity
+        {
+            let _ = fs::remove_file(&self.path);
         }
     }
 }
