@@ -13,6 +13,7 @@ use std::io;
 use std::path::PathBuf;
 
 use nix::libc::mode_t;
+use nix::sys::stat::{FileStat, Mode};
 use nix::unistd::{Uid, User};
 
 pub use dir::SafeDir;
@@ -51,6 +52,17 @@ impl Trust {
             .collect();
         names.join(" or ")
     }
+}
+
+/// A file mode from its bits (`mode_t` is not `u32` everywhere; macOS has 16 bits).
+pub fn mode(bits: u32) -> Mode {
+    Mode::from_bits_truncate(bits as mode_t)
+}
+
+/// Device and inode: which file an entry or descriptor is.
+#[allow(clippy::unnecessary_cast)] // dev_t and ino_t differ between platforms
+pub fn identity(stat: &FileStat) -> (u64, u64) {
+    (stat.st_dev as u64, stat.st_ino as u64)
 }
 
 /// A user as messages name it: `nobody (uid 65534)`, or `uid 4242` when it has no name.
