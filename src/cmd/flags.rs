@@ -10,6 +10,7 @@ use clap::ValueEnum;
 
 use crate::auth::oidc::{JwksSource, OidcVerifier};
 use crate::auth::{PeerPolicy, PeerPolicyError, RunnerAuthenticator, Secret, SecretError};
+use crate::client::{SYSTEM_SOCKET, ServerCheck};
 use crate::evidence::{EvidenceConfig, SigningKey, SyncMode};
 use crate::policy::{PolicyConfig, PolicySource};
 use crate::server::Limits;
@@ -427,11 +428,37 @@ pub struct ClientArgs {
     /// With --daemon: how long to wait for the daemon's answer.
     #[arg(long, value_name = "DURATION", env = "CAVRA_CLIENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub client_timeout: Duration,
+
+    /// With --daemon: the user (name or uid) the daemon must run as; anyone else answering on the socket is an
+    /// error. Root is always accepted. Default: the service user `cavra` on /run/cavra/cavra-runtime.sock, else the
+    /// owner of the socket's directory.
+    #[arg(long, value_name = "USER", env = "CAVRA_EXPECT_SERVER_UID")]
+    pub expect_server_uid: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("--expect-server-uid {0:?}: no such user")]
+pub struct UnknownServerUser(String);
+
+impl ClientArgs {
+    /// Whom `--daemon` accepts as the server.
+    pub fn server_check(&self) -> Result<ServerCheck, UnknownServerUser> {
+        let Some(user) = &self.expect_server_uid else {
+            return Ok(ServerCheck::Location);
+        };
+        match user.parse::<u32>() {
+            Ok(uid) => Ok(ServerCheck::Uid(uid)),
+            Err(_) => nix::unistd::User::from_name(user)
+                .ok()
+                .flatten()
+                .map(|found| ServerCheck::Uid(found.uid.as_raw()))
+                .ok_or_else(|| UnknownServerUser(user.clone())),
+        }
+    }
 }
 
 /// The environment variable that names the socket for every mode.
 pub const SOCKET_ENV: &str = "CAVRA_RUNTIME_SOCKET";
-const SYSTEM_SOCKET: &str = "/run/cavra/cavra-runtime.sock";
 
 /// Where the socket lives when nobody says, one rule for the daemon, its clients and the lifecycle commands:
 /// `$CAVRA_RUNTIME_SOCKET`, else `/run/cavra/cavra-runtime.sock` for root, else

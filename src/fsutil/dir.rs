@@ -25,6 +25,8 @@ pub struct SafeDir {
     path: PathBuf,
     /// Writable by group or others, with the sticky bit (like `/tmp`): what others create here must be told apart.
     shared: bool,
+    /// Who owns it.
+    uid: u32,
     trust: Trust,
 }
 
@@ -64,6 +66,11 @@ impl SafeDir {
 
     pub fn is_shared(&self) -> bool {
         self.shared
+    }
+
+    /// The directory's owner.
+    pub fn owner(&self) -> u32 {
+        self.uid
     }
 
     pub fn trust(&self) -> &Trust {
@@ -191,6 +198,7 @@ struct Level {
     fd: OwnedFd,
     path: PathBuf,
     shared: bool,
+    uid: u32,
 }
 
 /// Walks from `/` to `path` (relative paths start at the working directory), following links only where their
@@ -285,6 +293,7 @@ fn walk(path: &Path, create: Option<Mode>, trust: &Trust) -> Result<SafeDir, FsE
         fd: last.fd,
         path: path.to_owned(),
         shared: last.shared,
+        uid: last.uid,
         trust: trust.clone(),
     })
 }
@@ -303,7 +312,12 @@ fn checked(fd: OwnedFd, stat: &FileStat, path: PathBuf, trust: &Trust) -> Result
             mode: stat.st_mode & 0o7777,
         });
     }
-    Ok(Level { fd, path, shared })
+    Ok(Level {
+        fd,
+        path,
+        shared,
+        uid: stat.st_uid,
+    })
 }
 
 fn untrusted(kind: &'static str, path: PathBuf, stat: &FileStat, trust: &Trust) -> FsError {

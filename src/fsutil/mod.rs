@@ -39,6 +39,14 @@ impl Trust {
         Self { uids }
     }
 
+    /// These users, and `uid` too.
+    pub fn also(mut self, uid: u32) -> Self {
+        if !self.trusts(uid) {
+            self.uids.push(uid);
+        }
+        self
+    }
+
     pub fn trusts(&self, uid: u32) -> bool {
         self.uids.contains(&uid)
     }
