@@ -186,6 +186,8 @@ fn daemon_command(socket: &Path) -> Command {
         .env_clear()
         .args(["--serve", "--log-target", "stderr", "--socket"])
         .arg(socket)
+        // Every client and idle connection is this process's uid.
+        .args(["--max-connections-per-uid", "4096"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

@@ -176,6 +176,22 @@ pub struct LimitArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
+    /// Connections one peer uid may have open at once; past it that uid is answered daemon.overloaded and others
+    /// are still served.
+    #[arg(long, value_name = "N", env = "CAVRA_MAX_CONNECTIONS_PER_UID", default_value = "256",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_uid: u32,
+
+    /// Bytes of requests and answers in transit all connections together may hold (each has 8 KiB of each free);
+    /// past it, requests wait for room or are answered daemon.overloaded. At least --max-request-bytes.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "CAVRA_MAX_BUFFERED_BYTES",
+        default_value = "16777216"
+    )]
+    pub max_buffered_bytes: usize,
+
     /// Time from connecting (or from a stream-mode request's first byte) to a complete request.
     #[arg(long, value_name = "DURATION", env = "CAVRA_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
@@ -189,15 +205,32 @@ pub struct LimitArgs {
     pub shutdown_grace: Duration,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--max-buffered-bytes {buffered} is less than --max-request-bytes {request}: a request that large could never be read"
+)]
+pub struct LimitError {
+    buffered: usize,
+    request: usize,
+}
+
 impl LimitArgs {
-    pub fn limits(&self) -> Limits {
-        Limits {
+    pub fn limits(&self) -> Result<Limits, LimitError> {
+        if self.max_buffered_bytes < self.max_request_bytes {
+            return Err(LimitError {
+                buffered: self.max_buffered_bytes,
+                request: self.max_request_bytes,
+            });
+        }
+        Ok(Limits {
             max_request_bytes: self.max_request_bytes,
             max_connections: self.max_connections as usize,
+            max_connections_per_uid: self.max_connections_per_uid as usize,
+            max_buffered_bytes: self.max_buffered_bytes,
             request_timeout: self.request_timeout,
             idle_timeout: self.idle_timeout,
             shutdown_grace: self.shutdown_grace,
-        }
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use nix::sys::signal;
 use tokio::signal::unix::SignalKind;
 
-use super::flags::{AuthArgs, AuthConfigError, EvidenceArgs, ServeArgs};
+use super::flags::{AuthArgs, AuthConfigError, EvidenceArgs, LimitError, ServeArgs};
 use crate::auth::oidc::JwksSource;
 use crate::auth::{RunnerAuthenticator, SecretError};
 use crate::evidence::{EvidenceError, EvidenceLog};
@@ -40,6 +40,8 @@ pub enum ServeError {
     Auth(#[from] AuthConfigError),
     #[error("runner OIDC: {0}")]
     Jwks(String),
+    #[error(transparent)]
+    Limits(#[from] LimitError),
 }
 
 pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
@@ -48,6 +50,7 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     let config = args.policy.config();
     let policies = PolicySet::load(&config)?;
     // Everything that can be wrong with the configuration is found before a socket exists.
+    let limits = args.limits.limits()?;
     let peers = args.auth.peer_policy().map_err(AuthConfigError::from)?;
     let runners = runner_auth(&args.auth)?;
     raise_open_file_limit(args.limits.max_connections);
@@ -65,7 +68,7 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    let mut service = Service::new(policies, args.limits.limits()).with_peers(peers);
+    let mut service = Service::new(policies, limits).with_peers(peers);
     if let Some(evidence) = &evidence {
         service = service.with_evidence(evidence.clone());
     }
