@@ -81,7 +81,11 @@ impl SafeDir {
     /// `O_RDWR`, plus any flag such as `O_APPEND`.
     pub fn create_file(&self, name: &OsStr, access: OFlag, mode: Mode) -> Result<File, FsError> {
         let flags = access | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let fd = openat(&self.fd, name, flags, mode).map_err(|errno| self.io("create", name, errno))?;
+        let fd = openat(&self.fd, name, flags, mode).map_err(|errno| match errno {
+            // Whatever is in the way: a link or another user's file is reported as such by the caller's checks.
+            Errno::EEXIST => self.io("create", name, errno),
+            errno => self.refusal(name, "create", errno),
+        })?;
         Ok(File::from(fd))
     }
 
@@ -93,10 +97,8 @@ impl SafeDir {
         if create.is_some() {
             flags |= OFlag::O_CREAT;
         }
-        let fd = openat(&self.fd, name, flags, create.unwrap_or(Mode::empty())).map_err(|errno| match errno {
-            Errno::ELOOP => FsError::Symlink { path: self.join(name) },
-            errno => self.io("open", name, errno),
-        })?;
+        let fd = openat(&self.fd, name, flags, create.unwrap_or(Mode::empty()))
+            .map_err(|errno| self.refusal(name, "open", errno))?;
         let stat = fstat(&fd).map_err(|errno| self.io("inspect", name, errno))?;
         self.check_file(name, &stat)?;
         let status = fcntl(&fd, FcntlArg::F_GETFL).map_err(|errno| self.io("open", name, errno))?;
@@ -163,6 +165,20 @@ impl SafeDir {
             });
         }
         Ok(())
+    }
+
+    /// Why opening `name` failed: what is there, if that is the reason (a link, or in a shared directory another
+    /// user's entry, which the kernel may refuse with EACCES before `O_NOFOLLOW` applies), else the error.
+    fn refusal(&self, name: &OsStr, action: &'static str, errno: Errno) -> FsError {
+        if let Ok(Some(stat)) = self.entry(name) {
+            if kind(&stat) == SFlag::S_IFLNK {
+                return FsError::Symlink { path: self.join(name) };
+            }
+            if let Err(error) = self.check_file(name, &stat) {
+                return error;
+            }
+        }
+        self.io(action, name, errno)
     }
 
     fn io(&self, action: &'static str, name: &OsStr, errno: Errno) -> FsError {

@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod oidc;
 pub mod skip;
+pub mod users;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
