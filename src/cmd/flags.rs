@@ -188,7 +188,7 @@ pub struct LimitArgs {
         long,
         value_name = "BYTES",
         env = "CAVRA_MAX_BUFFERED_BYTES",
-        default_value = "16777216"
+        default_value = "8388608"
     )]
     pub max_buffered_bytes: usize,
 

@@ -1,12 +1,14 @@
 //! Bounds on what clients together make the daemon hold: a connection limit per peer uid, and one budget of bytes
 //! for requests and answers in transit (`--max-buffered-bytes`).
 //!
-//! What the budget counts, per connection: its input buffer beyond the first [`ALLOWANCE`] bytes; and, beyond
-//! another [`ALLOWANCE`], the requests it has read and not yet answered plus the answers not yet written to the
+//! What the budget counts, per connection: nothing for an input buffer within [`ALLOWANCE`]; for one that outgrows
+//! it, room for the largest request (`--max-request-bytes`) at once, until that request has been read (taking room
+//! bit by bit as buffers grow would let many half-read requests hold the whole budget with none able to finish); and,
+//! beyond another [`ALLOWANCE`], the requests read and not yet answered plus the answers not yet written to the
 //! socket. Input waits for room before it is read into memory (a request that gets none before its deadline is
 //! answered `daemon.overloaded`); answers, which exist already, are counted whether or not they fit, and hold back
-//! everyone's input until they are written. So small requests never wait, and memory stays within the budget plus
-//! what the requests it admitted turn into.
+//! everyone's larger input until they are written. So small requests never wait, and memory stays within the budget
+//! plus what the requests it admitted turn into.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

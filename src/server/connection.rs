@@ -487,6 +487,7 @@ mod tests {
     #[tokio::test]
     async fn with_the_byte_budget_in_use_small_requests_are_answered_and_large_ones_refused_unread() {
         let limits = Limits {
+            max_request_bytes: 200 * 1024,
             max_buffered_bytes: 256 * 1024,
             request_timeout: Duration::from_millis(300),
             ..Limits::default()

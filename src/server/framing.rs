@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::time::{Instant, Sleep, timeout_at};
 
-use super::budget::Held;
+use super::budget::{ALLOWANCE, Held};
 
 pub const CHUNK: usize = 8 * 1024;
 const FIRST_READ: usize = 512;
@@ -246,7 +246,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Brings the buffer's share of the budget in line with its size.
     fn account(&mut self) {
         if let Some(held) = &mut self.held {
-            held.set(self.buf.capacity());
+            held.set(charge_for(self.buf.capacity(), self.max));
         }
     }
 
@@ -293,7 +293,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     .min(self.max.saturating_add(CHUNK))
                     .max(self.buf.len() + CHUNK);
                 if let Some(held) = &mut self.held
-                    && !held.reserve(wanted, deadline).await
+                    && !held.reserve(charge_for(wanted, self.max), deadline).await
                 {
                     return Ok(Filled::NoRoom);
                 }
@@ -315,6 +315,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             Some(Err(error)) => Err(error),
             None => Ok(Filled::Deadline),
         }
+    }
+}
+
+/// What a buffer of `capacity` counts against the byte budget: itself within the allowance; past it, room for the
+/// largest request (`max`) at once. Were a request to take room as it grows, requests that had each taken some
+/// could together hold the whole budget, none able to finish; this way the budget always lets some finish.
+fn charge_for(capacity: usize, max: usize) -> usize {
+    if capacity <= ALLOWANCE {
+        capacity
+    } else {
+        capacity.max(ALLOWANCE.saturating_add(max))
     }
 }
 

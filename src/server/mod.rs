@@ -53,7 +53,7 @@ impl Default for Limits {
             max_request_bytes: 1024 * 1024,
             max_connections: 1024,
             max_connections_per_uid: 256,
-            max_buffered_bytes: 16 * 1024 * 1024,
+            max_buffered_bytes: 8 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
