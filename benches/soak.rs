@@ -27,10 +27,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
-use std::os::unix::net::UnixStream;
+use std::io::{self, BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -40,7 +39,10 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-const DAEMON: &str = env!("CARGO_BIN_EXE_cavra-runtime");
+#[path = "../tests/common/measure.rs"]
+mod measure;
+
+use measure::{DAEMON, HEALTH, Stream};
 const IO_TIMEOUT: Duration = Duration::from_secs(15);
 const RESTART_LIMIT: Duration = Duration::from_secs(180);
 const RELOAD_LIMIT: Duration = Duration::from_secs(5);
@@ -184,7 +186,7 @@ fn templates() -> Vec<Template> {
         Template {
             name: "health",
             kind: Kind::Health,
-            body: r#"{"action_type":"cavra.health"}"#.to_owned(),
+            body: HEALTH.to_owned(),
         },
     ]
 }
@@ -385,33 +387,6 @@ impl Pacer {
     }
 }
 
-fn connect(socket: &Path) -> io::Result<UnixStream> {
-    let stream = UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    Ok(stream)
-}
-
-fn read_answer(reader: &mut impl io::BufRead) -> io::Result<Vec<u8>> {
-    let mut line = Vec::new();
-    reader.take(1024 * 1024).read_until(b'\n', &mut line)?;
-    if line.last() != Some(&b'\n') {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed before a full answer",
-        ));
-    }
-    Ok(line)
-}
-
-/// One request per connection, the reference protocol.
-fn exchange(socket: &Path, body: &str) -> io::Result<Vec<u8>> {
-    let mut stream = connect(socket)?;
-    stream.write_all(body.as_bytes())?;
-    stream.write_all(b"\n")?;
-    read_answer(&mut BufReader::new(stream))
-}
-
 fn compat_client(shared: &Shared, templates: &[Template], offset: usize, per_second: f64) -> ClientReport {
     let mut report = ClientReport::default();
     let mut pacer = Pacer::new(per_second);
@@ -422,7 +397,7 @@ fn compat_client(shared: &Shared, templates: &[Template], offset: usize, per_sec
         let started = shared.window();
         let clock = Instant::now();
         report.requests += 1;
-        match exchange(&shared.socket, &template.body) {
+        match measure::exchange(&shared.socket, &template.body, IO_TIMEOUT) {
             Ok(line) => {
                 let micros = clock.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                 report.latencies_us.push(micros);
@@ -444,29 +419,10 @@ fn compat_client(shared: &Shared, templates: &[Template], offset: usize, per_sec
     report
 }
 
-struct StreamConnection {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-}
-
-fn open_stream(socket: &Path) -> io::Result<StreamConnection> {
-    let mut writer = connect(socket)?;
-    let mut reader = BufReader::new(writer.try_clone()?);
-    writer.write_all(b"{\"protocol\":\"cavra.ndjson.v1\"}\n")?;
-    let greeting = read_answer(&mut reader)?;
-    if !String::from_utf8_lossy(&greeting).contains("cavra.ndjson.v1") {
-        return Err(io::Error::other(format!(
-            "no stream mode: {}",
-            String::from_utf8_lossy(&greeting)
-        )));
-    }
-    Ok(StreamConnection { reader, writer })
-}
-
 fn stream_client(shared: &Shared, templates: &[Template], offset: usize, batches_per_second: f64) -> ClientReport {
     let mut report = ClientReport::default();
     let mut pacer = Pacer::new(batches_per_second);
-    let mut connection: Option<StreamConnection> = None;
+    let mut connection: Option<Stream> = None;
     let mut batches_on_connection = 0;
     let mut index = offset;
     // Health probes are for compatible mode; everything else, including bad lines, goes down the stream.
@@ -477,7 +433,7 @@ fn stream_client(shared: &Shared, templates: &[Template], offset: usize, batches
         let clock = Instant::now();
         let result = (|| -> io::Result<()> {
             if connection.is_none() || batches_on_connection >= BATCHES_PER_CONNECTION {
-                connection = Some(open_stream(&shared.socket)?);
+                connection = Some(Stream::open(&shared.socket, IO_TIMEOUT)?);
                 batches_on_connection = 0;
                 report.reconnects += 1;
             }
@@ -491,10 +447,11 @@ fn stream_client(shared: &Shared, templates: &[Template], offset: usize, batches
                 bytes.push(b'\n');
             }
             report.requests += STREAM_BATCH as u64;
-            link.writer.write_all(&bytes)?;
+            link.send(&bytes)?;
             // Each answer is acknowledged as soon as its line is read, even if the connection fails later.
+            let mut line = Vec::new();
             for template in batch {
-                let line = read_answer(&mut link.reader)?;
+                link.read_line(&mut line)?;
                 report.answer(template, &line, shared);
             }
             Ok(())
@@ -525,7 +482,7 @@ fn stream_client(shared: &Shared, templates: &[Template], offset: usize, batches
 
 struct Daemon {
     child: Child,
-    pid: i32,
+    pid: u32,
 }
 
 struct Scratch {
@@ -541,45 +498,27 @@ fn spawn_daemon(scratch: &Scratch) -> io::Result<Daemon> {
         .create(true)
         .append(true)
         .open(&scratch.daemon_log)?;
-    let child = Command::new(DAEMON)
-        .arg("--serve")
-        .arg("--socket")
-        .arg(&scratch.socket)
+    let child = measure::daemon_command(&scratch.socket)
         .arg("--evidence-log")
         .arg(&scratch.log)
-        .args(["--evidence-sync", "batch", "--log-target", "stderr"])
+        .args(["--evidence-sync", "batch"])
         .arg("--policy-dir")
         .arg(&scratch.packs)
         .args(["--default-pack", "soak"])
         .env("RUST_LOG", "info,cavra::decision=warn")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS")
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("CAVRA_RUNTIME_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()?;
-    let pid = child.id() as i32;
+    let pid = child.id();
     Ok(Daemon { child, pid })
 }
 
-/// Waits until the daemon with `pid` answers a health probe.
-fn wait_healthy(socket: &Path, pid: i32, limit: Duration) -> Result<Value, String> {
-    let deadline = Instant::now() + limit;
-    let mut last = String::from("no answer yet");
-    while Instant::now() < deadline {
-        match exchange(socket, r#"{"action_type":"cavra.health"}"#) {
-            Ok(line) => match serde_json::from_slice::<Value>(&line) {
-                Ok(health) if health["pid"].as_i64() == Some(i64::from(pid)) => return Ok(health),
-                Ok(health) => last = format!("answered by another process: {health}"),
-                Err(error) => last = format!("bad health answer: {error}"),
-            },
-            Err(error) => last = error.to_string(),
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    Err(format!("daemon pid {pid} did not answer within {limit:?}: {last}"))
+/// Waits until the daemon with `pid` answers a health probe: the pid tells a restarted daemon from its predecessor.
+fn wait_healthy(socket: &Path, pid: u32, limit: Duration) -> Result<(), String> {
+    measure::wait_ready(socket, Instant::now() + limit, Duration::from_millis(20), |answer| {
+        serde_json::from_slice::<Value>(answer).is_ok_and(|health| health["pid"].as_u64() == Some(u64::from(pid)))
+    })
+    .map(|_| ())
+    .map_err(|last| format!("daemon pid {pid} did not answer within {limit:?}: {last}"))
 }
 
 /// The decisions on the two phase probes, each with its evidence id.
@@ -587,9 +526,10 @@ fn probe(socket: &Path) -> io::Result<Vec<(String, Option<u128>)>> {
     [PHASE_A, PHASE_B]
         .iter()
         .map(|target| {
-            let line = exchange(
+            let line = measure::exchange(
                 socket,
                 &json!({"action_type": "read_file", "target": target}).to_string(),
+                IO_TIMEOUT,
             )?;
             let value: Value = serde_json::from_slice(&line).map_err(io::Error::other)?;
             Ok((
@@ -640,25 +580,12 @@ struct Sample {
     generation: usize,
 }
 
-fn sample(pid: i32, at: Duration, acknowledged: u64, generation: usize) -> Option<Sample> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kb = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let cpu_ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+fn sample(pid: u32, at: Duration, acknowledged: u64, generation: usize) -> Option<Sample> {
     Some(Sample {
         at,
-        rss_kb,
-        fds,
-        cpu_ticks,
+        rss_kb: measure::status_kib(pid, "VmRSS")?,
+        fds: measure::open_fds(pid)?,
+        cpu_ticks: measure::cpu_ticks(pid)?,
         acknowledged,
         generation,
     })
@@ -855,7 +782,7 @@ fn main() {
             shared.restarting.store(true, Ordering::SeqCst);
             shared.epoch.fetch_add(1, Ordering::SeqCst);
             let killed = Instant::now();
-            let _ = kill(Pid::from_raw(daemon.pid), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(daemon.pid as i32), Signal::SIGKILL);
             let _ = daemon.child.wait();
             let torn_before = torn_files(&scratch).len();
             daemon = spawn_daemon(&scratch).expect("respawn cavra-runtime --serve");
@@ -894,7 +821,7 @@ fn main() {
             next_reload += reload_every;
             phase = phase.flip();
             write_packs(&scratch.packs, phase).expect("rewrite the packs");
-            let _ = kill(Pid::from_raw(daemon.pid), Signal::SIGHUP);
+            let _ = kill(Pid::from_raw(daemon.pid as i32), Signal::SIGHUP);
             events.reloads += 1;
             match wait_phase(&scratch.socket, phase, RELOAD_LIMIT, &mut events.control_ids) {
                 Ok(latency) => events.reload_latencies.push(latency),
@@ -921,27 +848,14 @@ fn main() {
         samples.push(sample);
     }
     if crashed.is_none() {
-        let _ = kill(Pid::from_raw(daemon.pid), Signal::SIGTERM);
-        let stop_clock = Instant::now();
-        loop {
-            match daemon.child.try_wait() {
-                Ok(Some(status)) if status.success() => break,
-                Ok(Some(status)) => {
-                    events
-                        .problems
-                        .push(format!("SIGTERM: the daemon exited with {status}"));
-                    break;
-                }
-                _ if stop_clock.elapsed() > Duration::from_secs(30) => {
-                    events
-                        .problems
-                        .push("SIGTERM: the daemon did not exit within 30 s".to_owned());
-                    let _ = daemon.child.kill();
-                    let _ = daemon.child.wait();
-                    break;
-                }
-                _ => thread::sleep(Duration::from_millis(20)),
-            }
+        match measure::terminate(&mut daemon.child, Duration::from_secs(30)) {
+            Some(status) if status.success() => {}
+            Some(status) => events
+                .problems
+                .push(format!("SIGTERM: the daemon exited with {status}")),
+            None => events
+                .problems
+                .push("SIGTERM: the daemon did not exit within 30 s".to_owned()),
         }
     } else {
         let _ = daemon.child.kill();
@@ -986,8 +900,6 @@ fn main() {
         .filter(|(m, _)| *m == "stream")
         .flat_map(|(_, r)| r.latencies_us.iter().copied())
         .collect();
-    compat_latencies.sort_unstable();
-    batch_latencies.sort_unstable();
     let failures = sum(|r| r.failure_count);
     let mismatches = sum(|r| r.mismatch_count);
     let mut fail_reasons: Vec<String> = Vec::new();
@@ -1049,17 +961,17 @@ fn main() {
     let _ = writeln!(
         out,
         "| latency, compatible mode (connect to answer) | p50 {} · p99 {} · p99.9 {} · max {} |",
-        percentile(&compat_latencies, 0.50),
-        percentile(&compat_latencies, 0.99),
-        percentile(&compat_latencies, 0.999),
-        percentile(&compat_latencies, 1.0)
+        percentile(&mut compat_latencies, 0.50),
+        percentile(&mut compat_latencies, 0.99),
+        percentile(&mut compat_latencies, 0.999),
+        percentile(&mut compat_latencies, 1.0)
     );
     let _ = writeln!(
         out,
         "| latency, stream batch of {STREAM_BATCH} (first write to last answer) | p50 {} · p99 {} · max {} |",
-        percentile(&batch_latencies, 0.50),
-        percentile(&batch_latencies, 0.99),
-        percentile(&batch_latencies, 1.0)
+        percentile(&mut batch_latencies, 0.50),
+        percentile(&mut batch_latencies, 0.99),
+        percentile(&mut batch_latencies, 1.0)
     );
     let _ = writeln!(
         out,
@@ -1076,7 +988,7 @@ fn main() {
         out,
         "| reloads (SIGHUP) | {} · new pack in force after p50 {} · max {} |",
         events.reloads,
-        median_duration(&events.reload_latencies),
+        measure::median_duration(&events.reload_latencies).map_or("-".to_owned(), |d| format!("{d:.0?}")),
         events
             .reload_latencies
             .iter()
@@ -1178,25 +1090,16 @@ fn logged_ids(log: &Path) -> (Vec<u128>, u64) {
     (ids, bytes)
 }
 
-fn percentile(sorted_us: &[u32], quantile: f64) -> String {
-    if sorted_us.is_empty() {
+/// A latency percentile in milliseconds, from microseconds.
+fn percentile(latencies_us: &mut [u32], quantile: f64) -> String {
+    let Some(micros) = measure::percentile(latencies_us, quantile) else {
         return "-".to_owned();
-    }
-    let index = ((sorted_us.len() - 1) as f64 * quantile).round() as usize;
-    let micros = sorted_us[index];
+    };
     if micros >= 10_000 {
         format!("{:.0} ms", f64::from(micros) / 1000.0)
     } else {
         format!("{:.2} ms", f64::from(micros) / 1000.0)
     }
-}
-
-fn median_duration(values: &[Duration]) -> String {
-    let mut sorted = values.to_vec();
-    sorted.sort();
-    sorted
-        .get(sorted.len() / 2)
-        .map_or("-".to_owned(), |d| format!("{d:.0?}"))
 }
 
 fn list_durations(values: &[Duration]) -> String {
@@ -1211,7 +1114,7 @@ fn list_durations(values: &[Duration]) -> String {
 }
 
 fn cpu_summary(samples: &[Sample]) -> String {
-    // Clock ticks are 1/100 s on Linux; CPU time restarts with each daemon, so sum per generation.
+    // CPU time restarts with each daemon, so it is summed per generation.
     let mut per_generation: BTreeMap<usize, (Sample, Sample)> = BTreeMap::new();
     for sample in samples {
         per_generation
@@ -1228,7 +1131,7 @@ fn cpu_summary(samples: &[Sample]) -> String {
     if wall <= 0.0 || decisions == 0 {
         return "-".to_owned();
     }
-    let seconds = ticks as f64 / 100.0;
+    let seconds = ticks as f64 / measure::clock_ticks_per_second();
     format!(
         "{:.0}% of one core on average, {:.0} µs per decision",
         100.0 * seconds / wall,
