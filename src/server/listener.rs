@@ -170,7 +170,8 @@ fn bind(path: &Path, mode: u32) -> Result<Acquired, ListenerError> {
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
         Err(source) => return Err(io_error("inspect", source)),
     }
-    let previous = umask(Mode::from_bits_truncate(!mode & 0o777));
+    // `mode_t` is u16 on macOS, u32 on Linux; `!mode & 0o777` fits either.
+    let previous = umask(Mode::from_bits_truncate((!mode & 0o777) as nix::libc::mode_t));
     let bound = UnixListener::bind(path);
     umask(previous);
     let listener = bound.map_err(|source| io_error("bind", source))?;

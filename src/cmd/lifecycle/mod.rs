@@ -259,7 +259,19 @@ fn drop_supplementary_groups(identity: Option<(User, Group)>) -> nix::Result<()>
         return Ok(());
     };
     let name = CString::new(user.name.clone()).map_err(|_| nix::errno::Errno::EINVAL)?;
-    nix::unistd::initgroups(&name, group.gid)
+    initgroups(&name, group.gid)
+}
+
+#[cfg(not(target_os = "macos"))]
+use nix::unistd::initgroups;
+
+/// nix has no `initgroups` for Apple targets (it points to opendirectoryd instead); libc's is the one launchd calls
+/// for a job's `InitGroups`: at most 16 groups in the credential, and opted in to directory-resolved membership.
+#[cfg(target_os = "macos")]
+fn initgroups(user: &std::ffi::CStr, group: nix::unistd::Gid) -> nix::Result<()> {
+    let group = nix::libc::c_int::try_from(group.as_raw()).map_err(|_| nix::errno::Errno::EINVAL)?;
+    // SAFETY: `user` is a NUL-terminated string that outlives the call.
+    nix::errno::Errno::result(unsafe { nix::libc::initgroups(user.as_ptr(), group) }).map(drop)
 }
 
 /// Waits until the daemon answers a health probe as the holder of the PID file; on failure, stops what started and
