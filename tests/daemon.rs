@@ -357,6 +357,104 @@ fn sighup_reloads_a_good_policy_and_keeps_the_old_one_when_the_new_one_is_bad() 
     daemon.wait_log("policy reload failed");
 }
 
+/// Waits until the file at `path` contains `needle` (the log is written a few milliseconds behind); its text then.
+fn wait_file(path: &std::path::Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in {}:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `--log-file` (the launchd plist's CAVRA_LOG_FILE): the log and the rest of stderr go to the file, and after
+/// rotation as newsyslog does it (rename, then a new empty file), or after the file is removed, the daemon writes to
+/// a new file at the path, without a signal.
+#[test]
+fn the_log_file_follows_rotation_without_a_signal() {
+    let logs = tempfile::tempdir().unwrap();
+    let path = logs.path().join("cavra-runtime.log");
+    let mut daemon = Daemon::start(&["--log-file", path.to_str().unwrap()]);
+    let decide = || {
+        daemon
+            .client()
+            .evaluate(&request(json!({"action_type": "read_file", "target": "README.md"})))
+            .unwrap()
+            .decision_id
+    };
+    let first = decide();
+    wait_file(&path, &first);
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o640,
+        "the daemon creates its log 0640"
+    );
+
+    fs::rename(&path, logs.path().join("cavra-runtime.log.0")).unwrap();
+    fs::write(&path, "").unwrap();
+    let second = decide();
+    wait_file(&path, &second);
+    fs::remove_file(&path).unwrap();
+    let third = decide();
+    let current = wait_file(&path, &third);
+    let archived = fs::read_to_string(logs.path().join("cavra-runtime.log.0")).unwrap();
+    assert!(archived.contains(&first) && !archived.contains(&second), "{archived}");
+    assert!(!current.contains(&first) && !current.contains(&second), "{current}");
+
+    daemon.signal(Signal::SIGTERM);
+    assert!(daemon.wait_exit(Duration::from_secs(10)).success());
+    wait_file(&path, "stopped");
+    assert_eq!(daemon.log(), "", "standard error itself points at the log file");
+}
+
+#[test]
+fn a_log_file_that_cannot_be_opened_stops_the_daemon_and_once_open_it_takes_stderr() {
+    let output = common::run(
+        &[
+            "--serve",
+            "--log-file",
+            "/nonexistent/cavra-runtime.log",
+            "--socket",
+            "/nonexistent/s",
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot open the log file /nonexistent/cavra-runtime.log: No such file or directory"),
+        "{stderr}"
+    );
+
+    // Once it is open, standard error is the file: an error that stops the daemon later is written there.
+    let logs = tempfile::tempdir().unwrap();
+    let path = logs.path().join("cavra-runtime.log");
+    let output = common::run(
+        &[
+            "--serve",
+            "--log-file",
+            path.to_str().unwrap(),
+            "--policy",
+            "/nonexistent/policy.json",
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    let log = fs::read_to_string(&path).unwrap();
+    assert!(
+        log.contains("cavra-runtime: cannot read /nonexistent/policy.json"),
+        "{log}"
+    );
+}
+
 #[test]
 fn socket_mode_is_set_before_clients_can_connect() {
     let daemon = Daemon::start(&[]);

@@ -203,7 +203,8 @@ impl LimitArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Logging (daemon)")]
 pub struct LogArgs {
-    /// Where logs go: auto is the journal when systemd connected stderr to it (JOURNAL_STREAM), else stderr.
+    /// Where logs go: auto is --log-file when given, else the journal when systemd connected stderr to it
+    /// (JOURNAL_STREAM; Linux only), else stderr.
     #[arg(
         long,
         value_name = "TARGET",
@@ -222,6 +223,13 @@ pub struct LogArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+
+    /// Append the log (and everything else on stderr) to this file. When log rotation renames or removes it, the
+    /// daemon opens a new one at the path before its next line, so newsyslog or logrotate need not signal it.
+    /// With --lifecycle start: where the started daemon's output goes (default: the socket path with a .log
+    /// extension, unless the journal is available).
+    #[arg(long, value_name = "PATH", env = "CAVRA_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -234,11 +242,6 @@ pub struct LifecycleArgs {
     /// How long start waits for the daemon to answer, and stop waits for it to exit before SIGKILL.
     #[arg(long, value_name = "DURATION", env = "CAVRA_LIFECYCLE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub lifecycle_timeout: Duration,
-
-    /// Where the started daemon's output goes. Default: the socket path with a .log extension, unless the
-    /// journal is available (JOURNAL_STREAM), where the daemon logs itself.
-    #[arg(long, value_name = "PATH", env = "CAVRA_LOG_FILE")]
-    pub log_file: Option<PathBuf>,
 
     /// Run the started daemon as this user (root only); root's supplementary groups are dropped.
     #[arg(long, value_name = "USER")]

@@ -1,6 +1,7 @@
 //! Glue to the service managers that run the daemon: readiness and watchdog notifications, and logging to the
-//! journal or to standard error.
+//! journal, to standard error or to a log file that rotation may rename.
 
+mod log_file;
 mod log_writer;
 pub mod logging;
 pub mod notify;
