@@ -129,8 +129,9 @@ impl PolicyArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Socket")]
 pub struct SocketArgs {
-    /// Unix socket to serve on or connect to. Default: /run/cavra/cavra-runtime.sock for root,
-    /// $XDG_RUNTIME_DIR/cavra/cavra-runtime.sock otherwise (.cavra/cavra-runtime.sock without it).
+    /// Unix socket to serve on or connect to. Default: /run/cavra/cavra-runtime.sock for root
+    /// (/var/run/cavra-runtime.sock on macOS), $XDG_RUNTIME_DIR/cavra/cavra-runtime.sock otherwise
+    /// (.cavra/cavra-runtime.sock without it).
     #[arg(long, value_name = "PATH", env = SOCKET_ENV, default_value_os_t = default_socket_path())]
     pub socket: PathBuf,
 
@@ -434,11 +435,21 @@ pub struct ClientArgs {
 
 /// The environment variable that names the socket for every mode.
 pub const SOCKET_ENV: &str = "CAVRA_RUNTIME_SOCKET";
-const SYSTEM_SOCKET: &str = "/run/cavra/cavra-runtime.sock";
+/// The system socket on Linux, in the directory the socket unit (or the daemon) creates.
+pub const LINUX_SYSTEM_SOCKET: &str = "/run/cavra/cavra-runtime.sock";
+/// The system socket on macOS: it has no /run, empties /var/run at boot, and launchd creates no directory for a
+/// socket it binds, so the socket sits directly in /var/run (as mDNSResponder's does).
+pub const MACOS_SYSTEM_SOCKET: &str = "/var/run/cavra-runtime.sock";
+const SYSTEM_SOCKET: &str = if cfg!(target_os = "macos") {
+    MACOS_SYSTEM_SOCKET
+} else {
+    LINUX_SYSTEM_SOCKET
+};
 
 /// Where the socket lives when nobody says, one rule for the daemon, its clients and the lifecycle commands:
-/// `$CAVRA_RUNTIME_SOCKET`, else `/run/cavra/cavra-runtime.sock` for root, else
-/// `$XDG_RUNTIME_DIR/cavra/cavra-runtime.sock`, else `.cavra/cavra-runtime.sock`.
+/// `$CAVRA_RUNTIME_SOCKET`, else the system socket for root (`/run/cavra/cavra-runtime.sock`; on macOS
+/// `/var/run/cavra-runtime.sock`), else `$XDG_RUNTIME_DIR/cavra/cavra-runtime.sock`, else
+/// `.cavra/cavra-runtime.sock`.
 pub fn default_socket_path() -> PathBuf {
     let non_empty = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
     if let Some(path) = non_empty(SOCKET_ENV) {
