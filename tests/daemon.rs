@@ -414,6 +414,53 @@ fn the_log_file_follows_rotation_without_a_signal() {
     assert_eq!(daemon.log(), "", "standard error itself points at the log file");
 }
 
+/// Another local user who can write the log's directory plants a symbolic link, then a FIFO, where the rotated log
+/// was: the daemon (root) neither appends to the link's target nor hangs on the FIFO; it keeps writing the previous
+/// file and says why. (Not sticky: Linux's protected_symlinks and protected_fifos would refuse for the daemon there.)
+#[test]
+fn another_user_cannot_redirect_or_stall_a_rotated_log() {
+    if !common::skip::require_root("the attacker is another user") || !common::skip::require_programs(&["setpriv"]) {
+        return;
+    }
+    let logs = tempfile::tempdir().unwrap();
+    fs::set_permissions(logs.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let path = logs.path().join("cavra-runtime.log");
+    let victim_dir = tempfile::tempdir().unwrap();
+    let victim = victim_dir.path().join("victim");
+    fs::write(&victim, "root's file\n").unwrap();
+    let daemon = Daemon::start(&["--log-file", path.to_str().unwrap()]);
+    let decide = || {
+        daemon
+            .client()
+            .evaluate(&request(json!({"action_type": "read_file", "target": "README.md"})))
+            .unwrap()
+            .decision_id
+    };
+    let as_nobody = |args: &[&str]| {
+        let status = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "setpriv {args:?}");
+    };
+    let archive = logs.path().join("cavra-runtime.log.0");
+    wait_file(&path, &decide());
+    fs::rename(&path, &archive).unwrap();
+
+    as_nobody(&["ln", "-s", victim.to_str().unwrap(), path.to_str().unwrap()]);
+    let through_link = decide();
+    let text = wait_file(&archive, &through_link);
+    assert!(text.contains("Too many levels of symbolic links"), "{text}");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "root's file\n");
+
+    as_nobody(&["rm", path.to_str().unwrap()]);
+    as_nobody(&["mkfifo", path.to_str().unwrap()]);
+    let past_fifo = decide();
+    let text = wait_file(&archive, &past_fifo);
+    assert!(text.contains("No such device or address"), "{text}");
+}
+
 #[test]
 fn a_log_file_that_cannot_be_opened_stops_the_daemon_and_once_open_it_takes_stderr() {
     let output = common::run(

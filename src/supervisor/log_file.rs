@@ -5,6 +5,9 @@
 //! it (so a panic lands there too). Before each batch of lines, it checks that the path still names that file; when
 //! rotation has renamed or removed it, it opens the file now at the path (creating it if it can) and points standard
 //! error there. A batch that races with the rename lands in the archive, never nowhere.
+//!
+//! Whoever can write the log's directory could plant something at the path between a rotation and the reopen, so
+//! the path is opened only as a regular file and never through a symbolic link (nor does a planted FIFO block it).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
@@ -42,7 +45,7 @@ impl LogFile {
     /// Opens the file at the path again if it is no longer the open one. A failure leaves the open file in use,
     /// and says so in it once.
     fn follow(&mut self) {
-        let current = std::fs::metadata(&self.path).map(|metadata| (metadata.dev(), metadata.ino()));
+        let current = std::fs::symlink_metadata(&self.path).map(|metadata| (metadata.dev(), metadata.ino()));
         if current.as_ref().is_ok_and(|identity| *identity == self.identity) {
             return;
         }
@@ -73,8 +76,18 @@ impl LogFile {
 }
 
 fn open(path: &Path) -> io::Result<(File, (u64, u64))> {
-    let file = OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
+    use nix::libc::{O_NOFOLLOW, O_NONBLOCK};
+    // O_NONBLOCK: opening a FIFO without a reader fails instead of waiting; it means nothing for a regular file.
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
+        .open(path)?;
     let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
     Ok((file, (metadata.dev(), metadata.ino())))
 }
 
@@ -114,6 +127,42 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.path().join("daemon.log.0")).unwrap(), "one\n");
         assert_eq!(fs::read_to_string(dir.path().join("daemon.log.1")).unwrap(), "two\n");
         assert_eq!(fs::read_to_string(&path).unwrap(), "three\nfour\n");
+    }
+
+    #[test]
+    fn only_a_regular_file_is_opened_and_never_through_a_symbolic_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        fs::write(&target, "precious\n").unwrap();
+        let link = dir.path().join("link.log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let error = LogFile::open(&link, false).err().unwrap();
+        assert_eq!(error.raw_os_error(), Some(nix::libc::ELOOP), "{error}");
+        let fifo = dir.path().join("fifo.log");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let error = LogFile::open(&fifo, false).err().unwrap();
+        assert_eq!(error.raw_os_error(), Some(nix::libc::ENXIO), "no reader: {error}");
+        // With a reader the open succeeds, and the file type refuses it.
+        let _reader = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let error = LogFile::open(&fifo, false).err().unwrap();
+        assert_eq!(error.to_string(), "not a regular file");
+
+        // Planted after a rotation: the old file stays in use.
+        let path = dir.path().join("daemon.log");
+        let mut log = LogFile::open(&path, false).unwrap();
+        fs::rename(&path, dir.path().join("daemon.log.0")).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        log.write_all(b"after\n").unwrap();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "precious\n");
+        let archived = fs::read_to_string(dir.path().join("daemon.log.0")).unwrap();
+        assert!(
+            archived.ends_with("still writing to the previous file\nafter\n"),
+            "{archived}"
+        );
     }
 
     #[test]
