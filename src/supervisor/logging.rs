@@ -2,7 +2,7 @@
 //! standard error (or `--log-file`) as text or JSON lines. Journal fields keep their plain names (`DECISION`,
 //! `RULE_ID`, ...) so `journalctl -u cavra-runtime DECISION=block` finds every block. Standard error is written in
 //! batches by a background thread (see [`super::log_writer`]); [`LogGuard`] writes out what is queued when it drops.
-//! The journal exists only on Linux; on macOS the log goes to standard error, which launchd's plist points at a file.
+//! The journal exists only on Linux; on macOS the log goes to `--log-file` (the launchd plist sets it) or stderr.
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};

@@ -16,6 +16,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
+#[cfg(not(target_os = "macos"))]
+use nix::unistd::initgroups;
 use nix::unistd::{Group, Pid, User};
 use serde::Serialize;
 
@@ -261,9 +263,6 @@ fn drop_supplementary_groups(identity: Option<(User, Group)>) -> nix::Result<()>
     let name = CString::new(user.name.clone()).map_err(|_| nix::errno::Errno::EINVAL)?;
     initgroups(&name, group.gid)
 }
-
-#[cfg(not(target_os = "macos"))]
-use nix::unistd::initgroups;
 
 /// nix has no `initgroups` for Apple targets (it points to opendirectoryd instead); libc's is the one launchd calls
 /// for a job's `InitGroups`: at most 16 groups in the credential, and opted in to directory-resolved membership.
