@@ -17,9 +17,19 @@ use crate::auth::Peer;
 use crate::contract::{DecisionResponse, EvaluateRequest, HEALTH_ACTION, Health, STREAM_PROTOCOL};
 use crate::fsutil::{self, FsError, SafeDir, Trust};
 
-/// The packaged service's socket, and the user its daemon runs as.
-pub const SYSTEM_SOCKET: &str = "/run/cavra/cavra-runtime.sock";
-pub const SERVICE_USER: &str = "cavra";
+/// The system socket on Linux, in the directory the socket unit (or the daemon) creates.
+pub const LINUX_SYSTEM_SOCKET: &str = "/run/cavra/cavra-runtime.sock";
+/// The system socket on macOS: it has no /run, empties /var/run at boot, and launchd creates no directory for a
+/// socket it binds, so the socket sits directly in /var/run (as mDNSResponder's does).
+pub const MACOS_SYSTEM_SOCKET: &str = "/var/run/cavra-runtime.sock";
+/// The packaged service's socket on this platform, and the user its daemon runs as (macOS names service accounts
+/// with a leading underscore).
+pub const SYSTEM_SOCKET: &str = if cfg!(target_os = "macos") {
+    MACOS_SYSTEM_SOCKET
+} else {
+    LINUX_SYSTEM_SOCKET
+};
+pub const SERVICE_USER: &str = if cfg!(target_os = "macos") { "_cavra" } else { "cavra" };
 
 /// Whom a client accepts as the server. Root is always accepted: it could impersonate anyone anyway, and a socket
 /// the service manager holds (socket activation) is credited to it.

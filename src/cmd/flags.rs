@@ -130,8 +130,9 @@ impl PolicyArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Socket")]
 pub struct SocketArgs {
-    /// Unix socket to serve on or connect to. Default: /run/cavra/cavra-runtime.sock for root,
-    /// $XDG_RUNTIME_DIR/cavra/cavra-runtime.sock otherwise (.cavra/cavra-runtime.sock without it).
+    /// Unix socket to serve on or connect to. Default: /run/cavra/cavra-runtime.sock for root
+    /// (/var/run/cavra-runtime.sock on macOS), $XDG_RUNTIME_DIR/cavra/cavra-runtime.sock otherwise
+    /// (.cavra/cavra-runtime.sock without it).
     #[arg(long, value_name = "PATH", env = SOCKET_ENV, default_value_os_t = default_socket_path())]
     pub socket: PathBuf,
 
@@ -237,7 +238,8 @@ impl LimitArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Logging (daemon)")]
 pub struct LogArgs {
-    /// Where logs go: auto is the journal when systemd connected stderr to it (JOURNAL_STREAM), else stderr.
+    /// Where logs go: auto is --log-file when given, else the journal when systemd connected stderr to it
+    /// (JOURNAL_STREAM; Linux only), else stderr.
     #[arg(
         long,
         value_name = "TARGET",
@@ -256,6 +258,13 @@ pub struct LogArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+
+    /// Append the log (and everything else on stderr) to this file. When log rotation renames or removes it, the
+    /// daemon opens a new one at the path before its next line, so newsyslog or logrotate need not signal it.
+    /// With --lifecycle start: where the started daemon's output goes (default: the socket path with a .log
+    /// extension, unless the journal is available).
+    #[arg(long, value_name = "PATH", env = "CAVRA_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -268,11 +277,6 @@ pub struct LifecycleArgs {
     /// How long start waits for the daemon to answer, and stop waits for it to exit before SIGKILL.
     #[arg(long, value_name = "DURATION", env = "CAVRA_LIFECYCLE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub lifecycle_timeout: Duration,
-
-    /// Where the started daemon's output goes. Default: the socket path with a .log extension, unless the
-    /// journal is available (JOURNAL_STREAM), where the daemon logs itself.
-    #[arg(long, value_name = "PATH", env = "CAVRA_LOG_FILE")]
-    pub log_file: Option<PathBuf>,
 
     /// Run the started daemon as this user (root only); root's supplementary groups are dropped.
     #[arg(long, value_name = "USER")]
@@ -494,8 +498,9 @@ impl ClientArgs {
 pub const SOCKET_ENV: &str = "CAVRA_RUNTIME_SOCKET";
 
 /// Where the socket lives when nobody says, one rule for the daemon, its clients and the lifecycle commands:
-/// `$CAVRA_RUNTIME_SOCKET`, else `/run/cavra/cavra-runtime.sock` for root, else
-/// `$XDG_RUNTIME_DIR/cavra/cavra-runtime.sock`, else `.cavra/cavra-runtime.sock`.
+/// `$CAVRA_RUNTIME_SOCKET`, else the system socket for root (`/run/cavra/cavra-runtime.sock`; on macOS
+/// `/var/run/cavra-runtime.sock`), else `$XDG_RUNTIME_DIR/cavra/cavra-runtime.sock`, else
+/// `.cavra/cavra-runtime.sock`.
 pub fn default_socket_path() -> PathBuf {
     let non_empty = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
     if let Some(path) = non_empty(SOCKET_ENV) {

@@ -46,7 +46,8 @@ pub enum ServeError {
 
 pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     // Held to the end: dropping it writes out the log lines still queued.
-    let _log = logging::init(args.logging.log_target, args.logging.log_format)?;
+    let logs = &args.logging;
+    let _log = logging::init(logs.log_target, logs.log_format, logs.log_file.as_deref())?;
     let config = args.policy.config();
     let policies = PolicySet::load(&config)?;
     // Everything that can be wrong with the configuration is found before a socket exists.

@@ -12,6 +12,10 @@ use nix::sys::stat::{Mode, SFlag, umask};
 
 use crate::fsutil::{self, FsError, SafeDir, Trust};
 
+mod launchd;
+
+pub use launchd::LaunchdError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ListenerError {
     #[error(
@@ -35,8 +39,8 @@ pub enum ListenerError {
     AmbiguousSockets { count: usize, wanted: String },
     #[error("the socket systemd passed at index {index} is not a listening Unix stream socket: {source}")]
     WrongSocketType { index: usize, source: io::Error },
-    #[error("launchd socket activation failed: {0}")]
-    Launchd(io::Error),
+    #[error(transparent)]
+    Launchd(#[from] LaunchdError),
 }
 
 #[derive(Debug, Clone)]
@@ -62,7 +66,7 @@ impl fmt::Display for Origin {
         match self {
             Origin::Systemd { name: Some(name) } => write!(f, "systemd socket {name:?}"),
             Origin::Systemd { name: None } => f.write_str("systemd socket"),
-            Origin::Launchd => f.write_str("launchd socket Listeners"),
+            Origin::Launchd => write!(f, "launchd socket {}", launchd::SOCKET_NAME),
             Origin::Bound(bound) => write!(f, "{}", bound.path.display()),
         }
     }
@@ -97,8 +101,11 @@ pub fn acquire(options: &ListenOptions) -> Result<Acquired, ListenerError> {
     if let Some(acquired) = from_systemd(&options.fd_name)? {
         return Ok(acquired);
     }
-    if let Some(acquired) = launchd::activate()? {
-        return Ok(acquired);
+    if let Some(listener) = launchd::activate()? {
+        return Ok(Acquired {
+            listener,
+            origin: Origin::Launchd,
+        });
     }
     bind(&options.socket, options.mode)
 }
@@ -222,66 +229,6 @@ fn bind(path: &Path, mode: u32) -> Result<Acquired, ListenerError> {
 
 fn is_socket(stat: &nix::sys::stat::FileStat) -> bool {
     stat.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFSOCK.bits()
-}
-
-#[cfg(target_os = "macos")]
-mod launchd {
-    //! `launch_activate_socket("Listeners")`: the sockets a launchd plist declares under `Sockets`.
-    use std::ffi::{CString, c_char, c_int};
-    use std::io;
-    use std::os::fd::FromRawFd as _;
-    use std::os::unix::net::UnixListener;
-
-    use super::{Acquired, ListenerError, Origin};
-
-    const ENOENT: c_int = 2;
-    const ESRCH: c_int = 3;
-
-    unsafe extern "C" {
-        fn launch_activate_socket(name: *const c_char, fds: *mut *mut c_int, count: *mut usize) -> c_int;
-        fn free(pointer: *mut std::ffi::c_void);
-    }
-
-    pub fn activate() -> Result<Option<Acquired>, ListenerError> {
-        let name = CString::new("Listeners").expect("no NUL in a literal");
-        let mut fds: *mut c_int = std::ptr::null_mut();
-        let mut count: usize = 0;
-        // SAFETY: launchd fills `fds` with a malloc'd array of `count` descriptors, which we own and free.
-        let status = unsafe { launch_activate_socket(name.as_ptr(), &mut fds, &mut count) };
-        match status {
-            0 => {}
-            // Not started by launchd, or the plist declares no such socket: bind instead.
-            ENOENT | ESRCH => return Ok(None),
-            errno => return Err(ListenerError::Launchd(io::Error::from_raw_os_error(errno))),
-        }
-        // SAFETY: `fds` points to `count` descriptors owned by us from here on.
-        let owned: Vec<c_int> = unsafe { std::slice::from_raw_parts(fds, count).to_vec() };
-        unsafe { free(fds.cast()) };
-        let mut descriptors = owned.into_iter();
-        let Some(first) = descriptors.next() else {
-            return Ok(None);
-        };
-        for extra in descriptors {
-            // SAFETY: launchd handed us these descriptors and nothing else refers to them.
-            drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(extra) });
-        }
-        // SAFETY: as above; launchd passes listening stream sockets for a `Sockets` entry.
-        let listener = unsafe { UnixListener::from_raw_fd(first) };
-        Ok(Some(Acquired {
-            listener,
-            origin: Origin::Launchd,
-        }))
-    }
-}
-
-#[cfg(not(target_os = "macos"))]
-mod launchd {
-    use super::{Acquired, ListenerError};
-
-    /// launchd exists only on macOS.
-    pub fn activate() -> Result<Option<Acquired>, ListenerError> {
-        Ok(None)
-    }
 }
 
 #[cfg(test)]

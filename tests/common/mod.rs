@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test crate uses its own subset
 
 pub mod daemon;
+pub mod measure;
 pub mod oidc;
 pub mod skip;
 pub mod users;

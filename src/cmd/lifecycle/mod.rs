@@ -98,15 +98,15 @@ struct Paths {
 }
 
 impl Paths {
-    fn of(lifecycle: &LifecycleArgs, socket: &Path) -> Self {
-        let socket = socket.to_owned();
+    fn of(lifecycle: &LifecycleArgs, serve: &ServeArgs) -> Self {
+        let socket = serve.socket.socket.clone();
         let pid = lifecycle.pid.clone().unwrap_or_else(|| {
             let mut path = socket.clone().into_os_string();
             path.push(".pid");
             path.into()
         });
         // Under the journal the daemon logs there itself; otherwise its output goes to a file beside the socket.
-        let log = lifecycle.log_file.clone().or_else(|| {
+        let log = serve.logging.log_file.clone().or_else(|| {
             std::env::var_os("JOURNAL_STREAM")
                 .is_none()
                 .then(|| socket.with_extension("log"))
@@ -117,7 +117,7 @@ impl Paths {
 
 /// `serve` is what a started daemon runs with; `status` and `stop` read only its socket.
 pub fn run(action: LifecycleAction, lifecycle: &LifecycleArgs, serve: &ServeArgs) -> Result<ExitCode, LifecycleError> {
-    let paths = Paths::of(lifecycle, &serve.socket.socket);
+    let paths = Paths::of(lifecycle, serve);
     match action {
         LifecycleAction::Start => start(lifecycle, serve, &paths),
         LifecycleAction::Status => {
