@@ -476,7 +476,7 @@ fn a_log_file_that_cannot_be_opened_stops_the_daemon_and_once_open_it_takes_stde
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("cannot open the log file /nonexistent/cavra-runtime.log: No such file or directory"),
+        stderr.contains("cannot open the log file /nonexistent/cavra-runtime.log: cannot inspect /nonexistent: No such file or directory"),
         "{stderr}"
     );
 

@@ -6,13 +6,18 @@
 //! rotation has renamed or removed it, it opens the file now at the path (creating it if it can) and points standard
 //! error there. A batch that races with the rename lands in the archive, never nowhere.
 //!
-//! Whoever can write the log's directory could plant something at the path between a rotation and the reopen, so
-//! the path is opened only as a regular file and never through a symbolic link (nor does a planted FIFO block it).
+//! The file is opened as every file the daemon writes is ([`crate::fsutil`]): in a directory no other user can
+//! change, only as a regular file of a trusted owner, never through a symbolic link (nor does a planted FIFO block
+//! it). So nothing planted at the path between a rotation and the reopen is written to.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write as _};
-use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+
+use crate::fsutil::{self, FsError, SafeDir, Trust};
 
 /// The log file and the identity (device, inode) of the one open now.
 pub struct LogFile {
@@ -22,16 +27,20 @@ pub struct LogFile {
     /// Whether standard error follows the file (the daemon); unit tests leave their own alone.
     redirect_stderr: bool,
     /// The last failure to open the file again, reported once until an open succeeds.
-    failing: Option<io::ErrorKind>,
+    failing: Option<String>,
 }
 
 impl LogFile {
     /// Opens `path` for appending (mode 0640 when it creates it) and, if `redirect_stderr`, points standard error
     /// at it.
-    pub fn open(path: &Path, redirect_stderr: bool) -> io::Result<Self> {
+    pub fn open(path: &Path, redirect_stderr: bool) -> Result<Self, FsError> {
         let (file, identity) = open(path)?;
         if redirect_stderr {
-            nix::unistd::dup2_stderr(&file)?;
+            nix::unistd::dup2_stderr(&file).map_err(|errno| FsError::Io {
+                action: "point standard error at",
+                path: path.to_owned(),
+                source: errno.into(),
+            })?;
         }
         Ok(Self {
             path: path.to_owned(),
@@ -51,7 +60,11 @@ impl LogFile {
         }
         let reopened = open(&self.path).and_then(|(file, identity)| {
             if self.redirect_stderr {
-                nix::unistd::dup2_stderr(&file)?;
+                nix::unistd::dup2_stderr(&file).map_err(|errno| FsError::Io {
+                    action: "point standard error at",
+                    path: self.path.clone(),
+                    source: errno.into(),
+                })?;
             }
             Ok((file, identity))
         });
@@ -61,8 +74,8 @@ impl LogFile {
                 self.identity = identity;
                 self.failing = None;
             }
-            Err(error) if self.failing != Some(error.kind()) => {
-                self.failing = Some(error.kind());
+            Err(error) if self.failing.as_deref() != Some(error.to_string().as_str()) => {
+                self.failing = Some(error.to_string());
                 let _ = writeln!(
                     self.file,
                     "cavra-runtime: cannot open the log file {} again after rotation: {error}; still writing to the \
@@ -75,19 +88,16 @@ impl LogFile {
     }
 }
 
-fn open(path: &Path) -> io::Result<(File, (u64, u64))> {
-    use nix::libc::{O_NOFOLLOW, O_NONBLOCK};
-    // O_NONBLOCK: opening a FIFO without a reader fails instead of waiting; it means nothing for a regular file.
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
-        .open(path)?;
-    let metadata = file.metadata()?;
-    if !metadata.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
-    }
+/// Opens the file (created 0640) through its checked directory; the path is resolved afresh each time, so a
+/// rotation that replaced the directory too is followed.
+fn open(path: &Path) -> Result<(File, (u64, u64)), FsError> {
+    let (dir, name) = SafeDir::of_file(path, None, &Trust::effective_user())?;
+    let file = dir.open_file(&name, OFlag::O_WRONLY | OFlag::O_APPEND, Some(fsutil::mode(0o640)))?;
+    let metadata = file.metadata().map_err(|source| FsError::Io {
+        action: "inspect",
+        path: path.to_owned(),
+        source,
+    })?;
     Ok((file, (metadata.dev(), metadata.ino())))
 }
 
@@ -105,7 +115,7 @@ impl io::Write for LogFile {
 #[cfg(test)]
 mod tests {
     use std::fs;
-    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 
     use super::*;
 
@@ -137,11 +147,11 @@ mod tests {
         let link = dir.path().join("link.log");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         let error = LogFile::open(&link, false).err().unwrap();
-        assert_eq!(error.raw_os_error(), Some(nix::libc::ELOOP), "{error}");
+        assert!(matches!(error, FsError::Symlink { .. }), "{error}");
         let fifo = dir.path().join("fifo.log");
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         let error = LogFile::open(&fifo, false).err().unwrap();
-        assert_eq!(error.raw_os_error(), Some(nix::libc::ENXIO), "no reader: {error}");
+        assert!(error.to_string().contains("fifo.log"), "no reader: {error}");
         // With a reader the open succeeds, and the file type refuses it.
         let _reader = fs::OpenOptions::new()
             .read(true)
@@ -149,7 +159,7 @@ mod tests {
             .open(&fifo)
             .unwrap();
         let error = LogFile::open(&fifo, false).err().unwrap();
-        assert_eq!(error.to_string(), "not a regular file");
+        assert!(matches!(error, FsError::NotRegular { .. }), "{error}");
 
         // Planted after a rotation: the old file stays in use.
         let path = dir.path().join("daemon.log");
@@ -177,9 +187,10 @@ mod tests {
         log.write_all(b"two\n").unwrap();
         let text = fs::read_to_string(dir.path().join("moved/daemon.log")).unwrap();
         let expected = format!(
-            "cavra-runtime: cannot open the log file {} again after rotation: No such file or directory (os error 2); \
-             still writing to the previous file\none\ntwo\n",
-            path.display()
+            "cavra-runtime: cannot open the log file {} again after rotation: cannot inspect {}: No such file or \
+             directory (os error 2); still writing to the previous file\none\ntwo\n",
+            path.display(),
+            logs.display()
         );
         assert_eq!(text, expected);
         // Once the path can be opened again, the log moves there.

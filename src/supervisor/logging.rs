@@ -40,7 +40,10 @@ pub enum LoggingError {
     #[error("--log-file {} needs --log-target auto or stderr, not journald", .0.display())]
     FileAndJournal(PathBuf),
     #[error("cannot open the log file {}: {source}", path.display())]
-    File { path: PathBuf, source: std::io::Error },
+    File {
+        path: PathBuf,
+        source: crate::fsutil::FsError,
+    },
 }
 
 /// Where the log goes.
