@@ -319,7 +319,7 @@ pub fn timestamp(now: OffsetDateTime) -> String {
     let mut fraction = now.nanosecond();
     if fraction != 0 {
         let mut digits = 9;
-        while fraction % 10 == 0 {
+        while fraction.is_multiple_of(10) {
             fraction /= 10;
             digits -= 1;
         }

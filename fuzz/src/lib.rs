@@ -327,6 +327,8 @@ fn server() -> &'static Server {
         let limits = Limits {
             max_request_bytes: MAX_REQUEST_BYTES,
             max_connections: 64,
+            max_connections_per_uid: 64,
+            max_buffered_bytes: 1 << 20,
             request_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(3),
             shutdown_grace: Duration::from_secs(1),

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::flags::{AuthArgs, ClientArgs, SocketArgs};
+use super::flags::{AuthArgs, ClientArgs, SocketArgs, UnknownServerUser};
 use super::io::{InputError, print_json, read_request};
 use crate::auth::RunnerAuthError;
 use crate::auth::SecretError;
@@ -37,6 +37,8 @@ pub enum AskError {
     Claims(#[from] RunnerAuthError),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    ServerUser(#[from] UnknownServerUser),
     #[error("cannot write the decision to standard output: {0}")]
     WriteOutput(io::Error),
 }
@@ -46,7 +48,9 @@ pub fn run(client: &ClientArgs, socket: &SocketArgs, auth: &AuthArgs) -> Result<
     if let Some(claims) = &auth.runner_auth_claims {
         request.runner_auth = Some(authenticate(auth, claims)?);
     }
-    let daemon = Client::new(&socket.socket).with_timeout(client.client_timeout);
+    let daemon = Client::new(&socket.socket)
+        .with_timeout(client.client_timeout)
+        .expect_server(client.server_check()?);
     let response = daemon.evaluate(&request)?;
     print_json(&response).map_err(AskError::WriteOutput)?;
     Ok(match (client.exit_code, response.decision) {

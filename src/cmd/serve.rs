@@ -8,7 +8,7 @@ use std::sync::Arc;
 use nix::sys::signal;
 use tokio::signal::unix::SignalKind;
 
-use super::flags::{AuthArgs, AuthConfigError, DecisionsError, EvidenceArgs, ServeArgs};
+use super::flags::{AuthArgs, AuthConfigError, DecisionsError, EvidenceArgs, LimitError, ServeArgs};
 use crate::auth::oidc::JwksSource;
 use crate::auth::{RunnerAuthenticator, SecretError};
 use crate::evidence::{EvidenceError, EvidenceLog};
@@ -42,15 +42,19 @@ pub enum ServeError {
     Jwks(String),
     #[error(transparent)]
     Decisions(#[from] DecisionsError),
+    #[error(transparent)]
+    Limits(#[from] LimitError),
 }
 
 pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     // Held to the end: dropping it writes out the log lines still queued.
-    let _log = logging::init(args.logging.log_target, args.logging.log_format)?;
+    let logs = &args.logging;
+    let _log = logging::init(logs.log_target, logs.log_format, logs.log_file.as_deref())?;
     let config = args.policy.config();
     let policies = PolicySet::load(&config)?;
     // Everything that can be wrong with the configuration is found before a socket exists.
     let decisions = args.policy.decisions(&policies)?;
+    let limits = args.limits.limits()?;
     let peers = args.auth.peer_policy().map_err(AuthConfigError::from)?;
     let runners = runner_auth(&args.auth)?;
     raise_open_file_limit(args.limits.max_connections);
@@ -71,7 +75,7 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     if !decisions.pins.is_empty() {
         tracing::info!("policy packs pinned: {}", decisions.pins.describe());
     }
-    let mut service = Service::new(policies, args.limits.limits())
+    let mut service = Service::new(policies, limits)
         .with_peers(peers)
         .with_decisions(decisions);
     if let Some(evidence) = &evidence {

@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use super::record::{Chain, Prepared, Sealed, reference};
 use super::{EvidenceConfig, EvidenceError, OpenReport, SyncMode, open};
 use crate::contract::{DecisionResponse, EvaluateRequest};
+use crate::fsutil::{self, SafeDir, Trust};
 
 /// A cheap handle to an open evidence log, shared by all connections.
 #[derive(Clone)]
@@ -255,7 +256,13 @@ impl Writer {
                 path: path.clone(),
                 source,
             })?;
-        if std::fs::metadata(path).map(identity).ok() == Some(open_now) {
+        // What the path names now, reached as opening reaches it and without following a link at the end.
+        let at_path = SafeDir::of_file(path, None, &Trust::effective_user())
+            .and_then(|(dir, name)| dir.entry(&name))
+            .ok()
+            .flatten()
+            .map(|stat| fsutil::identity(&stat));
+        if at_path == Some(open_now) {
             return Ok(Reopened::Unchanged);
         }
         let opened = open::open(&self.config)?;

@@ -177,6 +177,24 @@ pub(super) fn overloaded(max_connections: usize) -> Vec<u8> {
     refusal("daemon.overloaded", Severity::High, reason)
 }
 
+/// The answer to a client whose uid has `--max-connections-per-uid` open.
+pub(super) fn uid_overloaded(uid: u32, max_per_uid: usize) -> Vec<u8> {
+    let reason = format!(
+        "uid {uid} already has its maximum of {max_per_uid} connections open (--max-connections-per-uid); close one \
+         or retry shortly."
+    );
+    refusal("daemon.overloaded", Severity::High, reason)
+}
+
+/// The answer to a request that found no room in `--max-buffered-bytes` before its deadline.
+pub(super) fn budget_overloaded(max_buffered_bytes: usize) -> Vec<u8> {
+    let reason = format!(
+        "cavra-runtime is holding its maximum of {max_buffered_bytes} bytes of requests and answers in transit \
+         (--max-buffered-bytes); the request was not read. Retry shortly."
+    );
+    refusal("daemon.overloaded", Severity::High, reason)
+}
+
 /// A refusal about the connection rather than an action, as an answer line.
 fn refusal(rule_id: &str, severity: Severity, reason: String) -> Vec<u8> {
     line(&DecisionResponse::refusal(rule_id, severity, reason))
