@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
-use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -33,12 +33,10 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+#[path = "../tests/common/measure.rs"]
+mod measure;
 
-const DAEMON: &str = env!("CARGO_BIN_EXE_cavra-runtime");
-const PROTOCOL_LINE: &[u8] = b"{\"protocol\":\"cavra.ndjson.v1\"}\n";
-const HEALTH_LINE: &[u8] = b"{\"action_type\":\"cavra.health\"}\n";
+use measure::{DAEMON, HEALTH, Stream, daemon_command, median, median_duration};
 
 const CLIENTS: [usize; 3] = [1, 8, 64];
 /// Requests each pipelining stream-mode client keeps outstanding on its connection.
@@ -155,23 +153,12 @@ impl Server {
 
     /// SIGTERM, then SIGKILL if it has not exited within `STOP_TIMEOUT`. Removes the evidence log.
     fn stop(mut self) -> Option<ExitStatus> {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        let mut status = None;
-        while Instant::now() < deadline {
-            if let Ok(Some(exited)) = self.child.try_wait() {
-                status = Some(exited);
-                break;
-            }
-            thread::sleep(Duration::from_millis(1));
-        }
+        let status = measure::terminate(&mut self.child, STOP_TIMEOUT);
         if status.is_none() {
             eprintln!(
-                "warning: server {} did not stop within {STOP_TIMEOUT:?}; killing it",
+                "warning: server {} did not stop within {STOP_TIMEOUT:?}; killed it",
                 self.pid()
             );
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
         let _ = std::fs::remove_file(&self.socket);
         if let Some(log) = &self.evidence_log {
@@ -179,19 +166,6 @@ impl Server {
         }
         status
     }
-}
-
-fn daemon_command(socket: &Path) -> Command {
-    let mut command = Command::new(DAEMON);
-    // A clean environment: no CAVRA_* setting or RUST_LOG from the caller changes what is measured.
-    command
-        .env_clear()
-        .args(["--serve", "--log-target", "stderr", "--socket"])
-        .arg(socket)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    command
 }
 
 fn spawn(variant: Variant, settings: &Settings, id: usize) -> Server {
@@ -235,9 +209,9 @@ fn spawn(variant: Variant, settings: &Settings, id: usize) -> Server {
         socket,
         evidence_log,
     };
-    if wait_ready(&server.socket, Instant::now() + READY_TIMEOUT).is_none() {
+    if let Err(last) = wait_ready(&server.socket, Instant::now() + READY_TIMEOUT) {
         panic!(
-            "{} did not answer on {} within {READY_TIMEOUT:?}",
+            "{} did not answer on {} within {READY_TIMEOUT:?}: {last}",
             variant.name(),
             server.socket.display()
         );
@@ -245,29 +219,12 @@ fn spawn(variant: Variant, settings: &Settings, id: usize) -> Server {
     server
 }
 
-/// Polls connect every ~100 µs until one health request is answered; the time it was answered.
-fn wait_ready(socket: &Path, deadline: Instant) -> Option<Instant> {
-    while Instant::now() < deadline {
-        if let Ok(answer) = exchange(socket, HEALTH_LINE) {
-            // The echo server answers with the request itself; the daemon with its health.
-            if answer.starts_with(HEALTH_LINE) || contains(&answer, b"\"status\":\"ok\"") {
-                return Some(Instant::now());
-            }
-        }
-        thread::sleep(Duration::from_micros(100));
-    }
-    None
-}
-
-/// One compatible-mode exchange: connect, send `line`, read one answer line.
-fn exchange(socket: &Path, line: &[u8]) -> io::Result<Vec<u8>> {
-    let mut stream = UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(Duration::from_secs(1)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(1)))?;
-    stream.write_all(line)?;
-    let mut answer = Vec::new();
-    BufReader::new(stream).take(1 << 20).read_until(b'\n', &mut answer)?;
-    Ok(answer)
+/// Probes every 100 µs (readiness is timed to that) until a health request is answered; the time it was answered.
+fn wait_ready(socket: &Path, deadline: Instant) -> Result<Instant, String> {
+    measure::wait_ready(socket, deadline, Duration::from_micros(100), |answer| {
+        // The echo server answers with the request itself; the daemon with its health.
+        answer.starts_with(HEALTH.as_bytes()) || contains(answer, b"\"status\":\"ok\"")
+    })
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -446,20 +403,8 @@ fn stream_client_inner(
     stats: &mut ClientStats,
 ) -> io::Result<()> {
     let requests = request_lines();
-    let stream = UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::with_capacity(64 * 1024, stream);
-    writer.write_all(PROTOCOL_LINE)?;
+    let mut stream = Stream::open(socket, IO_TIMEOUT)?;
     let mut line = Vec::with_capacity(4096);
-    reader.read_until(b'\n', &mut line)?;
-    if !contains(&line, b"cavra.ndjson.v1") {
-        return Err(io::Error::other(format!(
-            "no stream-mode greeting: {}",
-            String::from_utf8_lossy(&line)
-        )));
-    }
 
     let mut outstanding: VecDeque<Instant> = VecDeque::with_capacity(depth);
     let mut out = Vec::with_capacity(depth * 256);
@@ -475,27 +420,24 @@ fn stream_client_inner(
     let now = Instant::now();
     outstanding.extend(std::iter::repeat_n(now, depth));
     sent += depth as u64;
-    writer.write_all(&out)?;
+    stream.send(&out)?;
     out.clear();
     let mut queued = 0;
     while let Some(sent_at) = outstanding.pop_front() {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "server closed the stream"));
-        }
+        stream.read_line(&mut line)?;
         let now = Instant::now();
         let current = phase.load(Ordering::Relaxed);
-        stats.answer(current, sent_at, now, &line, sent % 32 == 0);
+        stats.answer(current, sent_at, now, &line, sent.is_multiple_of(32));
         if current != STOPPING && sent < MAX_REQUESTS_PER_CLIENT {
             queue(&mut out, &mut sequence);
             queued += 1;
             sent += 1;
         }
         // Send what the answers read so far released once no complete answer is left in the buffer.
-        if queued > 0 && !reader.buffer().contains(&b'\n') {
+        if queued > 0 && !stream.has_buffered_line() {
             let now = Instant::now();
             outstanding.extend(std::iter::repeat_n(now, queued));
-            writer.write_all(&out)?;
+            stream.send(&out)?;
             out.clear();
             queued = 0;
         }
@@ -579,13 +521,13 @@ fn drive(socket: &Path, pid: u32, mode: Mode, clients: usize, window: Duration) 
         })
         .collect();
     thread::sleep(WARMUP);
-    let cpu_before = cpu_ticks(pid);
+    let cpu_before = measure::cpu_ticks(pid);
     let started = Instant::now();
     phase.store(MEASURING, Ordering::Relaxed);
     thread::sleep(window);
     phase.store(STOPPING, Ordering::Relaxed);
     let elapsed = started.elapsed();
-    let cpu_after = cpu_ticks(pid);
+    let cpu_after = measure::cpu_ticks(pid);
     let mut answered = 0;
     let mut errors = 0;
     let mut latencies = Vec::new();
@@ -595,7 +537,11 @@ fn drive(socket: &Path, pid: u32, mode: Mode, clients: usize, window: Duration) 
         errors += stats.errors;
         latencies.extend(stats.latencies_ns);
     }
-    let cpu_seconds = cpu_after.saturating_sub(cpu_before) as f64 / clock_ticks_per_second();
+    let cpu_seconds = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) => after.saturating_sub(before) as f64 / measure::clock_ticks_per_second(),
+        // The server's /proc entry could not be read: no figure rather than a wrong one.
+        _ => f64::NAN,
+    };
     Sample {
         rps: answered as f64 / elapsed.as_secs_f64(),
         p50_us: percentile_us(&mut latencies, 0.50),
@@ -606,7 +552,7 @@ fn drive(socket: &Path, pid: u32, mode: Mode, clients: usize, window: Duration) 
             cpu_seconds * 1e6 / answered as f64
         },
         errors,
-        peak_rss_kib: proc_status_kib(pid, "VmHWM:").unwrap_or(0),
+        peak_rss_kib: measure::status_kib(pid, "VmHWM").unwrap_or(0),
     }
 }
 
@@ -633,74 +579,9 @@ fn drive_command(args: &[String]) {
     );
 }
 
-fn percentile_us(latencies: &mut [u32], quantile: f64) -> f64 {
-    if latencies.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((latencies.len() - 1) as f64 * quantile).round() as usize;
-    let (_, value, _) = latencies.select_nth_unstable(rank);
-    f64::from(*value) / 1e3
-}
-
-/// utime + stime of every thread of `pid`, alive or exited, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |number: usize| fields.get(number - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    field(14) + field(15)
-}
-
-fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with(key))?;
-    line[key.len()..].split_whitespace().next()?.parse().ok()
-}
-
-unsafe extern "C" {
-    fn sysconf(name: i32) -> i64;
-    fn getrlimit(resource: i32, limit: *mut RLimit) -> i32;
-    fn setrlimit(resource: i32, limit: *const RLimit) -> i32;
-}
-
-/// `struct rlimit` on 64-bit Linux.
-#[repr(C)]
-struct RLimit {
-    current: u64,
-    max: u64,
-}
-
-const SC_CLK_TCK: i32 = 2;
-const RLIMIT_NOFILE: i32 = 7;
-
-fn clock_ticks_per_second() -> f64 {
-    // SAFETY: sysconf only reads a configuration value.
-    let ticks = unsafe { sysconf(SC_CLK_TCK) };
-    if ticks > 0 { ticks as f64 } else { 100.0 }
-}
-
-/// Raises this process's open-file limit (which the servers it spawns inherit) to at least `wanted`, if the hard
-/// limit allows. Returns the soft limit in force afterwards.
-fn raise_open_file_limit(wanted: u64) -> u64 {
-    let mut limit = RLimit { current: 0, max: 0 };
-    // SAFETY: getrlimit writes one `struct rlimit`, which `RLimit` matches on 64-bit Linux.
-    if unsafe { getrlimit(RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 0;
-    }
-    if limit.current < wanted {
-        let raised = RLimit {
-            current: wanted.min(limit.max),
-            max: limit.max,
-        };
-        // SAFETY: setrlimit reads one `struct rlimit`.
-        if unsafe { setrlimit(RLIMIT_NOFILE, &raised) } == 0 {
-            limit.current = raised.current;
-        }
-    }
-    limit.current
+/// A latency percentile in µs, from nanoseconds; NaN when nothing was answered.
+fn percentile_us(latencies_ns: &mut [u32], quantile: f64) -> f64 {
+    measure::percentile(latencies_ns, quantile).map_or(f64::NAN, |nanos| f64::from(nanos) / 1e3)
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -719,8 +600,8 @@ fn readiness(settings: &Settings, first_id: usize) -> Vec<Duration> {
             evidence_log: None,
         };
         match ready {
-            Some(at) => times.push(at - started),
-            None => eprintln!("warning: readiness spawn {spawn_index} not ready within {READY_TIMEOUT:?}"),
+            Ok(at) => times.push(at - started),
+            Err(last) => eprintln!("warning: readiness spawn {spawn_index} not ready within {READY_TIMEOUT:?}: {last}"),
         }
         server.stop();
     }
@@ -738,29 +619,15 @@ fn memory(settings: &Settings, id: usize) -> Memory {
     let server = spawn(Variant::Daemon, settings, id);
     let pid = server.pid();
     thread::sleep(Duration::from_millis(200));
-    let idle_kib = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
+    let idle_kib = measure::status_kib(pid, "VmRSS").unwrap_or(0);
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut connections = Vec::with_capacity(IDLE_CONNECTIONS);
-    let mut greeting = [0u8; 4096];
     for _ in 0..IDLE_CONNECTIONS {
         if Instant::now() > deadline {
             break;
         }
-        let opened = (|| -> io::Result<UnixStream> {
-            let mut stream = UnixStream::connect(&server.socket)?;
-            stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-            stream.write_all(PROTOCOL_LINE)?;
-            let read = stream.read(&mut greeting)?;
-            if contains(&greeting[..read], b"cavra.ndjson.v1") {
-                Ok(stream)
-            } else {
-                Err(io::Error::other(
-                    String::from_utf8_lossy(&greeting[..read]).into_owned(),
-                ))
-            }
-        })();
-        match opened {
+        match Stream::open(&server.socket, Duration::from_secs(2)) {
             Ok(stream) => connections.push(stream),
             Err(error) => {
                 eprintln!("warning: stream connection {} refused: {error}", connections.len());
@@ -769,18 +636,18 @@ fn memory(settings: &Settings, id: usize) -> Memory {
         }
     }
     thread::sleep(Duration::from_millis(300));
-    let with_connections_kib = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
+    let with_connections_kib = measure::status_kib(pid, "VmRSS").unwrap_or(0);
 
     let request = &request_lines()[0];
-    let mut answer = vec![0u8; 64 * 1024];
+    let mut answer = Vec::with_capacity(4096);
     for stream in &mut connections {
-        if Instant::now() > deadline || stream.write_all(request).is_err() {
+        if Instant::now() > deadline || stream.send(request).is_err() {
             break;
         }
-        let _ = stream.read(&mut answer);
+        let _ = stream.read_line(&mut answer);
     }
     thread::sleep(Duration::from_millis(300));
-    let after_one_request_each_kib = proc_status_kib(pid, "VmRSS:").unwrap_or(0);
+    let after_one_request_each_kib = measure::status_kib(pid, "VmRSS").unwrap_or(0);
     let opened = connections.len();
     drop(connections);
     server.stop();
@@ -809,7 +676,7 @@ fn run_benchmark() {
         .and_then(|s| s.parse::<usize>().ok())
         .filter(|r| (1..=9).contains(r))
         .unwrap_or(5);
-    let nofile = raise_open_file_limit(4096);
+    let nofile = measure::raise_open_file_limit(4096);
     let sockets = tempfile::Builder::new()
         .prefix("cavra-load")
         .tempdir()
@@ -821,7 +688,7 @@ fn run_benchmark() {
         sockets: sockets.path().to_owned(),
         evidence_dir: evidence_dir.clone(),
     };
-    let load_before = load_average();
+    let load_before = measure::load_average();
     let disk = fdatasync_probe(&evidence_dir);
     let runs = reps * Mode::ALL.len() * CLIENTS.len() * Variant::ALL.len();
     println!("daemon_load: {DAEMON}");
@@ -841,7 +708,7 @@ fn run_benchmark() {
     let memory = memory(&settings, next_id());
     println!(
         "readiness: median {}, max {} (of {})",
-        fmt_duration(median_duration(&ready)),
+        fmt_duration(median_duration(&ready).unwrap_or_default()),
         fmt_duration(ready.iter().max().copied().unwrap_or_default()),
         ready.len()
     );
@@ -890,7 +757,7 @@ fn run_benchmark() {
         context: format!(
             "{} CPUs; load average {load_before} before, {} after; fdatasync of a 1.5 KB append under `target/`: {disk}",
             thread::available_parallelism().map_or(0, |n| n.get()),
-            load_average()
+            measure::load_average()
         ),
     };
     println!();
@@ -1007,7 +874,7 @@ impl Report {
         }
 
         let peak = self.median_of((Mode::Pipelined, 64, Variant::Daemon), |s| s.peak_rss_kib as f64);
-        let ready_median = median_duration(&self.ready);
+        let ready_median = median_duration(&self.ready).unwrap_or_default();
         let ready_max = self.ready.iter().max().copied().unwrap_or_default();
         let _ = writeln!(out, "\n| resource | measured |\n|---|---:|");
         let _ = writeln!(out, "| RSS idle after start | {} |", fmt_kib(self.memory.idle_kib));
@@ -1099,14 +966,6 @@ impl Report {
     }
 }
 
-/// The 1-minute load average: other work on the machine shows up in every figure.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".to_owned())
-}
-
 /// Median and maximum of 50 fdatasyncs after 1.5 KB appends in `dir`: how fast the disk the evidence log is on
 /// makes a record durable, now.
 fn fdatasync_probe(dir: &Path) -> String {
@@ -1128,27 +987,9 @@ fn fdatasync_probe(dir: &Path) -> String {
     let _ = std::fs::remove_file(&path);
     format!(
         "median {}, max {}",
-        fmt_duration(median_duration(&times)),
+        fmt_duration(median_duration(&times).unwrap_or_default()),
         fmt_duration(times.iter().max().copied().unwrap_or_default())
     )
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.retain(|value| !value.is_nan());
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        (values[middle - 1] + values[middle]) / 2.0
-    }
-}
-
-fn median_duration(values: &[Duration]) -> Duration {
-    Duration::from_secs_f64(median(values.iter().map(Duration::as_secs_f64).collect()).max(0.0))
 }
 
 fn fmt_rate(rps: f64) -> String {

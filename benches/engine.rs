@@ -1,5 +1,5 @@
-//! Engine-only benchmark: one decision per action kind for every built-in pack, plus the heap the compiled packs
-//! hold. Run with `cargo bench --bench engine`; the figures go in docs/performance.md.
+//! Engine-only benchmark: one decision per action kind for every built-in pack (and, for commands, a compound line
+//! and a wrapped one besides the simple command), plus the heap the compiled packs hold. Run with `cargo bench --bench engine`; the figures go in docs/performance.md.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -51,6 +51,17 @@ fn requests(pack: &str) -> Vec<(&'static str, EvaluateRequest)> {
             request(json!({"action_type": "execute_command", "target": "terraform plan -out plan.tfplan"})),
         ),
         (
+            "execute_command_compound",
+            request(json!({"action_type": "execute_command",
+                "target": "cd infra && terraform plan -out x | tee plan.log; echo \"done: $(date)\" >> log.txt 2>&1"})),
+        ),
+        (
+            "execute_command_wrapped",
+            request(
+                json!({"action_type": "execute_command", "target": "nohup timeout 600 bash -c 'terraform fmt && terraform plan'"}),
+            ),
+        ),
+        (
             "git_operation",
             request(json!({"action_type": "git_operation", "target": "origin/main", "operation": "push"})),
         ),
@@ -77,6 +88,7 @@ fn decisions(c: &mut Criterion) {
         policies.packs().count()
     );
 
+    let context = engine::Context::default();
     let packs: Vec<String> = policies.packs().map(|policy| policy.id.clone()).collect();
     for pack in &packs {
         let mut group = c.benchmark_group(format!("decision/{pack}"));
@@ -85,7 +97,7 @@ fn decisions(c: &mut Criterion) {
         group.sample_size(20);
         for (kind, request) in requests(pack) {
             group.bench_with_input(BenchmarkId::from_parameter(kind), &request, |b, request| {
-                b.iter(|| engine::evaluate(black_box(&policies), black_box(request)))
+                b.iter(|| engine::evaluate(black_box(&policies), black_box(request), black_box(&context)))
             });
         }
         group.finish();

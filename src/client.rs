@@ -1,15 +1,51 @@
 //! Clients for the daemon's socket: one request per connection (the reference protocol), or a stream-mode
 //! connection that pipelines many requests.
+//!
+//! Before it sends anything, a client checks whom it is talking to: the kernel's record of the server's uid
+//! (peer credentials) must be one the socket's location vouches for ([`ServerCheck`]), so an impostor bound in a
+//! place another user could reach is an error, never an answer.
 
 use std::io::{self, BufRead as _, BufReader, BufWriter, Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::sys::stat::SFlag;
 use serde::de::DeserializeOwned;
 
-use crate::auth::RunnerSigner;
+use crate::auth::{Peer, RunnerSigner};
 use crate::contract::{DecisionResponse, EvaluateRequest, HEALTH_ACTION, Health, STREAM_PROTOCOL};
+use crate::fsutil::{self, FsError, SafeDir, Trust};
+
+/// The system socket on Linux, in the directory the socket unit (or the daemon) creates.
+pub const LINUX_SYSTEM_SOCKET: &str = "/run/cavra/cavra-runtime.sock";
+/// The system socket on macOS: it has no /run, empties /var/run at boot, and launchd creates no directory for a
+/// socket it binds, so the socket sits directly in /var/run (as mDNSResponder's does).
+pub const MACOS_SYSTEM_SOCKET: &str = "/var/run/cavra-runtime.sock";
+/// The packaged service's socket on this platform, and the user its daemon runs as (macOS names service accounts
+/// with a leading underscore).
+pub const SYSTEM_SOCKET: &str = if cfg!(target_os = "macos") {
+    MACOS_SYSTEM_SOCKET
+} else {
+    LINUX_SYSTEM_SOCKET
+};
+pub const SERVICE_USER: &str = if cfg!(target_os = "macos") { "_cavra" } else { "cavra" };
+
+/// Whom a client accepts as the server. Root is always accepted: it could impersonate anyone anyway, and a socket
+/// the service manager holds (socket activation) is credited to it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ServerCheck {
+    /// The user the socket's location names: the service user ([`SERVICE_USER`]) for [`SYSTEM_SOCKET`]; otherwise
+    /// the owner of the socket's directory, or of the socket itself in a shared directory with the sticky bit (like
+    /// `/tmp`). Every directory on the way must belong to root, the caller or that user, and none may be writable by
+    /// others without the sticky bit: a location another user controls vouches for no one.
+    #[default]
+    Location,
+    /// This uid.
+    Uid(u32),
+    /// Anyone: for probes that trust nothing the server says (`--lifecycle` compares the server's pid instead).
+    Anyone,
+}
 
 /// The largest answer a client reads; real answers are a few hundred bytes.
 const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
@@ -35,6 +71,21 @@ pub enum ClientError {
     },
     #[error("cavra-runtime at {} does not speak {STREAM_PROTOCOL}; it answered: {answer}", path.display())]
     NoStreamMode { path: PathBuf, answer: String },
+    #[error(
+        "cannot tell who should answer on {}: {source}; name the daemon's user with --expect-server-uid",
+        path.display()
+    )]
+    UntrustedLocation { path: PathBuf, source: FsError },
+    #[error(
+        "refusing to talk to {}: it is served by {} (pid {}), but only {expected} may answer there (--expect-server-uid)",
+        path.display(), fsutil::owner(*uid), pid.map_or("unknown".to_owned(), |pid| pid.to_string())
+    )]
+    WrongServer {
+        path: PathBuf,
+        expected: String,
+        uid: u32,
+        pid: Option<i32>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +93,7 @@ pub struct Client {
     socket: PathBuf,
     timeout: Duration,
     signer: Option<RunnerSigner>,
+    server: ServerCheck,
 }
 
 impl Client {
@@ -50,6 +102,7 @@ impl Client {
             socket: socket.into(),
             timeout: Duration::from_secs(5),
             signer: None,
+            server: ServerCheck::default(),
         }
     }
 
@@ -57,6 +110,12 @@ impl Client {
     /// it is sent, bound to that request and usable once.
     pub fn with_runner_signer(mut self, signer: RunnerSigner) -> Self {
         self.signer = Some(signer);
+        self
+    }
+
+    /// Whom to accept as the server (default: [`ServerCheck::Location`]).
+    pub fn expect_server(mut self, server: ServerCheck) -> Self {
+        self.server = server;
         self
     }
 
@@ -72,7 +131,7 @@ impl Client {
 
     /// Asks for one decision.
     pub fn evaluate(&self, request: &EvaluateRequest) -> Result<DecisionResponse, ClientError> {
-        self.exchange(&self.encode(request))
+        self.exchange(&self.encode(request)).map(|(decision, _)| decision)
     }
 
     /// The request line to send (without its newline), signed when this client authenticates as a runner.
@@ -90,12 +149,17 @@ impl Client {
 
     /// Asks whether the daemon is up; records no evidence.
     pub fn health(&self) -> Result<Health, ClientError> {
+        self.health_and_server().map(|(health, _)| health)
+    }
+
+    /// [`Client::health`], and who answered, as the kernel recorded it.
+    pub fn health_and_server(&self) -> Result<(Health, Peer), ClientError> {
         self.exchange(format!(r#"{{"action_type":"{HEALTH_ACTION}"}}"#).as_bytes())
     }
 
     /// Opens a stream-mode connection.
     pub fn stream(&self) -> Result<Stream, ClientError> {
-        let connection = self.connect()?;
+        let (connection, _) = self.connect()?;
         let mut stream = Stream {
             reader: BufReader::new(connection.try_clone().map_err(|source| self.io(source))?),
             writer: BufWriter::new(connection),
@@ -120,7 +184,8 @@ impl Client {
         Ok(stream)
     }
 
-    fn connect(&self) -> Result<UnixStream, ClientError> {
+    /// Connects, and checks the server before anything is sent to it.
+    fn connect(&self) -> Result<(UnixStream, Peer), ClientError> {
         let stream = UnixStream::connect(&self.socket).map_err(|source| ClientError::Connect {
             path: self.socket.clone(),
             source,
@@ -129,18 +194,106 @@ impl Client {
             .set_read_timeout(Some(self.timeout))
             .and_then(|()| stream.set_write_timeout(Some(self.timeout)))
             .map_err(|source| self.io(source))?;
-        Ok(stream)
+        let server = Peer::of(&stream, false).map_err(|source| self.io(source))?;
+        if let Some(expected) = self.expected_server()?
+            && !expected.trusts(server.uid)
+        {
+            return Err(ClientError::WrongServer {
+                path: self.socket.clone(),
+                expected: expected.describe(),
+                uid: server.uid,
+                pid: server.pid,
+            });
+        }
+        Ok((stream, server))
+    }
+
+    /// The users who may answer on the socket; `None` for anyone.
+    fn expected_server(&self) -> Result<Option<Trust>, ClientError> {
+        match self.server {
+            ServerCheck::Anyone => Ok(None),
+            ServerCheck::Uid(uid) => Ok(Some(Trust::user(uid))),
+            ServerCheck::Location if self.socket == Path::new(SYSTEM_SOCKET) => {
+                let service = nix::unistd::User::from_name(SERVICE_USER).ok().flatten();
+                Ok(Some(
+                    service.map_or(Trust::user(0), |user| Trust::user(user.uid.as_raw())),
+                ))
+            }
+            ServerCheck::Location => self
+                .location_owner()
+                .map(|owner| Some(Trust::user(owner)))
+                .map_err(|source| ClientError::UntrustedLocation {
+                    path: self.socket.clone(),
+                    source,
+                }),
+        }
+    }
+
+    /// Whom the socket's location names (see [`ServerCheck::Location`]).
+    fn location_owner(&self) -> Result<u32, FsError> {
+        let name = self.socket.file_name().unwrap_or_default();
+        let parent = match self.socket.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        // A first look names the candidate; the walk then checks every directory on the way against it.
+        let io = |action, path: &Path| {
+            let path = path.to_owned();
+            move |source| FsError::Io { action, path, source }
+        };
+        let directory = std::fs::metadata(parent).map_err(io("inspect", parent))?;
+        let candidate = {
+            use std::os::unix::fs::MetadataExt as _;
+            let shared = directory.mode() & 0o022 != 0 && directory.mode() & 0o1000 != 0;
+            if shared {
+                std::fs::symlink_metadata(&self.socket)
+                    .map_err(io("inspect", &self.socket))?
+                    .uid()
+            } else {
+                directory.uid()
+            }
+        };
+        let trust = Trust::effective_user().also(candidate);
+        let dir = SafeDir::open(parent, &trust)?;
+        if !dir.is_shared() {
+            return Ok(dir.owner());
+        }
+        match dir.entry(name)? {
+            Some(stat)
+                if stat.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFSOCK.bits() && trust.trusts(stat.st_uid) =>
+            {
+                Ok(stat.st_uid)
+            }
+            Some(stat) => Err(FsError::Untrusted {
+                kind: "socket",
+                path: self.socket.clone(),
+                uid: stat.st_uid,
+                mode: stat.st_mode & 0o7777,
+                trusted: trust.describe(),
+            }),
+            None => Err(FsError::Io {
+                action: "find",
+                path: self.socket.clone(),
+                source: io::Error::from(io::ErrorKind::NotFound),
+            }),
+        }
     }
 
     /// One request, one answer line: the answer is complete at its newline, whatever the server does next.
-    fn exchange<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, ClientError> {
-        let mut stream = self.connect()?;
-        stream
-            .write_all(body)
-            .and_then(|()| stream.write_all(b"\n"))
-            .map_err(|source| self.io(source))?;
-        let answer = read_line(&mut BufReader::new(stream), self)?;
-        self.parse(&answer)
+    fn exchange<T: DeserializeOwned>(&self, body: &[u8]) -> Result<(T, Peer), ClientError> {
+        let (mut stream, server) = self.connect()?;
+        let written = stream.write_all(body).and_then(|()| stream.write_all(b"\n"));
+        let mut reader = BufReader::new(stream);
+        let answer = match written {
+            Ok(()) => read_line(&mut reader, self)?,
+            // A server that refuses a connection answers and closes at once, perhaps before the request is
+            // written: its answer is still there to read.
+            Err(error) if matches!(error.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
+                read_line(&mut reader, self).map_err(|_| self.io(error))?
+            }
+            Err(error) => return Err(self.io(error)),
+        };
+        Ok((self.parse(&answer)?, server))
     }
 
     fn parse<T: DeserializeOwned>(&self, answer: &[u8]) -> Result<T, ClientError> {

@@ -46,6 +46,10 @@ pub struct EvaluateRequest {
     /// Legacy, untyped release-governance record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<Map<String, Value>>,
+    /// The absolute workspace root relative file targets are judged against; absolute targets outside it are
+    /// never allowed a write.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    pub workspace_root: String,
 }
 
 /// Typed release-governance evidence: the 26 fields of the reference contract, in its order.
@@ -232,6 +236,14 @@ pub struct DecisionResponse {
     pub timestamp: String,
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
     pub correlation_id: String,
+
+    // Extensions: empty (and so absent) for every request that uses only the reference's fields.
+    /// The target as the engine read it (a normalised path), when it differs from `target` as sent.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    pub normalized_target: String,
+    /// The pack the request named, when another pack decided it (a pack pinned by the operator).
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    pub requested_policy_pack: String,
 }
 
 impl DecisionResponse {
@@ -256,6 +268,8 @@ impl DecisionResponse {
             approver_group: String::new(),
             timestamp: now_timestamp(),
             correlation_id: random_id("corr_"),
+            normalized_target: String::new(),
+            requested_policy_pack: String::new(),
         }
     }
 }
@@ -314,7 +328,7 @@ pub fn timestamp(now: OffsetDateTime) -> String {
     let mut fraction = now.nanosecond();
     if fraction != 0 {
         let mut digits = 9;
-        while fraction % 10 == 0 {
+        while fraction.is_multiple_of(10) {
             fraction /= 10;
             digits -= 1;
         }
@@ -474,6 +488,8 @@ mod tests {
             approver_group: String::new(),
             timestamp: "t".into(),
             correlation_id: "corr_1".into(),
+            normalized_target: String::new(),
+            requested_policy_pack: String::new(),
         };
         assert_eq!(
             serde_json::to_string(&response).unwrap(),

@@ -14,6 +14,7 @@
 //! The layers, lowest first. Each uses only those above it in this list, never one below:
 //!
 //! - [`contract`]: the wire types (requests, decisions, health) and their JSON.
+//! - [`fsutil`]: directories and files another local user cannot redirect: checked owners and modes, no links.
 //! - [`policy`]: policy packs, their compilation, patterns, the MCP trust registry.
 //! - [`engine`]: one request in, one decision out; no I/O.
 //! - [`auth`]: who may ask (peer credentials, runner HMAC and OIDC) and the secrets they use.
@@ -29,6 +30,7 @@ pub mod cmd;
 pub mod contract;
 pub mod engine;
 pub mod evidence;
+pub mod fsutil;
 pub mod policy;
 pub mod server;
 pub mod supervisor;

@@ -28,7 +28,11 @@ fn input_file_is_read() {
     assert!(output.status.success(), "{}", stderr(&output));
     let response: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(response["decision"], "block");
-    assert_eq!(response["target"], ".env");
+    assert_eq!(
+        response["target"], "secrets/../.env",
+        "the target as sent, as the reference answers"
+    );
+    assert_eq!(response["normalized_target"], ".env");
 }
 
 #[test]

@@ -1,5 +1,9 @@
 //! Table-driven conformance: every fixture case in testdata/conformance/ runs through the real binary's one-shot
 //! mode, and the decision, rule id, severity and approver group must be exactly as the fixture says.
+//!
+//! A case whose reference answer cavra-runtime deliberately overrides (docs/migration.md) says so: its `deviation`
+//! names the migration row, `expect` keeps the reference's answer, and `override` gives ours. The test checks both
+//! that the reference's answer is no longer given and that ours is.
 
 mod common;
 
@@ -20,6 +24,11 @@ struct Case {
     registry_file: Option<String>,
     request: toml::Value,
     expect: Expect,
+    /// The docs/migration.md row this case's reference answer is overridden by.
+    deviation: Option<String>,
+    /// Our answer where `deviation` is set.
+    #[serde(rename = "override")]
+    overridden: Option<Expect>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +41,7 @@ struct Expect {
     approver_group: Option<String>,
     evidence_ref_prefix: Option<String>,
     target: Option<String>,
+    normalized_target: Option<String>,
     requested_operation: Option<String>,
 }
 
@@ -39,7 +49,23 @@ fn field<'a>(response: &'a Value, name: &str) -> &'a str {
     response.get(name).and_then(Value::as_str).unwrap_or("")
 }
 
+/// The migration rows every `deviation` must name (the first column of docs/migration.md's table).
+fn migration_rows() -> Vec<String> {
+    let text = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/migration.md")).unwrap();
+    text.lines()
+        .filter_map(|line| line.strip_prefix("| "))
+        .filter_map(|line| line.split(" |").next())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn run_suite(file: &str, expected_cases: usize) {
+    run_suite_with_deviations(file, expected_cases, 0);
+}
+
+fn run_suite_with_deviations(file: &str, expected_cases: usize, expected_deviations: usize) {
+    let rows = migration_rows();
+    let mut deviations = 0;
     let path = common::testdata(&format!("conformance/{file}"));
     let suite: Suite = toml::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(suite.case.len(), expected_cases, "{file} case count");
@@ -54,8 +80,25 @@ fn run_suite(file: &str, expected_cases: usize) {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let request = serde_json::to_value(&case.request).unwrap();
         let response = common::decide(&args, &request);
-        let expect = &case.expect;
         let context = format!("{file}: {}: {response}", case.name);
+        let expect = match (&case.deviation, &case.overridden) {
+            (None, None) => &case.expect,
+            (Some(row), Some(ours)) => {
+                assert!(
+                    rows.contains(row),
+                    "{context}: deviation {row:?} is not a row of docs/migration.md"
+                );
+                let reference = (field(&response, "decision"), field(&response, "rule_id"));
+                assert_ne!(
+                    reference,
+                    (case.expect.decision.as_str(), case.expect.rule_id.as_str()),
+                    "{context}: the reference's answer is still given; drop the deviation"
+                );
+                deviations += 1;
+                ours
+            }
+            _ => panic!("{context}: `deviation` and `override` go together"),
+        };
         assert_eq!(field(&response, "decision"), expect.decision, "{context}");
         assert_eq!(field(&response, "rule_id"), expect.rule_id, "{context}");
         assert_eq!(field(&response, "severity"), expect.severity, "{context}");
@@ -67,6 +110,11 @@ fn run_suite(file: &str, expected_cases: usize) {
         if let Some(target) = &expect.target {
             assert_eq!(field(&response, "target"), target, "{context}");
         }
+        assert_eq!(
+            field(&response, "normalized_target"),
+            expect.normalized_target.as_deref().unwrap_or(""),
+            "{context}"
+        );
         if let Some(operation) = &expect.requested_operation {
             assert_eq!(field(&response, "requested_operation"), operation, "{context}");
         }
@@ -89,6 +137,10 @@ fn run_suite(file: &str, expected_cases: usize) {
         assert_eq!(field(&response, "policy_pack"), expected_pack, "{context}");
         assert_eq!(field(&response, "policy_id"), expected_pack, "{context}");
     }
+    assert_eq!(
+        deviations, expected_deviations,
+        "{file}: cases overriding the reference"
+    );
 }
 
 #[test]

@@ -283,8 +283,12 @@ fn a_request_sent_one_byte_at_a_time_is_answered() {
     stream.read_to_string(&mut answer).unwrap();
     let answer: Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(
-        (answer["decision"].as_str(), answer["target"].as_str()),
-        (Some("block"), Some(".env"))
+        (
+            answer["decision"].as_str(),
+            answer["target"].as_str(),
+            answer["normalized_target"].as_str()
+        ),
+        (Some("block"), Some("./.env"), Some(".env"))
     );
 }
 
@@ -355,6 +359,171 @@ fn sighup_reloads_a_good_policy_and_keeps_the_old_one_when_the_new_one_is_bad() 
     assert_eq!(decide("second.txt"), Decision::Block);
     assert_eq!(daemon.client().health().unwrap().policy_digest, after);
     daemon.wait_log("policy reload failed");
+}
+
+/// Waits until the file at `path` contains `needle` (the log is written a few milliseconds behind); its text then.
+fn wait_file(path: &std::path::Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in {}:\n{text}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `--log-file` (the launchd plist's CAVRA_LOG_FILE): the log and the rest of stderr go to the file, and after
+/// rotation as newsyslog does it (rename, then a new empty file), or after the file is removed, the daemon writes to
+/// a new file at the path, without a signal.
+#[test]
+fn the_log_file_follows_rotation_without_a_signal() {
+    let logs = tempfile::tempdir().unwrap();
+    let path = logs.path().join("cavra-runtime.log");
+    let mut daemon = Daemon::start(&["--log-file", path.to_str().unwrap()]);
+    let decide = || {
+        daemon
+            .client()
+            .evaluate(&request(json!({"action_type": "read_file", "target": "README.md"})))
+            .unwrap()
+            .decision_id
+    };
+    let first = decide();
+    wait_file(&path, &first);
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o640,
+        "the daemon creates its log 0640"
+    );
+
+    fs::rename(&path, logs.path().join("cavra-runtime.log.0")).unwrap();
+    fs::write(&path, "").unwrap();
+    let second = decide();
+    wait_file(&path, &second);
+    fs::remove_file(&path).unwrap();
+    let third = decide();
+    let current = wait_file(&path, &third);
+    let archived = fs::read_to_string(logs.path().join("cavra-runtime.log.0")).unwrap();
+    assert!(archived.contains(&first) && !archived.contains(&second), "{archived}");
+    assert!(!current.contains(&first) && !current.contains(&second), "{current}");
+
+    daemon.signal(Signal::SIGTERM);
+    assert!(daemon.wait_exit(Duration::from_secs(10)).success());
+    wait_file(&path, "stopped");
+    assert_eq!(daemon.log(), "", "standard error itself points at the log file");
+}
+
+/// Another local user who can write the log's directory plants a symbolic link, then a FIFO, where the rotated log
+/// was: the daemon (root) neither appends to the link's target nor hangs on the FIFO; it keeps writing the previous
+/// file and says why. (Not sticky: Linux's protected_symlinks and protected_fifos would refuse for the daemon there.)
+#[test]
+fn another_user_cannot_redirect_or_stall_a_rotated_log() {
+    if !common::skip::require_root("the attacker is another user") || !common::skip::require_programs(&["setpriv"]) {
+        return;
+    }
+    let logs = tempfile::tempdir().unwrap();
+    let path = logs.path().join("cavra-runtime.log");
+    // A directory anyone may replace files in is refused outright.
+    fs::set_permissions(logs.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let output = common::run(
+        &[
+            "--serve",
+            "--log-file",
+            path.to_str().unwrap(),
+            "--socket",
+            "/nonexistent/s",
+        ],
+        "",
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is writable by group or others without the sticky bit"),
+        "{stderr}"
+    );
+    // A shared directory with the sticky bit (like /tmp) is usable: others cannot touch the daemon's file, but they
+    // can take the name while rotation has it free.
+    fs::set_permissions(logs.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim_dir = tempfile::tempdir().unwrap();
+    let victim = victim_dir.path().join("victim");
+    fs::write(&victim, "root's file\n").unwrap();
+    let daemon = Daemon::start(&["--log-file", path.to_str().unwrap()]);
+    let decide = || {
+        daemon
+            .client()
+            .evaluate(&request(json!({"action_type": "read_file", "target": "README.md"})))
+            .unwrap()
+            .decision_id
+    };
+    let as_nobody = |args: &[&str]| {
+        let status = std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "setpriv {args:?}");
+    };
+    let archive = logs.path().join("cavra-runtime.log.0");
+    wait_file(&path, &decide());
+    fs::rename(&path, &archive).unwrap();
+
+    as_nobody(&["ln", "-s", victim.to_str().unwrap(), path.to_str().unwrap()]);
+    let through_link = decide();
+    let text = wait_file(&archive, &through_link);
+    assert!(text.contains("is a symbolic link"), "{text}");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "root's file\n");
+
+    as_nobody(&["rm", path.to_str().unwrap()]);
+    as_nobody(&["mkfifo", path.to_str().unwrap()]);
+    let past_fifo = decide();
+    let text = wait_file(&archive, &past_fifo);
+    assert!(text.contains("is not a regular file"), "{text}");
+}
+
+#[test]
+fn a_log_file_that_cannot_be_opened_stops_the_daemon_and_once_open_it_takes_stderr() {
+    let output = common::run(
+        &[
+            "--serve",
+            "--log-file",
+            "/nonexistent/cavra-runtime.log",
+            "--socket",
+            "/nonexistent/s",
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot open the log file /nonexistent/cavra-runtime.log: cannot inspect /nonexistent: No such file or directory"),
+        "{stderr}"
+    );
+
+    // Once it is open, standard error is the file: an error that stops the daemon later is written there.
+    let logs = tempfile::tempdir().unwrap();
+    let path = logs.path().join("cavra-runtime.log");
+    let output = common::run(
+        &[
+            "--serve",
+            "--log-file",
+            path.to_str().unwrap(),
+            "--policy",
+            "/nonexistent/policy.json",
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    let log = fs::read_to_string(&path).unwrap();
+    assert!(
+        log.contains("cavra-runtime: cannot read /nonexistent/policy.json"),
+        "{log}"
+    );
 }
 
 #[test]

@@ -27,7 +27,7 @@ fn key_file(dir: &Path) -> PathBuf {
 
 /// A request the baseline pack blocks (even index: reading .env) or allows.
 fn request(index: usize) -> EvaluateRequest {
-    let target = if index % 2 == 0 { ".env" } else { "src/main.rs" };
+    let target = if index.is_multiple_of(2) { ".env" } else { "src/main.rs" };
     serde_json::from_value(json!({"action_type": "read_file", "target": target, "session_id": format!("s-{index}")}))
         .unwrap()
 }

@@ -28,7 +28,7 @@ fn key_file(dir: &Path) -> PathBuf {
 }
 
 fn request(index: usize) -> EvaluateRequest {
-    let target = if index % 2 == 0 { ".env" } else { "src/main.rs" };
+    let target = if index.is_multiple_of(2) { ".env" } else { "src/main.rs" };
     serde_json::from_value(json!({"action_type": "read_file", "target": target, "session_id": format!("s-{index}")}))
         .unwrap()
 }
@@ -411,6 +411,90 @@ fn the_answer_is_the_recorded_response_byte_for_byte() {
             line.contains(&format!(r#","response":{answer}{suffix}"#)),
             "{line}\n{answer}"
         );
+    }
+}
+
+/// Every input a decision read is in its record, hashed and signed: the log verifies, and changing an extension
+/// field (or adding a field the verifier does not know) breaks it. A request with only the reference's fields is
+/// stored with only those.
+#[test]
+fn extension_fields_are_recorded_and_covered_by_the_hash() {
+    let scratch = tempfile::tempdir().unwrap();
+    let log = scratch.path().join("log.jsonl");
+    let key = key_file(scratch.path());
+    let daemon = Daemon::start(&[
+        "--evidence-log",
+        log.to_str().unwrap(),
+        "--evidence-signing-key-file",
+        key.to_str().unwrap(),
+        "--evidence-signing-key-id",
+        "test-key",
+        "--pin-pack",
+        "cavra-terraform-prod",
+        "--on-other-pack",
+        "decide-pinned",
+    ]);
+    let client = daemon.client();
+    let extended: EvaluateRequest = serde_json::from_value(json!({
+        "action_type": "write_file", "target": "/repo/./src/a.rs", "workspace_root": "/repo",
+        "policy_pack": "cavra-eu-ai-act", "operation": "write", "capability": "fs",
+        "record": {"note": "x", "ratio": 0.1, "big": 1e300}
+    }))
+    .unwrap();
+    let answer = client.evaluate(&extended).unwrap();
+    assert_eq!(answer.normalized_target, "/repo/src/a.rs");
+    assert_eq!(
+        (answer.policy_pack.as_str(), answer.requested_policy_pack.as_str()),
+        ("cavra-terraform-prod", "cavra-eu-ai-act")
+    );
+    let plain: EvaluateRequest = serde_json::from_value(
+        json!({"action_type": "read_file", "target": "README.md", "policy_pack": "cavra-terraform-prod"}),
+    )
+    .unwrap();
+    client.evaluate(&plain).unwrap();
+
+    let stored = records(&log);
+    assert_eq!(
+        stored[0]["request"],
+        json!({"action_type": "write_file", "target": "/repo/./src/a.rs", "policy_pack": "cavra-eu-ai-act",
+               "operation": "write", "capability": "fs", "record": {"big": 1e300, "note": "x", "ratio": 0.1},
+               "workspace_root": "/repo"})
+    );
+    assert_eq!(stored[0]["response"]["requested_policy_pack"], "cavra-eu-ai-act");
+    assert_eq!(stored[0]["response"]["normalized_target"], "/repo/src/a.rs");
+    assert_eq!(
+        stored[1]["request"],
+        json!({"action_type": "read_file", "target": "README.md", "policy_pack": "cavra-terraform-prod"})
+    );
+    assert!(
+        stored[1]["response"].get("normalized_target").is_none()
+            && stored[1]["response"].get("requested_policy_pack").is_none()
+    );
+    let (code, report) = verify(&log, Some(&key));
+    assert_eq!((code, &report["valid"]), (0, &json!(true)), "{report}");
+
+    let text = fs::read_to_string(&log).unwrap();
+    for (from, to) in [
+        (r#""workspace_root":"/repo""#, r#""workspace_root":"/rep0""#),
+        (
+            r#""requested_policy_pack":"cavra-eu-ai-act""#,
+            r#""requested_policy_pack":"cavra-hipaa""#,
+        ),
+        (r#""operation":"write""#, r#""operation":"write","tool":"x""#),
+        (r#""capability":"fs""#, r#""capability":"fs","unknown_field":"x""#),
+    ] {
+        assert!(text.contains(from), "{from} not in {text}");
+        let altered = scratch.path().join("altered.jsonl");
+        fs::write(&altered, text.replacen(from, to, 1)).unwrap();
+        let (code, report) = verify(&altered, Some(&key));
+        assert_eq!(code, 1, "{to}: {report}");
+        let errors = report["errors"].to_string();
+        let expected = if to.contains("unknown_field") {
+            "record 1 is not as written"
+        } else {
+            "record 1 hash mismatch"
+        };
+        assert!(errors.contains(expected), "{to}: {report}");
     }
 }
 

@@ -3,6 +3,9 @@
 //! `fuzz/corpus/<target>/` (a cheap check that the harnesses and what they assert still hold).
 //!
 //! The harnesses are `fuzz/src/lib.rs`, compiled in here as they are into the fuzz targets; see `fuzz/README.md`.
+//! They serve on a Linux abstract socket (nothing on disk between runs), so this replay runs where the fuzzer does:
+//! on Linux.
+#![cfg(target_os = "linux")]
 
 #[path = "../fuzz/src/lib.rs"]
 mod harness;
@@ -82,4 +85,9 @@ fn policy_yaml() {
 #[test]
 fn evidence_verify() {
     replay("evidence_verify", harness::evidence_verify);
+}
+
+#[test]
+fn decision_invariants() {
+    replay("decision_invariants", harness::decision_invariants);
 }

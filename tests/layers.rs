@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 /// The layers, lowest first: each may use only those before it (the order `src/lib.rs` lists).
 const LAYERS: &[&str] = &[
     "contract",
+    "fsutil",
     "policy",
     "engine",
     "auth",

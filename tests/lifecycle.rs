@@ -357,6 +357,12 @@ fn readme_usage_lines_work_as_written() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
+    // A script that failed half-way may leave its daemon running; it must not outlive the test.
+    let _ = Command::new(common::binary())
+        .args(["--lifecycle", "stop", "--socket", ".cavra/cavra-runtime.sock"])
+        .current_dir(dir.path())
+        .env_remove("CAVRA_RUNTIME_SOCKET")
+        .output();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

@@ -31,7 +31,7 @@ const USER_SOCKET: &str = "packaging/systemd/user/cavra-runtime.socket";
 const USER_SERVICE: &str = "packaging/systemd/user/cavra-runtime.service";
 const SETTINGS: &str = "packaging/config/cavra-runtime.env";
 const LOGROTATE: &str = "packaging/logrotate/cavra-runtime";
-const NEWSYSLOG: &str = "packaging/launchd/newsyslog.d/cavra-runtime.conf";
+const NEWSYSLOG: &str = "packaging/launchd/newsyslog.d/cavra-runtime-evidence.conf";
 const EVIDENCE_LOG: &str = "/var/lib/cavra/evidence.jsonl";
 /// The documentation the packages install beside the README: the operator's pages, not the lab notes
 /// (docs/performance.md, docs/robustness.md).
@@ -471,6 +471,11 @@ fn man_page_renders_cleanly_and_names_real_flags() {
     }
 }
 
+const PLIST: &str = "packaging/launchd/com.cavra.runtime.plist";
+const NEWSYSLOG_ENTRY: &str = "packaging/launchd/newsyslog.d/cavra-runtime-log.conf";
+/// The shared harness beside the checkout: the launchd plist checker, Apple's plist DTD and a catalog for it.
+const HARNESS: &str = "../shared/harness";
+
 #[test]
 fn logrotate_config_rotates_the_service_log_without_losing_a_record() {
     // The directives that keep every record and the chain whole (see the file's comments for why each).
@@ -542,6 +547,10 @@ fn newsyslog_config_rotates_the_launchd_log_plainly_and_writes_nothing_into_it()
         .and_then(|rest| rest.split("</string>").next())
         .expect("the plist sets CAVRA_EVIDENCE_LOG");
     assert_eq!(fields[0], log, "the plist's evidence log");
+    assert_eq!(
+        fields[1], "_cavra:_cavra",
+        "the new file is the daemon account's, which appends to it"
+    );
     assert_eq!(fields[2], "600");
     let flags = fields[6];
     assert!(flags.contains('B'), "B: no \"logfile turned over\" line in the log");
@@ -570,9 +579,9 @@ fn launchd_plist_has_the_keys_types_and_decimal_mode_launchd_needs() {
     if !skip::require_file(Path::new("/usr/bin/python3")) {
         return;
     }
-    let plist = read("packaging/launchd/com.cavra.runtime.plist");
+    let plist = read(PLIST);
     let (passed, said) = check_plist(&plist);
-    assert!(passed, "packaging/launchd/com.cavra.runtime.plist:\n{said}");
+    assert!(passed, "{PLIST}:\n{said}");
     assert!(
         plist.contains("<integer>432</integer>"),
         "the mode is written in decimal"
@@ -580,6 +589,8 @@ fn launchd_plist_has_the_keys_types_and_decimal_mode_launchd_needs() {
 
     // The checker catches what it must: each of these breaks the plist in one way.
     let serve = "<string>--serve</string>";
+    let socket = "<string>/var/run/cavra-runtime.sock</string>";
+    let log = "<string>/var/log/cavra-runtime.log</string>";
     let broken = [
         (
             "octal digits as a decimal",
@@ -611,9 +622,42 @@ fn launchd_plist_has_the_keys_types_and_decimal_mode_launchd_needs() {
             "Label is missing",
         ),
         (
-            "another socket path",
-            plist.replace("/var/run/cavra/cavra-runtime.sock", "/tmp/cavra.sock"),
-            "SockPathName is '/tmp/cavra.sock'",
+            "the socket in a directory of /var/run, gone after a reboot",
+            plist.replace(socket, "<string>/var/run/cavra/cavra-runtime.sock</string>"),
+            "SockPathName is '/var/run/cavra/cavra-runtime.sock'",
+        ),
+        (
+            "the daemon told another socket than launchd's",
+            plist.replacen(socket, "<string>/tmp/cavra.sock</string>", 1),
+            "CAVRA_RUNTIME_SOCKET is '/tmp/cavra.sock', not SockPathName",
+        ),
+        (
+            "the socket's group as a name",
+            plist.replace(
+                "<key>SockPathMode</key>",
+                "<key>SockPathGroup</key><string>_cavra</string><key>SockPathMode</key>",
+            ),
+            "SockPathGroup must be int",
+        ),
+        (
+            "running as root",
+            plist.replace("<string>_cavra</string>", "<string>root</string>"),
+            "UserName is root: the daemon runs as a dedicated account",
+        ),
+        (
+            "no account",
+            plist.replace("<key>UserName</key>\n    <string>_cavra</string>", ""),
+            "UserName is missing",
+        ),
+        (
+            "launchd's log file is not the one the daemon follows",
+            plist.replacen(log, "<string>/var/log/other.log</string>", 1),
+            "StandardErrorPath is '/var/log/cavra-runtime.log' but CAVRA_LOG_FILE is '/var/log/other.log'",
+        ),
+        (
+            "an unknown process type",
+            plist.replace("<string>Interactive</string>", "<string>Realtime</string>"),
+            "ProcessType is 'Realtime'",
         ),
         (
             "a misspelt key",
@@ -634,6 +678,275 @@ fn launchd_plist_has_the_keys_types_and_decimal_mode_launchd_needs() {
             "{what}: expected the checker to report '{expected}', got:\n{said}"
         );
     }
+}
+
+/// The plist at `path` as JSON, read by Python's plistlib (XML or binary, as launchd reads it).
+fn plist_json(path: &Path) -> serde_json::Value {
+    let output = succeed(
+        "/usr/bin/python3",
+        &[
+            "-c",
+            "import json, plistlib, sys; json.dump(plistlib.load(open(sys.argv[1], 'rb')), sys.stdout)",
+            path.to_str().unwrap(),
+        ],
+    );
+    serde_json::from_str(&output).unwrap()
+}
+
+/// What `plutil -lint` checks, on Linux: the shared harness's checker (a well-formed plist, launchd's key types) and
+/// xmllint against Apple's DTD (the key and value order, the element names). Returns what each that failed said.
+fn lint_like_plutil(path: &Path) -> Vec<String> {
+    let harness = repo(HARNESS);
+    let mut failures = Vec::new();
+    let checker = run(
+        "/usr/bin/python3",
+        &[
+            harness.join("check_launchd_plist.py").to_str().unwrap(),
+            path.to_str().unwrap(),
+        ],
+    );
+    if !checker.status.success() {
+        failures.push(format!("check_launchd_plist.py: {}", text(&checker.stdout)));
+    }
+    let dtd = Command::new("xmllint")
+        .args(["--noout", "--nonet", "--valid"])
+        .arg(path)
+        .env("XML_CATALOG_FILES", harness.join("catalog.xml"))
+        .output()
+        .unwrap();
+    if !dtd.status.success() {
+        failures.push(format!("xmllint --valid: {}", text(&dtd.stderr)));
+    }
+    failures
+}
+
+fn launchd_prerequisites() -> bool {
+    skip::require_file(Path::new("/usr/bin/python3"))
+        && skip::require_programs(&["xmllint", "sh"])
+        && skip::require_file(&repo(HARNESS).join("check_launchd_plist.py"))
+        && skip::require_file(&repo(HARNESS).join("catalog.xml"))
+}
+
+/// The installer's dry run (a first install, account id 371), one command per line.
+fn install_dry_run() -> Vec<String> {
+    let output = succeed(
+        "sh",
+        &[
+            "packaging/launchd/install.sh",
+            "--dry-run",
+            "--id",
+            "371",
+            "--binary",
+            "/build/cavra-runtime",
+        ],
+    );
+    output.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn launchd_plist_passes_the_shared_checker_and_apples_dtd_as_shipped_and_as_installed() {
+    if !launchd_prerequisites() {
+        return;
+    }
+    let shipped = repo(PLIST);
+    assert_eq!(lint_like_plutil(&shipped), Vec::<String>::new(), "{PLIST}");
+
+    // The installer adds the socket's group (a number known only at install): apply its plutil command here.
+    let commands = install_dry_run();
+    let insert = commands
+        .iter()
+        .find(|line| line.starts_with("plutil -insert "))
+        .expect("the installer sets the socket's group");
+    let words: Vec<&str> = insert.split(' ').collect();
+    assert_eq!(
+        words,
+        [
+            "plutil",
+            "-insert",
+            "Sockets.Listeners.SockPathGroup",
+            "-integer",
+            "371",
+            "/Library/LaunchDaemons/com.cavra.runtime.plist"
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let installed = dir.path().join("com.cavra.runtime.plist");
+    succeed(
+        "/usr/bin/python3",
+        &[
+            "-c",
+            "import plistlib, sys\n\
+             job = plistlib.load(open(sys.argv[1], 'rb'))\n\
+             *parents, key = sys.argv[2].split('.')\n\
+             where = job\n\
+             for parent in parents: where = where[parent]\n\
+             assert key not in where, 'plutil -insert fails on an existing key'\n\
+             where[key] = int(sys.argv[3])\n\
+             plistlib.dump(job, open(sys.argv[4], 'wb'))",
+            shipped.to_str().unwrap(),
+            words[2],
+            words[4],
+            installed.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        lint_like_plutil(&installed),
+        Vec::<String>::new(),
+        "the installed plist"
+    );
+    let (passed, said) = check_plist(&fs::read_to_string(&installed).unwrap());
+    assert!(passed, "the installed plist:\n{said}");
+    assert_eq!(plist_json(&installed)["Sockets"]["Listeners"]["SockPathGroup"], 371);
+
+    // Each check catches what the other lets through.
+    let plist = read(PLIST);
+    for (what, content, caught_by) in [
+        (
+            "an element plists do not have, which plistlib skips",
+            plist.replace("<string>--serve</string>", "<string>--serve</string><serve/>"),
+            "xmllint --valid",
+        ),
+        (
+            "a socket mode beyond 0777, which the DTD allows",
+            plist.replace("<integer>432</integer>", "<integer>4096</integer>"),
+            "check_launchd_plist.py",
+        ),
+    ] {
+        assert_ne!(content, plist, "{what}: the mutation did not apply");
+        let broken = dir.path().join("broken.plist");
+        fs::write(&broken, content).unwrap();
+        let failures = lint_like_plutil(&broken);
+        assert!(
+            failures.len() == 1 && failures[0].starts_with(caught_by),
+            "{what}: expected only {caught_by} to fail, got: {failures:?}"
+        );
+    }
+}
+
+#[test]
+fn launchd_installer_lays_out_what_the_plist_the_daemon_and_newsyslog_name() {
+    if !launchd_prerequisites() {
+        return;
+    }
+    let job = plist_json(&repo(PLIST));
+    let string = |value: &serde_json::Value| value.as_str().unwrap().to_owned();
+    let program = string(&job["ProgramArguments"][0]);
+    let user = string(&job["UserName"]);
+    let group = string(&job["GroupName"]);
+    let socket = string(&job["Sockets"]["Listeners"]["SockPathName"]);
+    let log = string(&job["StandardErrorPath"]);
+    let evidence = string(&job["EnvironmentVariables"]["CAVRA_EVIDENCE_LOG"]);
+    let evidence_dir = Path::new(&evidence).parent().unwrap().to_str().unwrap().to_owned();
+    let program_dir = Path::new(&program).parent().unwrap().to_str().unwrap().to_owned();
+    let label = string(&job["Label"]);
+    let destination = format!("/Library/LaunchDaemons/{label}.plist");
+
+    // The daemon's own default on macOS is the socket launchd binds, so clients run as root find it.
+    assert_eq!(socket, cavra_runtime::client::MACOS_SYSTEM_SOCKET);
+    assert_eq!(user, "_cavra");
+    assert_eq!(group, user);
+
+    let commands = install_dry_run();
+    let expected = [
+        format!("dscl . -create /Groups/{group} PrimaryGroupID 371"),
+        format!("dscl . -create /Users/{user} UniqueID 371"),
+        format!("dscl . -create /Users/{user} PrimaryGroupID 371"),
+        format!("dscl . -create /Users/{user} UserShell /usr/bin/false"),
+        format!("install -d -m 0755 -o root -g wheel /usr/local/cavra-runtime {program_dir}"),
+        format!("install -m 0755 -o root -g wheel /build/cavra-runtime {program}"),
+        format!("install -d -m 0700 -o {user} -g {group} {evidence_dir}"),
+        format!("install -m 0640 -o {user} -g admin /dev/null {log}"),
+        format!(
+            "install -m 0644 -o root -g wheel {} /etc/newsyslog.d/cavra-runtime-log.conf",
+            repo(NEWSYSLOG_ENTRY).display()
+        ),
+        format!(
+            "install -m 0644 -o root -g wheel {} /etc/newsyslog.d/cavra-runtime-evidence.conf",
+            repo(NEWSYSLOG).display()
+        ),
+        format!(
+            "install -m 0644 -o root -g wheel {} {destination}",
+            repo(PLIST).display()
+        ),
+        format!("plutil -lint {destination}"),
+        format!("launchctl enable system/{label}"),
+        format!("launchctl bootstrap system {destination}"),
+    ];
+    let mut at = 0;
+    for line in &expected {
+        let found = commands[at..]
+            .iter()
+            .position(|command| command == line)
+            .unwrap_or_else(|| {
+                panic!(
+                    "the installer does not run `{line}` (in this order):\n{}",
+                    commands.join("\n")
+                )
+            });
+        at += found + 1;
+    }
+    // The account exists before anything is given to it, and the job is loaded last.
+    let first = |prefix: &str| commands.iter().position(|line| line.starts_with(prefix)).unwrap();
+    assert!(first("dscl . -create /Users/") < first("install -d -m 0700"));
+    assert!(first("launchctl bootstrap") > first("plutil -insert"));
+
+    // newsyslog rotates the file launchd and the daemon write, owned as the installer creates it, without a signal
+    // (the daemon follows the file itself) and without compression (a line racing the rename lands in the archive).
+    let entry = read(NEWSYSLOG_ENTRY);
+    let lines: Vec<Vec<&str>> = entry
+        .lines()
+        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines.len(), 1, "one entry:\n{entry}");
+    let fields = &lines[0];
+    assert_eq!(fields[..4], [log.as_str(), &format!("{user}:admin"), "640", "7"]);
+    let flags = fields[6];
+    assert!(flags.contains('N') && !flags.contains(['J', 'Z', 'X', 'B']), "{flags}");
+    assert_eq!(fields.len(), 7, "no pid file to signal: {fields:?}");
+
+    // Uninstalling removes what was installed; --purge also what it keeps by default.
+    let uninstall = |args: &[&str]| -> String {
+        let mut all = vec!["packaging/launchd/uninstall.sh", "--dry-run"];
+        all.extend_from_slice(args);
+        succeed("sh", &all)
+    };
+    let removed = uninstall(&[]);
+    for path in [
+        &destination,
+        "/etc/newsyslog.d/cavra-runtime-log.conf",
+        "/etc/newsyslog.d/cavra-runtime-evidence.conf",
+        "/usr/local/cavra-runtime",
+        &socket,
+    ] {
+        assert!(
+            removed.contains(&format!(" {path}")),
+            "uninstall leaves {path}:\n{removed}"
+        );
+    }
+    assert!(
+        removed.starts_with(&format!("launchctl bootout system/{label}\n")),
+        "{removed}"
+    );
+    for kept in [&evidence_dir, &format!("/Users/{user}")] {
+        assert!(
+            !removed.contains(kept.as_str()),
+            "uninstall without --purge removes {kept}:\n{removed}"
+        );
+    }
+    let purged = uninstall(&["--purge"]);
+    for line in [
+        format!("rm -rf {evidence_dir}"),
+        "find /var/log -maxdepth 1 -name 'cavra-runtime.log*' -delete".to_owned(),
+        format!("dscl . -delete /Users/{user}"),
+        format!("dscl . -delete /Groups/{group}"),
+    ] {
+        assert!(
+            purged.lines().any(|command| command == line),
+            "--purge does not run `{line}`:\n{purged}"
+        );
+    }
+    assert_eq!(Path::new(&log).parent().unwrap(), Path::new("/var/log"));
 }
 
 /// The packages this checkout builds: revision 1 and revision 2 (for the upgrade) of each.

@@ -265,7 +265,7 @@ fn reference_case_files_decide_as_they_expect() {
             } else {
                 &plain
             };
-            let response = engine::evaluate(policies, &request);
+            let response = engine::evaluate(policies, &request, &engine::Context::default()).unwrap();
             let expected = &case["expected"];
             let context = format!("{file}: {}", case["name"]);
             assert_eq!(response.decision.as_str(), expected["decision"], "{context}");

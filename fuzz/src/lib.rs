@@ -20,7 +20,8 @@ use cavra_runtime::auth::oidc::{JwksSource, OidcVerifier};
 use cavra_runtime::auth::runner::{HMAC_ALGORITHM, OIDC_ALGORITHM, reject_line_breaks, sign_v2};
 use cavra_runtime::auth::{HmacRunners, RunnerAuthError, RunnerAuthenticator, Secret};
 use cavra_runtime::contract::{Decision, DecisionResponse, EvaluateRequest, HEALTH_ACTION, Health, STREAM_PROTOCOL};
-use cavra_runtime::engine::{self, file::normalize_path};
+use cavra_runtime::engine::command::shell;
+use cavra_runtime::engine::{self, Context, PathCase, file::normalize_path};
 use cavra_runtime::evidence::{
     EvidenceConfig, EvidenceError, EvidenceLog, SigningKey, SyncMode, VerifyingKeys, verify_file,
 };
@@ -69,8 +70,18 @@ pub fn request_decode(data: &[u8]) {
         );
     }
     let context = decode_context();
+    if let Err(invalid) = engine::evaluate(&context.built_in, &request, &Context::default()) {
+        // Only a file target with a control character or a bad workspace root is refused undecided.
+        let control = request.target.chars().any(char::is_control)
+            && matches!(request.action_type.as_str(), "read_file" | "write_file");
+        assert!(
+            control || (invalid.field == "workspace_root" && !request.workspace_root.is_empty()),
+            "refused as invalid: {invalid} ({request:?})"
+        );
+        return;
+    }
     for policies in [&context.built_in, &context.with_registry] {
-        let response = engine::evaluate(policies, &request);
+        let response = decide(policies, &request);
         check_decision(policies, &request, &response);
     }
     check_runner_auth(&context.runners, &request);
@@ -225,7 +236,7 @@ fn check_evidence_record(context: &DecodeContext, request: &EvaluateRequest) {
     let _one_log = context.evidence.lock().unwrap_or_else(PoisonError::into_inner);
     let path = context.scratch.join("evidence.jsonl");
     let _ = fs::remove_file(&path);
-    let response = engine::evaluate(&context.built_in, request);
+    let response = decide(&context.built_in, request);
     let (log, report) = EvidenceLog::open(evidence_config(&path, false)).expect("a new evidence log opens");
     assert_eq!(report.records, 0);
     let recorded = context.runtime.block_on(log.record(request.clone(), response));
@@ -339,6 +350,8 @@ fn server() -> &'static Server {
         let limits = Limits {
             max_request_bytes: MAX_REQUEST_BYTES,
             max_connections: 64,
+            max_connections_per_uid: 64,
+            max_buffered_bytes: 1 << 20,
             request_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(3),
             shutdown_grace: Duration::from_secs(1),
@@ -638,7 +651,7 @@ fn check_policies(policies: &PolicySet) {
                     policy_pack: pack.to_owned(),
                     ..EvaluateRequest::default()
                 };
-                let response = engine::evaluate(policies, &request);
+                let response = decide(policies, &request);
                 check_decision(policies, &request, &response);
                 let listed_blocked = policy.mcp_blocked_servers.contains(server);
                 let expected = if blocked || listed_blocked {
@@ -653,6 +666,33 @@ fn check_policies(policies: &PolicySet) {
             }
         }
     }
+}
+
+/// A path pattern's literal the engine compares as it is: normalised, relative, no control characters.
+fn plain_path(literal: &str) -> bool {
+    normalize_path(literal) == literal && !literal.starts_with("..") && !literal.chars().any(char::is_control)
+}
+
+/// A command literal that the shell reads as one static simple command with exactly these words.
+fn one_plain_command(literal: &str) -> bool {
+    let line = shell::parse(literal);
+    match line.commands.as_slice() {
+        [command] => {
+            line.unreadable.is_none()
+                && !command.dynamic
+                && !command.glob
+                && !command.brace
+                && command.assignments.is_empty()
+                && command.redirects.is_empty()
+                && command.words.join(" ") == literal
+        }
+        _ => false,
+    }
+}
+
+/// The engine's decision with no operator settings; panics on a request it refuses as invalid.
+fn decide(policies: &PolicySet, request: &EvaluateRequest) -> DecisionResponse {
+    engine::evaluate(policies, request, &Context::default()).expect("a valid request")
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -671,9 +711,13 @@ fn check_pattern(policies: &PolicySet, pack: &str, pattern: &Pattern, kind: Kind
     let stretched = source.replace('*', "a/b c");
     assert!(pattern.matches(&stretched), "{source:?} does not match {stretched:?}");
     let (action_type, applies) = match kind {
-        Kind::BlockRead => ("read_file", normalize_path(&literal) == literal),
-        Kind::BlockWrite | Kind::ApproveWrite => ("write_file", normalize_path(&literal) == literal),
-        Kind::BlockCommand | Kind::AllowCommand => ("execute_command", literal.trim() == literal),
+        Kind::BlockRead => ("read_file", plain_path(&literal)),
+        Kind::BlockWrite | Kind::ApproveWrite => ("write_file", plain_path(&literal)),
+        Kind::BlockCommand => ("execute_command", literal.trim() == literal),
+        Kind::AllowCommand => (
+            "execute_command",
+            literal.trim() == literal && one_plain_command(&literal),
+        ),
     };
     let request = EvaluateRequest {
         action_type: action_type.to_owned(),
@@ -681,7 +725,7 @@ fn check_pattern(policies: &PolicySet, pack: &str, pattern: &Pattern, kind: Kind
         policy_pack: pack.to_owned(),
         ..EvaluateRequest::default()
     };
-    let response = engine::evaluate(policies, &request);
+    let response = decide(policies, &request);
     check_decision(policies, &request, &response);
     if !applies {
         // The engine normalises paths and trims commands first; the literal is not what it compares.
@@ -691,12 +735,113 @@ fn check_pattern(policies: &PolicySet, pack: &str, pattern: &Pattern, kind: Kind
     let fine = match kind {
         Kind::BlockRead | Kind::BlockWrite | Kind::BlockCommand => decided == Decision::Block,
         Kind::ApproveWrite => decided != Decision::Allow,
-        // A command both allowed and blocked is blocked.
-        Kind::AllowCommand => decided != Decision::RequireApproval,
+        // A command both allowed and blocked is blocked; a git push may still need approval by the git rules.
+        Kind::AllowCommand => response.rule_id != "commands.default.require_approval",
     };
     assert!(
         fine,
         "{kind:?} pattern {source:?} in pack {pack:?}: {literal:?} got {response:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// decision_invariants
+
+/// The first byte picks a built-in pack (and a blocked command of it); the rest is a command line, a path and git
+/// push arguments at once. What must hold, whatever the text:
+///
+/// - a blocked command on a line of its own blocks the line, whatever follows it;
+/// - an allowed line followed by a blocked command on the next line is blocked, and (when it has no comment to
+///   swallow it) joined to one by `;`, `&&`, `||`, `|` or nested in `$( )` is never allowed;
+/// - a relative path that stays in the workspace decides as its `./`, `x/../` and `//` spellings do (and as its
+///   upper-case spelling where paths fold case);
+/// - a push with the arguments to `origin/main` is blocked.
+pub fn decision_invariants(data: &[u8]) {
+    let Some((&selector, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let policies = built_in_ref();
+    let packs: Vec<&str> = policies.packs().map(|policy| policy.id.as_str()).collect();
+    let pack = packs[usize::from(selector) % packs.len()];
+    let policy = policies.pack(pack).expect("a listed pack");
+    let decide = |action_type: &str, target: &str, case: PathCase| {
+        let request = EvaluateRequest {
+            action_type: action_type.to_owned(),
+            target: target.to_owned(),
+            policy_pack: pack.to_owned(),
+            ..EvaluateRequest::default()
+        };
+        let context = Context {
+            path_case: case,
+            ..Context::default()
+        };
+        engine::evaluate(policies, &request, &context)
+    };
+    let command =
+        |line: &str| decide("execute_command", line, PathCase::Sensitive).expect("commands are never invalid");
+
+    let line = command(&text);
+    check_decision_shape(&line);
+    if let Some(pattern) = policy
+        .command_block
+        .get(usize::from(selector) / packs.len() % policy.command_block.len().max(1))
+    {
+        let blocked = pattern.as_str().replace('*', "x");
+        if command(&blocked).decision == Decision::Block {
+            let first = command(&format!("{blocked}\n{text}"));
+            assert_eq!(first.decision, Decision::Block, "{blocked:?} then {text:?}: {first:?}");
+            if line.decision == Decision::Allow {
+                let after = command(&format!("{text}\n{blocked}"));
+                assert_eq!(after.decision, Decision::Block, "{text:?} then {blocked:?}: {after:?}");
+                // On the same line, a comment in the text would swallow the blocked command: bash would not run it.
+                let shapes: &[&str] = if text.contains('#') {
+                    &[]
+                } else {
+                    &["{a}; {b}", "{a} && {b}", "{a} || {b}", "{a} | {b}", "{a} $({b})"]
+                };
+                for shape in shapes {
+                    let joined = shape.replace("{a}", &text).replace("{b}", &blocked);
+                    let got = command(&joined);
+                    assert_ne!(got.decision, Decision::Allow, "{joined:?} in {pack}: {got:?}");
+                }
+            }
+        }
+    }
+
+    let relative = !text.starts_with('/') && !text.chars().any(char::is_control);
+    if relative && !normalize_path(&text).starts_with("..") {
+        for (action_type, case) in [
+            ("read_file", PathCase::Sensitive),
+            ("write_file", PathCase::Insensitive),
+        ] {
+            let plain = decide(action_type, &text, case).expect("a path without control characters is valid");
+            let mut spellings = vec![format!("./{text}"), format!("x/../{text}"), text.replace('/', "//")];
+            if case == PathCase::Insensitive && text.is_ascii() {
+                spellings.push(text.to_ascii_uppercase());
+            }
+            for spelling in spellings {
+                let got = decide(action_type, &spelling, case).expect("a spelling of a valid path is valid");
+                assert_eq!(
+                    (got.decision, &got.rule_id),
+                    (plain.decision, &plain.rule_id),
+                    "{action_type} {spelling:?} vs {text:?} in {pack} ({case:?})"
+                );
+            }
+        }
+    }
+
+    let push = EvaluateRequest {
+        action_type: "git_operation".to_owned(),
+        target: "origin/main".to_owned(),
+        operation: format!("push {text}"),
+        ..EvaluateRequest::default()
+    };
+    let pushed = engine::evaluate(policies, &push, &Context::default()).expect("git requests are never invalid");
+    assert_eq!(
+        pushed.decision,
+        Decision::Block,
+        "push {text:?} to origin/main: {pushed:?}"
     );
 }
 
@@ -779,7 +924,7 @@ fn append_and_verify(runtime: &Runtime, log: EvidenceLog, path: &Path, records: 
         target: ".env".to_owned(),
         ..EvaluateRequest::default()
     };
-    let response = engine::evaluate(built_in_ref(), &request);
+    let response = decide(built_in_ref(), &request);
     let recorded = runtime.block_on(log.record(request, response));
     log.close();
     recorded.expect("a decision is recorded after opening");

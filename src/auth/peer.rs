@@ -12,7 +12,8 @@ pub struct Peer {
     pub gid: u32,
     /// Not every platform reports the peer's pid.
     pub pid: Option<i32>,
-    /// Supplementary groups, read only when an allow-list needs them (Linux).
+    /// Supplementary groups, read only when an allow-list needs them: all of them on Linux (`SO_PEERGROUPS`), the
+    /// at most 16 the kernel keeps in the credential on macOS (`LOCAL_PEERCRED`).
     pub groups: Vec<u32>,
 }
 
@@ -32,6 +33,30 @@ impl Peer {
             },
         })
     }
+}
+
+impl Peer {
+    /// This process, for decisions made in it (the one-shot mode), as a daemon would see it connect.
+    pub fn current() -> Peer {
+        Peer {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            pid: i32::try_from(std::process::id()).ok(),
+            groups: current_groups(),
+        }
+    }
+}
+
+#[cfg(not(target_os = "macos"))]
+fn current_groups() -> Vec<u32> {
+    nix::unistd::getgroups()
+        .map(|groups| groups.into_iter().map(Gid::as_raw).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(target_os = "macos")]
+fn current_groups() -> Vec<u32> {
+    Vec::new()
 }
 
 /// `SO_PEERCRED`: uid, gid and pid as of connect().
@@ -89,7 +114,68 @@ fn supplementary_groups(socket: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+/// `LOCAL_PEERCRED`: the groups in the credential the kernel recorded when the peer connected (macOS has no
+/// `SO_PEERGROUPS`). The credential holds at most 16; macOS resolves memberships beyond those through its directory
+/// service, which this does not ask, so a group past the 16th does not count (fail closed; docs/security.md).
+#[cfg(target_os = "macos")]
+fn supplementary_groups(socket: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
+    use nix::libc;
+    use std::os::fd::AsRawFd as _;
+    // nix's LocalPeerCred is not used: its `XuCred::groups()` returns all 16 slots, ignoring `cr_ngroups`.
+    // SAFETY: xucred is plain data, for which all zeroes is a valid value.
+    let mut credentials: libc::xucred = unsafe { std::mem::zeroed() };
+    let size = size_of::<libc::xucred>();
+    let mut length = size as libc::socklen_t;
+    // SAFETY: the buffer is `length` bytes of xucred, which the kernel fills.
+    let result = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_LOCAL,
+            libc::LOCAL_PEERCRED,
+            (&raw mut credentials).cast(),
+            &mut length,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if length as usize != size {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("LOCAL_PEERCRED returned {length} bytes, not a {size}-byte struct xucred"),
+        ));
+    }
+    xucred_groups(credentials.cr_version, credentials.cr_ngroups, &credentials.cr_groups)
+}
+
+/// The groups of a `struct xucred`: the first `cr_ngroups` of its slots. The slots past them are not the peer's
+/// (read as gid 0, they would admit anyone to `--allow-group wheel`).
+#[cfg(any(target_os = "macos", test))]
+fn xucred_groups(version: u32, count: i16, slots: &[u32]) -> io::Result<Vec<u32>> {
+    /// `XUCRED_VERSION` in macOS's <sys/ucred.h>: the only layout there is.
+    const XUCRED_VERSION: u32 = 0;
+    if version != XUCRED_VERSION {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("LOCAL_PEERCRED returned struct xucred version {version}; only version {XUCRED_VERSION} is known"),
+        ));
+    }
+    let count = usize::try_from(count)
+        .ok()
+        .filter(|count| *count <= slots.len())
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "LOCAL_PEERCRED returned cr_ngroups {count}, outside 0..={}",
+                    slots.len()
+                ),
+            )
+        })?;
+    Ok(slots[..count].to_vec())
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 fn supplementary_groups(_socket: BorrowedFd<'_>) -> io::Result<Vec<u32>> {
     Ok(Vec::new())
 }
@@ -200,6 +286,35 @@ mod tests {
         assert!(policy.admits(&peer(7, 5, &[3, 2000])), "a supplementary group counts");
         assert!(!policy.admits(&peer(0, 0, &[])), "root is refused unless listed");
         assert!(!policy.admits(&peer(1001, 1001, &[1002])));
+    }
+
+    #[test]
+    fn only_the_counted_xucred_slots_are_groups() {
+        let mut slots = [0u32; 16];
+        slots[..3].copy_from_slice(&[20, 12, 701]);
+        let groups = xucred_groups(0, 3, &slots).unwrap();
+        assert_eq!(groups, [20, 12, 701]);
+        let wheel = PeerPolicy::resolve(&[], &["0".into()]).unwrap();
+        assert!(
+            !wheel.admits(&peer(501, 20, &groups)),
+            "empty slots (gid 0) must not count as groups"
+        );
+        assert_eq!(xucred_groups(0, 16, &slots).unwrap().len(), 16);
+        assert_eq!(xucred_groups(0, 0, &slots).unwrap(), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn a_malformed_xucred_is_an_error_naming_what_is_wrong() {
+        let slots = [0u32; 16];
+        for (version, count, expected) in [
+            (1, 3, "struct xucred version 1; only version 0 is known"),
+            (0, -1, "cr_ngroups -1, outside 0..=16"),
+            (0, 17, "cr_ngroups 17, outside 0..=16"),
+        ] {
+            let error = xucred_groups(version, count, &slots).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+            assert!(error.to_string().contains(expected), "{error}");
+        }
     }
 
     #[test]

@@ -1,13 +1,16 @@
-//! Secrets on disk: read from files (or systemd's credentials directory), refused when anyone but the owner can read
-//! them, held in memory that is wiped on drop, and never shown by `Debug`.
+//! Secrets on disk: read from files (or systemd's credentials directory), refused unless they belong to root or
+//! the user reading them and nobody else can read them, held in memory that is wiped on drop, and never shown by
+//! `Debug`.
 
 use std::fmt;
-use std::fs;
-use std::io;
-use std::os::unix::fs::PermissionsExt as _;
+use std::fs::File;
+use std::io::{self, Read as _};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
+
+use crate::fsutil::{self, Trust};
 
 /// Where systemd's `LoadCredential=` puts a service's secrets.
 pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
@@ -21,6 +24,13 @@ pub enum SecretError {
         path.display()
     )]
     TooOpen { path: PathBuf, mode: u32 },
+    #[error(
+        "key file {} is owned by {}: it must belong to {trusted}, the user reading it (chown)",
+        path.display(), fsutil::owner(*uid)
+    )]
+    WrongOwner { path: PathBuf, uid: u32, trusted: String },
+    #[error("key file {} is not a regular file", path.display())]
+    NotAFile { path: PathBuf },
     #[error("key file {} is empty", path.display())]
     Empty { path: PathBuf },
 }
@@ -37,20 +47,35 @@ impl Secret {
         &self.0
     }
 
-    /// Reads a key file: its mode must keep group and others out; a trailing newline is not part of the key.
+    /// Reads a key file: it must belong to root or the user reading it, and its mode must keep group and others out;
+    /// a trailing newline is not part of the key. The checks and the read are of one open file.
     pub fn from_file(path: &Path) -> Result<Self, SecretError> {
         let read_error = |source| SecretError::Read {
             path: path.to_owned(),
             source,
         };
-        let mode = fs::metadata(path).map_err(read_error)?.permissions().mode() & 0o7777;
+        let mut file = File::open(path).map_err(read_error)?;
+        let metadata = file.metadata().map_err(read_error)?;
+        if !metadata.is_file() {
+            return Err(SecretError::NotAFile { path: path.to_owned() });
+        }
+        let trust = Trust::effective_user();
+        if !trust.trusts(metadata.uid()) {
+            return Err(SecretError::WrongOwner {
+                path: path.to_owned(),
+                uid: metadata.uid(),
+                trusted: trust.describe(),
+            });
+        }
+        let mode = metadata.mode() & 0o7777;
         if mode & 0o077 != 0 {
             return Err(SecretError::TooOpen {
                 path: path.to_owned(),
                 mode,
             });
         }
-        let mut bytes = Zeroizing::new(fs::read(path).map_err(read_error)?);
+        let mut bytes = Zeroizing::new(Vec::new());
+        file.read_to_end(&mut bytes).map_err(read_error)?;
         while matches!(bytes.last(), Some(b'\n' | b'\r')) {
             bytes.pop();
         }
@@ -88,6 +113,9 @@ impl fmt::Debug for Secret {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     fn write(dir: &Path, mode: u32, text: &str) -> PathBuf {
@@ -119,6 +147,27 @@ mod tests {
         );
         assert!(Secret::from_file(&write(dir.path(), 0o640, "s3cret")).is_err());
         assert!(Secret::from_file(&write(dir.path(), 0o400, "s3cret")).is_ok());
+    }
+
+    #[test]
+    fn a_file_of_another_user_is_refused_whatever_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), 0o600, "s3cret");
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+            let error = Secret::from_file(&path).unwrap_err();
+            assert!(matches!(error, SecretError::WrongOwner { uid: 65534, .. }), "{error}");
+            assert_eq!(
+                error.to_string(),
+                format!(
+                    "key file {} is owned by {}: it must belong to root, the user reading it (chown)",
+                    path.display(),
+                    fsutil::owner(65534)
+                )
+            );
+        }
+        let error = Secret::from_file(dir.path()).unwrap_err();
+        assert!(matches!(error, SecretError::NotAFile { .. }), "{error}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::flags::{AuthArgs, ClientArgs, SocketArgs};
+use super::flags::{AuthArgs, ClientArgs, SocketArgs, UnknownServerUser};
 use super::io::{InputError, print_json, read_request};
 use crate::auth::oidc::OidcError;
 use crate::auth::runner::{OIDC_ALGORITHM, reject_line_breaks};
@@ -36,13 +36,17 @@ pub enum AskError {
     Claims(#[from] RunnerAuthError),
     #[error(transparent)]
     Client(#[from] ClientError),
+    #[error(transparent)]
+    ServerUser(#[from] UnknownServerUser),
     #[error("cannot write the decision to standard output: {0}")]
     WriteOutput(io::Error),
 }
 
 pub fn run(client: &ClientArgs, socket: &SocketArgs, auth: &AuthArgs) -> Result<ExitCode, AskError> {
     let mut request = read_request(&client.input)?;
-    let mut daemon = Client::new(&socket.socket).with_timeout(client.client_timeout);
+    let mut daemon = Client::new(&socket.socket)
+        .with_timeout(client.client_timeout)
+        .expect_server(client.server_check()?);
     if let Some(claims) = &auth.runner_auth_claims {
         match authenticate(auth, claims)? {
             Runner::Oidc(token) => request.runner_auth = Some(token),

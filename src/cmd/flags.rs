@@ -9,11 +9,15 @@ use clap::{Args, Parser};
 use clap::ValueEnum;
 
 use crate::auth::oidc::{JwksSource, OidcVerifier};
+use crate::auth::pins::{PackPins, PinError};
 use crate::auth::{HmacRunners, PeerPolicy, PeerPolicyError, RunnerAuthenticator, Secret, SecretError};
+use crate::client::{SYSTEM_SOCKET, ServerCheck};
+use crate::engine::path::workspace_root;
+use crate::engine::{OtherPack, PathCase};
 use crate::evidence::{EvidenceConfig, KeyError, PublicKey, SigningKey, SyncMode, VerifyingKeys};
-use crate::policy::{PolicyConfig, PolicySource};
-use crate::server::Limits;
+use crate::policy::{PolicyConfig, PolicySet, PolicySource};
 use crate::server::listener::ListenOptions;
+use crate::server::{Decisions, Limits};
 use crate::supervisor::logging::{LogFormat, LogTarget};
 
 #[derive(Debug, Parser)]
@@ -109,9 +113,66 @@ pub struct PolicyArgs {
     /// MCP trust registry JSON; when given, it decides every mcp_tool_call. Default: none (packs decide).
     #[arg(long, value_name = "FILE", env = "CAVRA_REGISTRY")]
     pub registry: Option<PathBuf>,
+
+    /// Decide every request under this pack, whatever pack it names (see --on-other-pack). Default: the request
+    /// chooses among the loaded packs.
+    #[arg(long, value_name = "ID", env = "CAVRA_PIN_PACK")]
+    pub pin_pack: Option<String>,
+
+    /// Pin a pack for peers of a user or group: user:NAME=ID or group:NAME=ID (names or numeric ids; repeatable or
+    /// comma-separated). The first that matches a peer wins, then --pin-pack. The one-shot mode applies them as for
+    /// the user running it.
+    #[arg(long, value_name = "WHO=ID", env = "CAVRA_PIN_PACK_FOR", value_delimiter = ',')]
+    pub pin_pack_for: Vec<String>,
+
+    /// A request naming a pack other than its pinned one: refuse it (policy.pack.not_permitted) or decide it under
+    /// the pinned pack.
+    #[arg(
+        long,
+        value_name = "ACTION",
+        env = "CAVRA_ON_OTHER_PACK",
+        value_enum,
+        default_value = "refuse"
+    )]
+    pub on_other_pack: OtherPack,
+
+    /// Absolute workspace root for file targets of requests that carry no workspace_root (a request's own must lie
+    /// inside it). Writes outside it need approval. Default: none.
+    #[arg(long, value_name = "DIR", env = "CAVRA_WORKSPACE_ROOT")]
+    pub workspace_root: Option<String>,
+
+    /// Whether file targets that differ only in case name the same file. Default: insensitive on macOS, sensitive
+    /// elsewhere.
+    #[arg(long, value_name = "CASE", env = "CAVRA_PATH_CASE", value_enum, default_value_t = PathCase::default())]
+    pub path_case: PathCase,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionsError {
+    #[error(transparent)]
+    Pins(#[from] PinError),
+    #[error("--workspace-root {0}")]
+    WorkspaceRoot(String),
 }
 
 impl PolicyArgs {
+    /// Pins resolved and checked against `policies`, and the workspace root checked.
+    pub fn decisions(&self, policies: &PolicySet) -> Result<Decisions, DecisionsError> {
+        let pins = PackPins::resolve(self.pin_pack.as_deref(), &self.pin_pack_for, self.on_other_pack)?;
+        pins.check(policies)?;
+        let workspace_root = self
+            .workspace_root
+            .as_deref()
+            .map(workspace_root)
+            .transpose()
+            .map_err(|error| DecisionsError::WorkspaceRoot(error.to_string()))?;
+        Ok(Decisions {
+            pins,
+            workspace_root,
+            path_case: self.path_case,
+        })
+    }
+
     pub fn config(&self) -> PolicyConfig {
         let source = match (&self.policy, &self.policy_dir) {
             (Some(file), _) => PolicySource::CompiledFile(file.clone()),
@@ -129,8 +190,9 @@ impl PolicyArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Socket")]
 pub struct SocketArgs {
-    /// Unix socket to serve on or connect to. Default: /run/cavra/cavra-runtime.sock for root,
-    /// $XDG_RUNTIME_DIR/cavra/cavra-runtime.sock otherwise (.cavra/cavra-runtime.sock without it).
+    /// Unix socket to serve on or connect to. Default: /run/cavra/cavra-runtime.sock for root
+    /// (/var/run/cavra-runtime.sock on macOS), $XDG_RUNTIME_DIR/cavra/cavra-runtime.sock otherwise
+    /// (.cavra/cavra-runtime.sock without it).
     #[arg(long, value_name = "PATH", env = SOCKET_ENV, default_value_os_t = default_socket_path())]
     pub socket: PathBuf,
 
@@ -175,6 +237,22 @@ pub struct LimitArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
+    /// Connections one peer uid may have open at once; past it that uid is answered daemon.overloaded and others
+    /// are still served.
+    #[arg(long, value_name = "N", env = "CAVRA_MAX_CONNECTIONS_PER_UID", default_value = "256",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_uid: u32,
+
+    /// Bytes of requests and answers in transit all connections together may hold (each has 8 KiB of each free);
+    /// past it, requests wait for room or are answered daemon.overloaded. At least --max-request-bytes.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "CAVRA_MAX_BUFFERED_BYTES",
+        default_value = "8388608"
+    )]
+    pub max_buffered_bytes: usize,
+
     /// Time from connecting (or from a stream-mode request's first byte) to a complete request.
     #[arg(long, value_name = "DURATION", env = "CAVRA_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
@@ -188,22 +266,40 @@ pub struct LimitArgs {
     pub shutdown_grace: Duration,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--max-buffered-bytes {buffered} is less than --max-request-bytes {request}: a request that large could never be read"
+)]
+pub struct LimitError {
+    buffered: usize,
+    request: usize,
+}
+
 impl LimitArgs {
-    pub fn limits(&self) -> Limits {
-        Limits {
+    pub fn limits(&self) -> Result<Limits, LimitError> {
+        if self.max_buffered_bytes < self.max_request_bytes {
+            return Err(LimitError {
+                buffered: self.max_buffered_bytes,
+                request: self.max_request_bytes,
+            });
+        }
+        Ok(Limits {
             max_request_bytes: self.max_request_bytes,
             max_connections: self.max_connections as usize,
+            max_connections_per_uid: self.max_connections_per_uid as usize,
+            max_buffered_bytes: self.max_buffered_bytes,
             request_timeout: self.request_timeout,
             idle_timeout: self.idle_timeout,
             shutdown_grace: self.shutdown_grace,
-        }
+        })
     }
 }
 
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Logging (daemon)")]
 pub struct LogArgs {
-    /// Where logs go: auto is the journal when systemd connected stderr to it (JOURNAL_STREAM), else stderr.
+    /// Where logs go: auto is --log-file when given, else the journal when systemd connected stderr to it
+    /// (JOURNAL_STREAM; Linux only), else stderr.
     #[arg(
         long,
         value_name = "TARGET",
@@ -222,6 +318,13 @@ pub struct LogArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+
+    /// Append the log (and everything else on stderr) to this file. When log rotation renames or removes it, the
+    /// daemon opens a new one at the path before its next line, so newsyslog or logrotate need not signal it.
+    /// With --lifecycle start: where the started daemon's output goes (default: the socket path with a .log
+    /// extension, unless the journal is available).
+    #[arg(long, value_name = "PATH", env = "CAVRA_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -234,11 +337,6 @@ pub struct LifecycleArgs {
     /// How long start waits for the daemon to answer, and stop waits for it to exit before SIGKILL.
     #[arg(long, value_name = "DURATION", env = "CAVRA_LIFECYCLE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub lifecycle_timeout: Duration,
-
-    /// Where the started daemon's output goes. Default: the socket path with a .log extension, unless the
-    /// journal is available (JOURNAL_STREAM), where the daemon logs itself.
-    #[arg(long, value_name = "PATH", env = "CAVRA_LOG_FILE")]
-    pub log_file: Option<PathBuf>,
 
     /// Run the started daemon as this user (root only); root's supplementary groups are dropped.
     #[arg(long, value_name = "USER")]
@@ -559,15 +657,42 @@ pub struct ClientArgs {
     /// With --daemon: how long to wait for the daemon's answer.
     #[arg(long, value_name = "DURATION", env = "CAVRA_CLIENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub client_timeout: Duration,
+
+    /// With --daemon: the user (name or uid) the daemon must run as; anyone else answering on the socket is an
+    /// error. Root is always accepted. Default: the service user `cavra` on /run/cavra/cavra-runtime.sock, else the
+    /// owner of the socket's directory.
+    #[arg(long, value_name = "USER", env = "CAVRA_EXPECT_SERVER_UID")]
+    pub expect_server_uid: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("--expect-server-uid {0:?}: no such user")]
+pub struct UnknownServerUser(String);
+
+impl ClientArgs {
+    /// Whom `--daemon` accepts as the server.
+    pub fn server_check(&self) -> Result<ServerCheck, UnknownServerUser> {
+        let Some(user) = &self.expect_server_uid else {
+            return Ok(ServerCheck::Location);
+        };
+        match user.parse::<u32>() {
+            Ok(uid) => Ok(ServerCheck::Uid(uid)),
+            Err(_) => nix::unistd::User::from_name(user)
+                .ok()
+                .flatten()
+                .map(|found| ServerCheck::Uid(found.uid.as_raw()))
+                .ok_or_else(|| UnknownServerUser(user.clone())),
+        }
+    }
 }
 
 /// The environment variable that names the socket for every mode.
 pub const SOCKET_ENV: &str = "CAVRA_RUNTIME_SOCKET";
-const SYSTEM_SOCKET: &str = "/run/cavra/cavra-runtime.sock";
 
 /// Where the socket lives when nobody says, one rule for the daemon, its clients and the lifecycle commands:
-/// `$CAVRA_RUNTIME_SOCKET`, else `/run/cavra/cavra-runtime.sock` for root, else
-/// `$XDG_RUNTIME_DIR/cavra/cavra-runtime.sock`, else `.cavra/cavra-runtime.sock`.
+/// `$CAVRA_RUNTIME_SOCKET`, else the system socket for root (`/run/cavra/cavra-runtime.sock`; on macOS
+/// `/var/run/cavra-runtime.sock`), else `$XDG_RUNTIME_DIR/cavra/cavra-runtime.sock`, else
+/// `.cavra/cavra-runtime.sock`.
 pub fn default_socket_path() -> PathBuf {
     let non_empty = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
     if let Some(path) = non_empty(SOCKET_ENV) {

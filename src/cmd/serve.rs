@@ -8,7 +8,7 @@ use std::sync::Arc;
 use nix::sys::signal;
 use tokio::signal::unix::SignalKind;
 
-use super::flags::{AuthArgs, AuthConfigError, EvidenceArgs, EvidenceKeyError, ServeArgs};
+use super::flags::{AuthArgs, AuthConfigError, DecisionsError, EvidenceArgs, EvidenceKeyError, LimitError, ServeArgs};
 use crate::auth::oidc::JwksSource;
 use crate::auth::{RunnerAuthenticator, SecretError};
 use crate::evidence::{EvidenceError, EvidenceLog};
@@ -42,14 +42,21 @@ pub enum ServeError {
     Auth(#[from] AuthConfigError),
     #[error("runner OIDC: {0}")]
     Jwks(String),
+    #[error(transparent)]
+    Decisions(#[from] DecisionsError),
+    #[error(transparent)]
+    Limits(#[from] LimitError),
 }
 
 pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     // Held to the end: dropping it writes out the log lines still queued.
-    let _log = logging::init(args.logging.log_target, args.logging.log_format)?;
+    let logs = &args.logging;
+    let _log = logging::init(logs.log_target, logs.log_format, logs.log_file.as_deref())?;
     let config = args.policy.config();
     let policies = PolicySet::load(&config)?;
     // Everything that can be wrong with the configuration is found before a socket exists.
+    let decisions = args.policy.decisions(&policies)?;
+    let limits = args.limits.limits()?;
     let peers = args.auth.peer_policy().map_err(AuthConfigError::from)?;
     let runners = runner_auth(&args.auth)?;
     raise_open_file_limit(args.limits.max_connections);
@@ -67,7 +74,12 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         .enable_all()
         .build()
         .map_err(ServeError::Runtime)?;
-    let mut service = Service::new(policies, args.limits.limits()).with_peers(peers);
+    if !decisions.pins.is_empty() {
+        tracing::info!("policy packs pinned: {}", decisions.pins.describe());
+    }
+    let mut service = Service::new(policies, limits)
+        .with_peers(peers)
+        .with_decisions(decisions);
     if let Some(evidence) = &evidence {
         service = service.with_evidence(evidence.clone());
     }
@@ -248,7 +260,17 @@ async fn reload_on_hangup(
             }
         }
         let attempt = config.clone();
-        match tokio::task::spawn_blocking(move || PolicySet::load(&attempt)).await {
+        let loaded = tokio::task::spawn_blocking(move || PolicySet::load(&attempt)).await;
+        // A reloaded policy must still have every pinned pack; otherwise the previous one stays in force.
+        let loaded = loaded.map(|result| {
+            result.map_err(|error| error.to_string()).and_then(|policies| {
+                match service.decisions().pins.check(&policies) {
+                    Ok(()) => Ok(policies),
+                    Err(error) => Err(error.to_string()),
+                }
+            })
+        });
+        match loaded {
             Ok(Ok(policies)) => {
                 service.replace_policies(policies);
                 let status = serving_status(&service, &origin);

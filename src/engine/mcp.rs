@@ -50,6 +50,7 @@ impl<'a> McpCall<'a> {
             action_type: "mcp_tool_call".to_owned(),
             target: format!("{}:{}", self.server, self.tool),
             requested_operation: self.requested_operation.to_owned(),
+            normalized_target: None,
         }
     }
 }

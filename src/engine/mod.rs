@@ -1,16 +1,23 @@
 //! The decision engine: one request in, one decision out, with no I/O.
 //!
-//! Each action kind has its own module; this one picks the pack, dispatches on `action_type` and stamps the
-//! decision with the metadata auditors trace it by (decision id, correlation id, timestamp, evidence reference).
+//! Each action kind has its own module; this one checks the request, picks the pack (the operator's pin, else the
+//! request's choice), dispatches on `action_type` and stamps the decision with the metadata auditors trace it by
+//! (decision id, correlation id, timestamp, evidence reference, the pack asked for and the pack used).
 
 pub mod command;
 pub mod file;
 pub mod git;
 pub mod mcp;
+pub mod path;
 pub mod release_governance;
+
+use std::fmt;
 
 use crate::contract::{Decision, DecisionResponse, EvaluateRequest, Severity, now_timestamp, random_id};
 use crate::policy::PolicySet;
+pub use path::PathCase;
+
+pub const PACK_NOT_PERMITTED: &str = "policy.pack.not_permitted";
 
 pub const RELEASE_GOVERNANCE_ACTION: &str = "release_governance_record";
 
@@ -26,19 +33,135 @@ pub struct Verdict {
     pub action_type: String,
     pub target: String,
     pub requested_operation: String,
+    /// The target as the engine read it, when that differs from the target as sent.
+    pub normalized_target: Option<String>,
 }
 
-pub fn evaluate(policies: &PolicySet, request: &EvaluateRequest) -> DecisionResponse {
-    let pack_id = if request.policy_pack.is_empty() {
-        policies.default_pack()
-    } else {
-        request.policy_pack.as_str()
+/// What the operator decided for a request, which the request cannot change.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'a> {
+    /// The pack pinned for the requester (`--pin-pack`, `--pin-pack-for`); `None` lets the request choose among
+    /// the loaded packs.
+    pub pinned_pack: Option<&'a str>,
+    pub other_pack: OtherPack,
+    /// `--workspace-root`, already checked with [`path::workspace_root`]; a request's own root must lie inside it.
+    pub workspace_root: Option<&'a str>,
+    pub path_case: PathCase,
+}
+
+/// What happens to a request that names a pack other than the one pinned for its requester (`--on-other-pack`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum OtherPack {
+    /// Blocked: `policy.pack.not_permitted`.
+    #[default]
+    Refuse,
+    /// Decided under the pinned pack; the answer names the pack asked for.
+    DecidePinned,
+}
+
+/// A request the engine will not decide: a field it cannot judge. The daemon answers `daemon.request.invalid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidRequest {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for InvalidRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "field `{}`: {}", self.field, self.message)
+    }
+}
+
+impl std::error::Error for InvalidRequest {}
+
+pub fn evaluate(
+    policies: &PolicySet,
+    request: &EvaluateRequest,
+    context: &Context<'_>,
+) -> Result<DecisionResponse, InvalidRequest> {
+    let root = workspace_root(request, context)?;
+    if matches!(request.action_type.as_str(), "read_file" | "write_file")
+        && request.target.chars().any(char::is_control)
+    {
+        return Err(InvalidRequest {
+            field: "target",
+            message: format!(
+                "{:?} contains a control character or NUL; no file has that name",
+                request.target
+            ),
+        });
+    }
+    let asked = request.policy_pack.as_str();
+    let (pack_id, verdict) = match context.pinned_pack {
+        Some(pinned) if !asked.is_empty() && asked != pinned && context.other_pack == OtherPack::Refuse => {
+            (pinned, not_permitted(request, pinned))
+        }
+        Some(pinned) => (
+            pinned,
+            decide(policies, pinned, request, root.as_deref(), context.path_case),
+        ),
+        None if asked.is_empty() => {
+            let default = policies.default_pack();
+            (
+                default,
+                decide(policies, default, request, root.as_deref(), context.path_case),
+            )
+        }
+        None => (
+            asked,
+            decide(policies, asked, request, root.as_deref(), context.path_case),
+        ),
     };
-    let verdict = decide(policies, pack_id, request);
-    stamp(verdict, request, pack_id)
+    Ok(stamp(verdict, request, pack_id))
 }
 
-fn decide(policies: &PolicySet, pack_id: &str, request: &EvaluateRequest) -> Verdict {
+/// The workspace root in force: the request's (inside the operator's, if the operator set one), else the operator's.
+fn workspace_root(request: &EvaluateRequest, context: &Context<'_>) -> Result<Option<String>, InvalidRequest> {
+    if request.workspace_root.is_empty() {
+        return Ok(context.workspace_root.map(str::to_owned));
+    }
+    let invalid = |message: String| InvalidRequest {
+        field: "workspace_root",
+        message,
+    };
+    let root = path::workspace_root(&request.workspace_root).map_err(|error| invalid(error.0))?;
+    if let Some(operator) = context.workspace_root {
+        let inside = operator == "/" || root == operator || root.starts_with(&format!("{operator}/"));
+        if !inside {
+            return Err(invalid(format!(
+                "{root:?} is not inside the daemon's --workspace-root {operator:?}"
+            )));
+        }
+    }
+    Ok(Some(root))
+}
+
+fn not_permitted(request: &EvaluateRequest, pinned: &str) -> Verdict {
+    Verdict {
+        decision: Decision::Block,
+        severity: Severity::High,
+        rule_id: PACK_NOT_PERMITTED,
+        reason: format!(
+            "Policy pack '{}' was asked for, but this requester is pinned to policy pack '{pinned}'; the request is \
+             refused.",
+            request.policy_pack
+        ),
+        approver_group: "",
+        action_type: request.action_type.clone(),
+        target: request.target.clone(),
+        requested_operation: first_non_empty(&[&request.operation, &request.requested_operation, &request.capability])
+            .to_owned(),
+        normalized_target: None,
+    }
+}
+
+fn decide(
+    policies: &PolicySet,
+    pack_id: &str,
+    request: &EvaluateRequest,
+    root: Option<&str>,
+    case: PathCase,
+) -> Verdict {
     let requested = first_non_empty(&[&request.operation, &request.requested_operation, &request.capability]);
     // Never fall back to another pack: a request for a pack this runtime does not have is refused.
     let Some(policy) = policies.pack(pack_id) else {
@@ -51,6 +174,7 @@ fn decide(policies: &PolicySet, pack_id: &str, request: &EvaluateRequest) -> Ver
             action_type: request.action_type.clone(),
             target: request.target.clone(),
             requested_operation: requested.to_owned(),
+            normalized_target: None,
         };
     };
     let typed_record = request
@@ -63,8 +187,8 @@ fn decide(policies: &PolicySet, pack_id: &str, request: &EvaluateRequest) -> Ver
         other => other,
     };
     match action_type {
-        "read_file" => file::evaluate(policy, file::Access::Read, &request.target),
-        "write_file" => file::evaluate(policy, file::Access::Write, &request.target),
+        "read_file" => file::evaluate(policy, file::Access::Read, &request.target, root, case),
+        "write_file" => file::evaluate(policy, file::Access::Write, &request.target, root, case),
         "execute_command" => command::evaluate(policy, &request.target),
         "git_operation" => git::evaluate(
             first_non_empty(&[&request.operation, &request.requested_operation]),
@@ -93,6 +217,7 @@ fn decide(policies: &PolicySet, pack_id: &str, request: &EvaluateRequest) -> Ver
             action_type: request.action_type.clone(),
             target: request.target.clone(),
             requested_operation: requested.to_owned(),
+            normalized_target: None,
         },
     }
 }
@@ -127,6 +252,12 @@ fn stamp(verdict: Verdict, request: &EvaluateRequest, pack_id: &str) -> Decision
         approver_group: verdict.approver_group.to_owned(),
         timestamp: now_timestamp(),
         correlation_id: random_id("corr_"),
+        normalized_target: verdict.normalized_target.unwrap_or_default(),
+        requested_policy_pack: if request.policy_pack != pack_id {
+            request.policy_pack.clone()
+        } else {
+            String::new()
+        },
     }
 }
 
@@ -141,13 +272,17 @@ mod tests {
         PolicySet::load(&PolicyConfig::default()).unwrap()
     }
 
+    fn decided(policies: &PolicySet, request: &EvaluateRequest) -> DecisionResponse {
+        evaluate(policies, request, &Context::default()).unwrap()
+    }
+
     fn request(json: &str) -> EvaluateRequest {
         serde_json::from_str(json).unwrap()
     }
 
     #[test]
     fn metadata_defaults_and_formats() {
-        let response = evaluate(
+        let response = decided(
             &policies(),
             &request(r#"{"action_type":"execute_command","target":"pytest"}"#),
         );
@@ -177,15 +312,15 @@ mod tests {
     #[test]
     fn ids_differ_between_decisions() {
         let policies = policies();
-        let one = evaluate(&policies, &request(r#"{"action_type":"read_file","target":"a"}"#));
-        let two = evaluate(&policies, &request(r#"{"action_type":"read_file","target":"a"}"#));
+        let one = decided(&policies, &request(r#"{"action_type":"read_file","target":"a"}"#));
+        let two = decided(&policies, &request(r#"{"action_type":"read_file","target":"a"}"#));
         assert_ne!(one.decision_id, two.decision_id);
         assert_ne!(one.correlation_id, two.correlation_id);
     }
 
     #[test]
     fn unknown_pack_is_refused_and_named() {
-        let response = evaluate(
+        let response = decided(
             &policies(),
             &request(r#"{"action_type":"read_file","target":"README.md","policy_pack":"no-such-pack"}"#),
         );
@@ -199,7 +334,7 @@ mod tests {
 
     #[test]
     fn unknown_action_needs_repository_owners() {
-        let response = evaluate(
+        let response = decided(
             &policies(),
             &request(r#"{"action_type":"launch_rocket","target":"moon","capability":"propulsion"}"#),
         );
@@ -213,14 +348,14 @@ mod tests {
 
     #[test]
     fn git_operation_prefers_operation_over_requested_operation() {
-        let response = evaluate(
+        let response = decided(
             &policies(),
             &request(
                 r#"{"action_type":"git_operation","target":"origin/main","operation":"push","requested_operation":"fetch"}"#,
             ),
         );
         assert_eq!(response.rule_id, "git.protected_branch.block_direct_push");
-        let response = evaluate(
+        let response = decided(
             &policies(),
             &request(r#"{"action_type":"git_operation","target":"origin/main","requested_operation":"push"}"#),
         );
@@ -229,7 +364,7 @@ mod tests {
 
     #[test]
     fn mcp_target_supplies_server_and_tool() {
-        let response = evaluate(
+        let response = decided(
             &policies(),
             &request(
                 r#"{"action_type":"mcp_tool_call","target":"github:read_file","policy_pack":"cavra-agentic-delivery"}"#,
@@ -241,7 +376,7 @@ mod tests {
 
     #[test]
     fn a_record_without_action_type_is_release_governance() {
-        let response = evaluate(
+        let response = decided(
             &policies(),
             &request(
                 r#"{"release_governance":{"metadata_kind":"release-connector-delivery","failed_delivery_count":1}}"#,
@@ -254,7 +389,7 @@ mod tests {
 
     #[test]
     fn typed_evidence_wins_over_the_legacy_record() {
-        let response = evaluate(
+        let response = decided(
             &policies(),
             &request(
                 r#"{"action_type":"release_governance_record",

@@ -4,6 +4,11 @@
 //! The record is either the typed `release_governance` object or the legacy free-form `record`; both are read
 //! through the same map with the reference's lenient coercions (strings are trimmed, numbers truncate, and
 //! `"yes"`/`"success"` count as true).
+//!
+//! Two deviations from the reference fail closed: kinds compare case-insensitively after trimming, with `_` read as
+//! `-` (as states already do), so `Rollout-Promotion-Execution` is still an execution kind; and an approved record
+//! that carries critical signals (critical or breached counts, failed verification or integrity, ...) is held for
+//! review rather than allowed.
 
 use serde_json::{Map, Value};
 
@@ -119,6 +124,7 @@ pub fn evaluate(record: Option<&Map<String, Value>>, action_type: &str, target: 
         action_type: action_type.to_owned(),
         target: target.clone(),
         requested_operation: requested.to_owned(),
+        normalized_target: None,
     };
     if record.is_empty() {
         return verdict(
@@ -145,9 +151,11 @@ pub fn evaluate(record: Option<&Map<String, Value>>, action_type: &str, target: 
         id if !id.is_empty() => id,
         _ => approval.map(|a| string_value(a, "approval_id")).unwrap_or_default(),
     };
+    let kind_key = normalize_kind(kind);
+    let kind_key = kind_key.as_str();
     let requires_approval = int_value(record, "approval_required_count") > 0
         || !state.is_empty()
-        || APPROVAL_REQUIRED_KINDS.contains(&kind);
+        || APPROVAL_REQUIRED_KINDS.contains(&kind_key);
 
     match state.as_str() {
         "approved" if approval_id.is_empty() => verdict(
@@ -155,6 +163,12 @@ pub fn evaluate(record: Option<&Map<String, Value>>, action_type: &str, target: 
             Severity::Critical,
             "release_governance.approval.missing",
             format!("{kind} is approved but does not include an approval_id."),
+        ),
+        "approved" if critical_signal(record) => verdict(
+            Decision::RequireApproval,
+            Severity::High,
+            "release_governance.signal.critical",
+            format!("{kind} is approved but contains critical release governance signals."),
         ),
         "approved" => verdict(
             Decision::Allow,
@@ -174,19 +188,23 @@ pub fn evaluate(record: Option<&Map<String, Value>>, action_type: &str, target: 
             "release_governance.approval.denied",
             format!("{kind} is bound to a non-approved approval state: {state}."),
         ),
-        "" if DELIVERY_KINDS.contains(&metadata_kind.as_str()) && !bool_value(record, "delivery_success") => verdict(
-            Decision::Block,
-            Severity::High,
-            "release_governance.delivery.failed",
-            format!("{kind} includes failed release delivery evidence."),
-        ),
+        "" if DELIVERY_KINDS.contains(&normalize_kind(&metadata_kind).as_str())
+            && !bool_value(record, "delivery_success") =>
+        {
+            verdict(
+                Decision::Block,
+                Severity::High,
+                "release_governance.delivery.failed",
+                format!("{kind} includes failed release delivery evidence."),
+            )
+        }
         "" if critical_signal(record) => verdict(
             Decision::RequireApproval,
             Severity::High,
             "release_governance.signal.critical",
             format!("{kind} contains critical release governance signals."),
         ),
-        "" if requires_approval && EXECUTION_KINDS.contains(&kind) => verdict(
+        "" if requires_approval && EXECUTION_KINDS.contains(&kind_key) => verdict(
             Decision::Block,
             Severity::Critical,
             "release_governance.approval.missing",
@@ -198,7 +216,7 @@ pub fn evaluate(record: Option<&Map<String, Value>>, action_type: &str, target: 
             "release_governance.approval.required",
             format!("{kind} requires an approval record before execution."),
         ),
-        "" if KNOWN_KINDS.contains(&kind) => verdict(
+        "" if KNOWN_KINDS.contains(&kind_key) => verdict(
             Decision::Allow,
             Severity::Low,
             "release_governance.record.verified",
@@ -224,6 +242,11 @@ fn critical_signal(record: &Map<String, Value>) -> bool {
         .iter()
         .any(|(field, states)| states.contains(&normalize_state(&string_value(record, field)).as_str()))
         || CRITICAL_COUNTS.iter().any(|field| int_value(record, field) > 0)
+}
+
+/// Kinds are listed lower-case with `-`; `Rollout_Promotion_Execution ` is the same kind.
+fn normalize_kind(value: &str) -> String {
+    value.trim().replace('_', "-").to_lowercase()
 }
 
 fn normalize_state(value: &str) -> String {
@@ -390,6 +413,47 @@ mod tests {
         ];
         for (record, rule_id) in cases {
             assert_eq!(judge(record.clone()).rule_id, rule_id, "{record}");
+        }
+    }
+
+    #[test]
+    fn reworded_kinds_and_approved_records_with_critical_signals_are_not_allowed() {
+        for (record, decision, rule_id) in [
+            (
+                json!({"metadata_kind": "Rollout-Promotion-Execution"}),
+                Decision::Block,
+                "release_governance.approval.missing",
+            ),
+            (
+                json!({"metadata_kind": " rollout_rollback_execution "}),
+                Decision::Block,
+                "release_governance.approval.missing",
+            ),
+            (
+                json!({"metadata_kind": "RELEASE-CONNECTOR-DELIVERY"}),
+                Decision::Block,
+                "release_governance.delivery.failed",
+            ),
+            (
+                json!({"metadata_kind": "rollout-promotion-execution", "approval_state": "approved",
+                       "approval_id": "a", "critical_count": 5, "integrity_status": "tampered"}),
+                Decision::RequireApproval,
+                "release_governance.signal.critical",
+            ),
+            (
+                json!({"metadata_kind": "x", "approval_state": "APPROVED", "approval_id": "a",
+                       "verification_status": "Failed"}),
+                Decision::RequireApproval,
+                "release_governance.signal.critical",
+            ),
+            (
+                json!({"metadata_kind": "x", "approval_state": "approved", "approval_id": "a", "breached_count": 1}),
+                Decision::RequireApproval,
+                "release_governance.signal.critical",
+            ),
+        ] {
+            let verdict = judge(record.clone());
+            assert_eq!((verdict.decision, verdict.rule_id), (decision, rule_id), "{record}");
         }
     }
 

@@ -59,6 +59,11 @@ pub struct EvidenceConfig {
 pub enum EvidenceError {
     #[error("cannot open evidence log {}: {source}", .path.display())]
     Open { path: PathBuf, source: io::Error },
+    #[error("cannot open evidence log {}: {source}", .path.display())]
+    Unsafe {
+        path: PathBuf,
+        source: crate::fsutil::FsError,
+    },
     #[error("evidence log {} is in use by another process", .path.display())]
     Locked { path: PathBuf },
     #[error("cannot read evidence log {}: {source}", .path.display())]

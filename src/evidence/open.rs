@@ -2,18 +2,23 @@
 //! records continue it; later, when the path no longer names the file being written (rotation, deletion), open
 //! what is there now and start it with a link record, so the chain goes on across files.
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, BufRead as _, BufReader, Read as _, Seek as _, SeekFrom, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::{Flock, FlockArg, OFlag};
 use time::OffsetDateTime;
 
 use super::record::{Chain, EvidenceRecord, Link};
 use super::verify::{Signatures, Verifier, is_blank};
 use super::{EvidenceConfig, EvidenceError, SyncMode, VerifyingKeys};
+use crate::fsutil::{FsError, SafeDir, Trust, mode};
+
+/// Modes of what opening creates: decisions are not for every local user to read.
+const DIR_MODE: u32 = 0o750;
+const FILE_MODE: u32 = 0o640;
 
 /// What opening found and did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +52,7 @@ fn tail_keys(config: &EvidenceConfig) -> Option<VerifyingKeys> {
 /// Opens the log at startup.
 pub(crate) fn open(config: &EvidenceConfig) -> Result<Opened, EvidenceError> {
     let path = config.path.as_path();
-    let file = open_locked(path)?;
+    let (dir, name, file) = locked_at(path)?;
     let now = OffsetDateTime::now_utc();
     let keys = tail_keys(config);
     let signatures = keys.as_ref().map_or(Signatures::Ignore, Signatures::Check);
@@ -62,7 +67,7 @@ pub(crate) fn open(config: &EvidenceConfig) -> Result<Opened, EvidenceError> {
             });
         }
         // The whole file, torn tail included, stays as it was for whoever investigates.
-        let aside = set_aside(path, "unverified", now)?;
+        let aside = set_aside(&dir, &name, path, "unverified", now)?;
         tracing::warn!(
             path = %path.display(),
             aside = %aside.display(),
@@ -78,7 +83,7 @@ pub(crate) fn open(config: &EvidenceConfig) -> Result<Opened, EvidenceError> {
 
     let torn = match torn {
         Some(bytes) => {
-            let aside = move_torn_tail(&file, path, complete_len, &bytes, now)?;
+            let aside = move_torn_tail(&file, &dir, path, complete_len, &bytes, now)?;
             tracing::warn!(
                 path = %path.display(),
                 aside = %aside.display(),
@@ -107,7 +112,7 @@ pub(crate) fn open(config: &EvidenceConfig) -> Result<Opened, EvidenceError> {
 /// other non-empty file is not this daemon's and is set aside; otherwise the new file starts with a link record.
 pub(crate) fn reopen(config: &EvidenceConfig, chain: &Chain, reason: &str) -> Result<Opened, EvidenceError> {
     let path = config.path.as_path();
-    let file = open_locked(path)?;
+    let (dir, name, file) = locked_at(path)?;
     let len = file
         .metadata()
         .map_err(|source| EvidenceError::Read {
@@ -135,7 +140,7 @@ pub(crate) fn reopen(config: &EvidenceConfig, chain: &Chain, reason: &str) -> Re
         });
     }
     drop(file);
-    let aside = set_aside(path, "replaced", OffsetDateTime::now_utc())?;
+    let aside = set_aside(&dir, &name, path, "replaced", OffsetDateTime::now_utc())?;
     tracing::warn!(
         path = %path.display(),
         aside = %aside.display(),
@@ -148,7 +153,7 @@ pub(crate) fn reopen(config: &EvidenceConfig, chain: &Chain, reason: &str) -> Re
 
 /// A new, empty log at the path, started with a link to `chain` (when it has a record).
 fn fresh(config: &EvidenceConfig, chain: &Chain, reason: &str) -> Result<Opened, EvidenceError> {
-    let file = open_locked(&config.path)?;
+    let (_, _, file) = locked_at(&config.path)?;
     link(config, file, chain, reason)
 }
 
@@ -199,32 +204,44 @@ fn link(config: &EvidenceConfig, file: Flock<File>, chain: &Chain, reason: &str)
     })
 }
 
-/// Opens (creating it and its directories) and exclusively locks the log, so that no second daemon or one-shot
-/// run appends to it and forks the chain.
-fn open_locked(path: &Path) -> Result<Flock<File>, EvidenceError> {
-    let open_error = |source| EvidenceError::Open {
-        path: path.to_owned(),
-        source,
-    };
-    let parent = parent(path);
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(parent)
-        .map_err(open_error)?;
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(path)
-        .map_err(open_error)?;
+/// The log's directory (checked, created if missing: see [`crate::fsutil`]), its name there, and the log opened
+/// (created if missing) and locked.
+fn locked_at(path: &Path) -> Result<(SafeDir, std::ffi::OsString, Flock<File>), EvidenceError> {
+    let (dir, name) = SafeDir::of_file(path, Some(mode(DIR_MODE)), &Trust::effective_user())
+        .map_err(|error| unsafe_path(path, error))?;
+    let file = open_locked(&dir, &name, path)?;
+    Ok((dir, name, file))
+}
+
+/// Opens (creating it) and exclusively locks the log, so that no second daemon or one-shot run appends to it and
+/// forks the chain. Never through a link: see [`crate::fsutil`].
+fn open_locked(dir: &SafeDir, name: &OsStr, path: &Path) -> Result<Flock<File>, EvidenceError> {
+    let file = dir
+        .open_file(name, OFlag::O_RDWR | OFlag::O_APPEND, Some(mode(FILE_MODE)))
+        .map_err(|error| unsafe_path(path, error))?;
     // A newly created log must survive a crash as a directory entry too.
-    sync_dir(parent).map_err(open_error)?;
+    dir.sync().map_err(|error| unsafe_path(path, error))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(file) => Ok(file),
         Err((_, Errno::EWOULDBLOCK)) => Err(EvidenceError::Locked { path: path.to_owned() }),
-        Err((_, errno)) => Err(open_error(errno.into())),
+        Err((_, errno)) => Err(EvidenceError::Open {
+            path: path.to_owned(),
+            source: errno.into(),
+        }),
+    }
+}
+
+/// What the file system refused, as an evidence error: an operating-system error keeps the log's own message.
+fn unsafe_path(path: &Path, error: FsError) -> EvidenceError {
+    match error {
+        FsError::Io { source, .. } => EvidenceError::Open {
+            path: path.to_owned(),
+            source,
+        },
+        error => EvidenceError::Unsafe {
+            path: path.to_owned(),
+            source: error,
+        },
     }
 }
 
@@ -332,9 +349,11 @@ fn tail_start(file: &File, lines: u64) -> io::Result<u64> {
     Ok(0)
 }
 
-/// Saves the torn bytes to `<log>.torn-<time>` (durably) before cutting them off the log.
+/// Saves the torn bytes to `<log>.torn-<time>` (durably, a new file beside the log) before cutting them off the
+/// log.
 fn move_torn_tail(
     file: &File,
+    dir: &SafeDir,
     path: &Path,
     complete_len: u64,
     bytes: &[u8],
@@ -343,45 +362,73 @@ fn move_torn_tail(
     let mut attempt = 0;
     let (aside, created) = loop {
         let aside = aside_path(path, "torn", now, attempt);
-        let created = OpenOptions::new().write(true).create_new(true).mode(0o640).open(&aside);
-        match created {
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => attempt += 1,
+        match dir.create_file(file_name(&aside), OFlag::O_WRONLY, mode(FILE_MODE)) {
+            Err(error) if error.io_kind() == Some(io::ErrorKind::AlreadyExists) => attempt += 1,
             created => break (aside, created),
         }
     };
-    created
-        .and_then(|mut torn| {
-            torn.write_all(bytes)?;
-            torn.sync_all()?;
-            sync_dir(parent(path))?;
-            file.set_len(complete_len)?;
-            file.sync_all()
-        })
-        .map_err(|source| EvidenceError::SetAside {
-            path: path.to_owned(),
-            aside: aside.clone(),
-            source,
+    let set_aside_error = |source| EvidenceError::SetAside {
+        path: path.to_owned(),
+        aside: aside.clone(),
+        source,
+    };
+    let mut torn = created.map_err(|error| match error {
+        FsError::Io { source, .. } => set_aside_error(source),
+        error => unsafe_path(path, error),
+    })?;
+    torn.write_all(bytes)
+        .and_then(|()| torn.sync_all())
+        .map_err(set_aside_error)?;
+    dir.sync().map_err(|error| unsafe_path(path, error))?;
+    file.set_len(complete_len)
+        .and_then(|()| file.sync_all())
+        .map_err(set_aside_error)?;
+    Ok(aside)
+}
+
+/// Renames the log to `<log>.unverified-<time>`, in its directory.
+fn set_aside(
+    dir: &SafeDir,
+    name: &OsStr,
+    path: &Path,
+    kind: &str,
+    now: OffsetDateTime,
+) -> Result<PathBuf, EvidenceError> {
+    let mut attempt = 0;
+    let mut aside = aside_path(path, kind, now, attempt);
+    // We hold the log's lock, so nobody else is setting it aside; only an earlier run's file can be in the way.
+    while dir
+        .entry(file_name(&aside))
+        .map_err(|error| unsafe_path(path, error))?
+        .is_some()
+    {
+        attempt += 1;
+        aside = aside_path(path, kind, now, attempt);
+    }
+    dir.rename(name, file_name(&aside))
+        .and_then(|()| dir.sync())
+        .map_err(|error| match error {
+            FsError::Io { source, .. } => EvidenceError::SetAside {
+                path: path.to_owned(),
+                aside: aside.clone(),
+                source,
+            },
+            error => unsafe_path(path, error),
         })?;
     Ok(aside)
 }
 
-/// Renames the log to `<log>.<kind>-<time>`.
-pub(crate) fn set_aside(path: &Path, kind: &str, now: OffsetDateTime) -> Result<PathBuf, EvidenceError> {
-    let mut attempt = 0;
-    let mut aside = aside_path(path, kind, now, attempt);
-    // We hold the log's lock, so nobody else is setting it aside; only an earlier run's file can be in the way.
-    while aside.symlink_metadata().is_ok() {
-        attempt += 1;
-        aside = aside_path(path, kind, now, attempt);
-    }
-    std::fs::rename(path, &aside)
-        .and_then(|()| sync_dir(parent(path)))
-        .map_err(|source| EvidenceError::SetAside {
-            path: path.to_owned(),
-            aside: aside.clone(),
-            source,
-        })?;
-    Ok(aside)
+/// [`set_aside`] for the file at `path` now, reached through its checked directory (the writer's, when the file it
+/// holds was modified under it).
+pub(crate) fn set_aside_path(path: &Path, kind: &str, now: OffsetDateTime) -> Result<PathBuf, EvidenceError> {
+    let (dir, name) =
+        SafeDir::of_file(path, None, &Trust::effective_user()).map_err(|error| unsafe_path(path, error))?;
+    set_aside(&dir, &name, path, kind, now)
+}
+
+/// The last component of an aside path, which lives in the log's directory.
+fn file_name(aside: &Path) -> &OsStr {
+    aside.file_name().expect("an aside path names a file")
 }
 
 /// `<log>.<kind>-20261125T173000Z`, then `.1`, `.2`, ... if that name is taken.
@@ -401,17 +448,6 @@ fn aside_path(path: &Path, kind: &str, now: OffsetDateTime, attempt: u32) -> Pat
         name.push(format!(".{attempt}"));
     }
     PathBuf::from(name)
-}
-
-fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]
@@ -475,6 +511,42 @@ mod tests {
         assert_eq!(mode(&path) & !0o640, 0, "log mode {:o}", mode(&path));
         assert_eq!(mode(&dir.path().join("a/b")) & !0o750, 0);
         assert_eq!(mode(&dir.path().join("a")) & !0o750, 0);
+    }
+
+    #[tokio::test]
+    async fn links_at_the_log_and_its_asides_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        let target = dir.path().join("elsewhere.jsonl");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let error = EvidenceLog::open(config(&path, SyncMode::None, None)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "cannot open evidence log {0}: {0} is a symbolic link; cavra-runtime does not follow links to the \
+                 files it writes or acts on",
+                path.display()
+            )
+        );
+        assert!(!target.exists(), "the link's target was not created");
+
+        // A torn tail goes to a new file: a link planted under the first free name is skipped, not written through.
+        std::fs::remove_file(&path).unwrap();
+        write(&path, None, 1).await;
+        let mut text = std::fs::read(&path).unwrap();
+        text.extend_from_slice(b"{\"torn");
+        std::fs::write(&path, &text).unwrap();
+        let now = OffsetDateTime::now_utc();
+        for seconds in 0..3 {
+            let planted = aside_path(&path, "torn", now + time::Duration::seconds(seconds), 0);
+            std::os::unix::fs::symlink(&target, planted).unwrap();
+        }
+        let (log, report) = EvidenceLog::open(config(&path, SyncMode::None, None)).unwrap();
+        log.close();
+        let torn = report.torn.expect("a torn tail");
+        assert!(!torn.symlink_metadata().unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&torn).unwrap(), b"{\"torn");
+        assert!(!target.exists());
     }
 
     #[tokio::test]

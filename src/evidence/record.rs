@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha256};
 
 use super::SigningKey;
@@ -21,8 +22,10 @@ const OIDC_ALGORITHM: &str = "OIDC-JWT";
 const REDACTED_OIDC_TOKEN: &str = "<redacted-oidc-jwt>";
 const REDACTED_HMAC: &str = "<redacted-hmac>";
 
-/// The request as the reference contract knows it. Records store and hash only these fields: the reference
-/// verifier re-serialises parsed records, so any extension field (`operation`, `server`, ...) would break the hash.
+/// The request as stored: the reference contract's fields, in its order, then the extensions the client sent that
+/// the reference could not carry (docs/evidence.md). Extensions are omitted when empty, so a request that uses only
+/// the reference's fields is stored exactly as the reference stores it and verifies under its rules. The verifier
+/// re-serialises what it parsed, so every field here is covered by the hash, and a field it does not know breaks it.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct RecordRequest {
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
@@ -43,6 +46,20 @@ pub(crate) struct RecordRequest {
     release_governance: Option<ReleaseGovernanceEvidence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     runner_auth: Option<RunnerAuthentication>,
+
+    // Extensions (evidence v2): every input the decision depended on.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    operation: String,
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    server: String,
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    tool: String,
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    capability: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    record: Option<Map<String, Value>>,
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    workspace_root: String,
 }
 
 impl From<EvaluateRequest> for RecordRequest {
@@ -57,6 +74,12 @@ impl From<EvaluateRequest> for RecordRequest {
             policy_pack: request.policy_pack,
             release_governance: request.release_governance,
             runner_auth: request.runner_auth,
+            operation: request.operation,
+            server: request.server,
+            tool: request.tool,
+            capability: request.capability,
+            record: request.record,
+            workspace_root: request.workspace_root,
         }
     }
 }
@@ -646,18 +669,46 @@ mod tests {
     }
 
     #[test]
-    fn extension_fields_are_not_stored() {
+    fn extension_fields_are_stored_after_the_reference_fields() {
         let request: EvaluateRequest = serde_json::from_str(
             r#"{"action_type":"mcp_tool_call","target":"github:delete_repo","operation":"push","server":"github",
-                "tool":"delete_repo","capability":"repo","record":{"metadata_kind":"x"}}"#,
+                "tool":"delete_repo","capability":"repo","record":{"metadata_kind":"x","n":1.1},
+                "workspace_root":"/repo","runner_auth":{"identity":{"provider":"p"}}}"#,
         )
         .unwrap();
         let (line, _) = Chain::default().append(request.into(), allow(), "t".into(), None);
-        let record: serde_json::Value = serde_json::from_slice(&line).unwrap();
-        assert_eq!(
-            record["request"],
-            serde_json::json!({"action_type":"mcp_tool_call","target":"github:delete_repo"})
+        let text = String::from_utf8(line.clone()).unwrap();
+        assert!(
+            text.contains(concat!(
+                r#""request":{"action_type":"mcp_tool_call","target":"github:delete_repo","#,
+                r#""runner_auth":{"identity":{"provider":"p"}},"operation":"push","server":"github","#,
+                r#""tool":"delete_repo","capability":"repo","record":{"metadata_kind":"x","n":1.1},"#,
+                r#""workspace_root":"/repo"}"#
+            )),
+            "{text}"
         );
+        // What the verifier re-serialises is what was hashed.
+        let mut parsed: EvidenceRecord = serde_json::from_slice(&line).unwrap();
+        let stored = std::mem::take(&mut parsed.record_hash);
+        assert_eq!(parsed.unsealed_hash(), stored);
+    }
+
+    #[test]
+    fn response_extensions_are_stored_and_hashed() {
+        let mut response = allow();
+        response.normalized_target = ".env".into();
+        response.requested_policy_pack = "cavra-eu-ai-act".into();
+        let (line, stored) = Chain::default().append(RecordRequest::default(), response, "t".into(), None);
+        let text = String::from_utf8(line.clone()).unwrap();
+        assert!(
+            text.contains(r#""evidence_refs":["go-daemon-evidence://"#)
+                && text.contains(r#""normalized_target":".env","requested_policy_pack":"cavra-eu-ai-act"}"#),
+            "{text}"
+        );
+        assert_eq!(stored.normalized_target, ".env");
+        let mut parsed: EvidenceRecord = serde_json::from_slice(&line).unwrap();
+        let hash = std::mem::take(&mut parsed.record_hash);
+        assert_eq!(parsed.unsealed_hash(), hash);
     }
 
     /// The fixture was written by an independent implementation of the reference rules; rebuilding each record from

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use super::encode;
 use super::journal::{CrossCheck, JournalReport};
 use super::record::{Chain, EvidenceRecord, LINK_EVENT_TYPE, Link, SCHEMA_VERSION, signed_message};
 use super::{EvidenceError, VerifyingKeys};
@@ -191,10 +192,17 @@ impl<'a> Verifier<'a> {
         if record.previous_hash != self.previous_hash {
             self.fail(format!("record {n} previous hash mismatch"));
         }
+        // The hash covers only the fields this verifier knows; a field it does not know would be dropped by the
+        // re-serialisation and so not covered. A record must therefore be exactly what it re-serialises to.
+        let canonical = String::from_utf8(encode::to_vec(&record)).expect("JSON is UTF-8") == line;
         let stored_hash = std::mem::take(&mut record.record_hash);
         let signature = record.signature.take();
         if stored_hash != record.unsealed_hash() {
             self.fail(format!("record {n} hash mismatch"));
+        } else if !canonical {
+            self.fail(format!(
+                "record {n} is not as written: it has fields, order or spacing the hash does not cover"
+            ));
         }
         match (signature, self.signatures) {
             (Some(_), Signatures::Ignore) => self.report.signed_records += 1,
@@ -477,9 +485,15 @@ mod tests {
             verify(&[other_schema], None).errors,
             vec!["record 1 schema mismatch: v0", "record 1 hash mismatch"]
         );
-        // The verifier re-serialises what it understood: an added field is dropped, so the hash still matches.
+        // The reference verifier re-serialises what it understood, so an added field is dropped and the hash still
+        // matches; here the record must be exactly what it re-serialises to.
         let extra = lines[0].replacen('{', r#"{"extra":1,"#, 1);
-        assert!(verify(&[extra], None).valid);
+        assert_eq!(
+            verify(&[extra], None).errors,
+            vec!["record 1 is not as written: it has fields, order or spacing the hash does not cover"]
+        );
+        let spaced = lines[0].replacen(r#""product":"#, r#" "product": "#, 1);
+        assert!(!verify(&[spaced], None).valid);
     }
 
     #[test]

@@ -290,7 +290,9 @@ impl Writer {
         if open.nlink() == 0 {
             return Ok(Some("deleted"));
         }
-        let same_file = match std::fs::metadata(&self.config.path) {
+        // Not following a link: a link planted at the path is not the file being written, so the path is opened
+        // anew, through its checked directory, which refuses the link.
+        let same_file = match std::fs::symlink_metadata(&self.config.path) {
             Ok(named) => (named.dev(), named.ino()) == (open.dev(), open.ino()),
             Err(error) if error.kind() == io::ErrorKind::NotFound => false,
             Err(error) => return Err(error),
@@ -309,7 +311,7 @@ impl Writer {
         let path = self.config.path.clone();
         if reason == "modified" {
             // The path still names this file: keep it, as it is, for whoever investigates.
-            let aside = open::set_aside(&path, "modified", OffsetDateTime::now_utc())?;
+            let aside = open::set_aside_path(&path, "modified", OffsetDateTime::now_utc())?;
             tracing::error!(
                 path = %path.display(),
                 aside = %aside.display(),

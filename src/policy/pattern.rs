@@ -2,6 +2,10 @@
 //! line break; everything else is literal, case-sensitive, and the whole target must match. This is the reference
 //! semantics (`.*` in an anchored regular expression), compiled once into literal pieces so a request never builds
 //! a regular expression.
+//!
+//! Paths are matched with [`Pattern::matches_path`], which differs in two ways that only ever match more: a leading
+//! `**/` also matches at the root (`**/id_rsa` matches `id_rsa`, which the reference does not), and on a
+//! case-insensitive file system the comparison folds case.
 
 use std::fmt;
 
@@ -10,6 +14,8 @@ pub struct Pattern {
     source: String,
     /// Literal pieces between the stars; `pieces.len() == 1` when the pattern has no star.
     pieces: Vec<String>,
+    /// The same pieces lower-cased, for case-insensitive path matching.
+    folded: Vec<String>,
 }
 
 /// A pattern with a line break could never be reached by a `*`, and no pack needs one: refusing it at load time
@@ -24,9 +30,11 @@ impl Pattern {
             return Err(PatternError(source.to_owned()));
         }
         let pieces = source.split('*').map(str::to_owned).collect();
+        let folded = source.to_lowercase().split('*').map(str::to_owned).collect();
         Ok(Self {
             source: source.to_owned(),
             pieces,
+            folded,
         })
     }
 
@@ -36,27 +44,49 @@ impl Pattern {
 
     pub fn matches(&self, value: &str) -> bool {
         let (first, rest) = self.pieces.split_first().expect("split yields at least one piece");
-        let Some((last, middle)) = rest.split_last() else {
-            return value == first;
-        };
-        // A star never crosses a line break and no piece contains one, so no value with a line break can match.
-        if value.len() < first.len() + last.len()
-            || !value.starts_with(first.as_str())
-            || !value.ends_with(last.as_str())
-            || value.contains('\n')
-        {
-            return false;
-        }
-        // Leftmost placement of each middle piece leaves the most room for the next one.
-        let mut rest = &value[first.len()..value.len() - last.len()];
-        for piece in middle {
-            match rest.find(piece.as_str()) {
-                Some(at) => rest = &rest[at + piece.len()..],
-                None => return false,
-            }
-        }
-        true
+        matches_pieces(first, rest, value)
     }
+
+    /// Path matching: as [`Pattern::matches`], and a leading `**/` also matches at the root. With `folded`, `path`
+    /// must already be lower-cased and the pattern's case is folded too.
+    pub fn matches_path(&self, path: &str, folded: bool) -> bool {
+        let pieces = if folded { &self.folded } else { &self.pieces };
+        let (first, rest) = pieces.split_first().expect("split yields at least one piece");
+        if matches_pieces(first, rest, path) {
+            return true;
+        }
+        // `**/x` is the pieces "", "", "/x"...: without the leading `**/` it is "x"...
+        match pieces.as_slice() {
+            [empty, star, slashed, rest @ ..] if empty.is_empty() && star.is_empty() => slashed
+                .strip_prefix('/')
+                .is_some_and(|first| matches_pieces(first, rest, path)),
+            _ => false,
+        }
+    }
+}
+
+/// Whether `value` is `first`, then each of `rest` in order with anything but a line break between them.
+fn matches_pieces(first: &str, rest: &[String], value: &str) -> bool {
+    let Some((last, middle)) = rest.split_last() else {
+        return value == first;
+    };
+    // A star never crosses a line break and no piece contains one, so no value with a line break can match.
+    if value.len() < first.len() + last.len()
+        || !value.starts_with(first)
+        || !value.ends_with(last.as_str())
+        || value.contains('\n')
+    {
+        return false;
+    }
+    // Leftmost placement of each middle piece leaves the most room for the next one.
+    let mut rest = &value[first.len()..value.len() - last.len()];
+    for piece in middle {
+        match rest.find(piece.as_str()) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 impl serde::Serialize for Pattern {
@@ -139,6 +169,26 @@ mod tests {
         assert!(m("a.b*", "a.bc"));
         assert!(!m("a.b*", "axbc"));
         assert!(m("(x)+[y]?", "(x)+[y]?"));
+    }
+
+    #[test]
+    fn path_matching_lets_a_leading_double_star_match_at_the_root_and_folds_case() {
+        let path =
+            |pattern: &str, value: &str, folded: bool| Pattern::new(pattern).unwrap().matches_path(value, folded);
+        assert!(path("**/id_rsa", "id_rsa", false));
+        assert!(path("**/id_rsa", "a/id_rsa", false));
+        assert!(path("**/*.pem", "key.pem", false));
+        assert!(path("**/.terraform/providers/**", ".terraform/providers/x", false));
+        assert!(!path("**/id_rsa", "xid_rsa", false));
+        assert!(!path(".env", "a/.env", false));
+        assert!(path(".env", ".env", false));
+        assert!(!path(".ENV", ".env", false));
+        assert!(path(".ENV", ".env", true));
+        assert!(path("**/Secrets.*", "secrets.yaml", true));
+        assert!(
+            !m("**/id_rsa", "id_rsa"),
+            "plain matching keeps the reference semantics"
+        );
     }
 
     #[test]

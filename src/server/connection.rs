@@ -1,6 +1,7 @@
 //! One client connection: compatible mode (one request, one answer, close) or stream mode (after the
 //! `cavra.ndjson.v1` handshake, newline-delimited requests answered in order, pipelined). What a request line is
-//! answered with is the handler's business ([`super::handler`]).
+//! answered with is the handler's business ([`super::handler`]). What a connection holds in memory is counted
+//! against the byte budget ([`super::budget`]): its input buffer, and its requests and answers in transit.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -14,9 +15,10 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::UnixStream;
 use tokio::net::unix::{ReadHalf, WriteHalf};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::timeout;
 
+use super::budget::Held;
 use super::framing::{CHUNK, Frame, FrameReader, single_request_line};
 use super::handler::{self, Reply, answer};
 use super::{Limits, Service};
@@ -30,30 +32,23 @@ const PIPELINE_DEPTH: usize = 256;
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 4 * 1024 * 1024;
 
-pub async fn serve(stream: StdUnixStream, service: Arc<Service>, stop: watch::Receiver<bool>) {
-    let peer = match Peer::of(&stream, service.peers().needs_groups()) {
-        Ok(peer) => peer,
-        Err(error) => {
-            tracing::warn!(%error, "cannot read peer credentials; closing the connection");
+/// Serves an admitted peer's connection (the accept loop has checked the peer and its limits).
+pub async fn serve(stream: StdUnixStream, peer: Peer, service: Arc<Service>, stop: watch::Receiver<bool>) {
+    let input = match at_once(&stream, &service, &peer).await {
+        AtOnce::Done => return,
+        AtOnce::Continue(read) => read,
+        AtOnce::Unsent(rest) => {
+            // The reader starts empty, so the close lingers for the client's end of stream (bounded by LINGER).
+            if let Some(mut stream) = register(stream) {
+                let (read_half, mut write_half) = stream.split();
+                let mut reader = FrameReader::new(read_half, 0);
+                let mut unsent = Held::new(service.budget());
+                unsent.set(rest.len());
+                finish_compatible(&mut reader, &mut write_half, &rest, service.limits()).await;
+            }
             return;
         }
     };
-    let mut input = Vec::new();
-    if service.peers().admits(&peer) {
-        match at_once(&stream, &service, &peer).await {
-            AtOnce::Done => return,
-            AtOnce::Continue(read) => input = read,
-            AtOnce::Unsent(rest) => {
-                // The reader starts empty, so the close lingers for the client's end of stream (bounded by LINGER).
-                if let Some(mut stream) = register(stream) {
-                    let (read_half, mut write_half) = stream.split();
-                    let mut reader = FrameReader::new(read_half, 0);
-                    finish_compatible(&mut reader, &mut write_half, &rest, service.limits()).await;
-                }
-                return;
-            }
-        }
-    }
     if let Some(stream) = register(stream) {
         serve_registered(stream, input, &service, &peer, stop).await;
     }
@@ -151,21 +146,8 @@ async fn serve_registered(
 ) {
     let limits = service.limits().clone();
     let (read_half, mut write_half) = stream.split();
-    let mut reader = FrameReader::with_input(read_half, limits.max_request_bytes, input);
-    if !service.peers().admits(peer) {
-        tracing::warn!(
-            peer_uid = peer.uid,
-            peer_gid = peer.gid,
-            peer_pid = peer.pid,
-            "refused a peer that --allow-uid/--allow-group do not admit"
-        );
-        let refusal = handler::peer_unauthorized(peer);
-        if matches!(timeout(LINGER, write_half.write_all(&refusal)).await, Ok(Ok(()))) {
-            let _ = write_half.shutdown().await;
-            reader.drain(LINGER_BYTES, LINGER).await;
-        }
-        return;
-    }
+    let mut reader =
+        FrameReader::with_input(read_half, limits.max_request_bytes, input).with_budget(Held::new(service.budget()));
     let first = match reader.first_value(limits.request_timeout).await {
         Ok(frame) => frame,
         Err(error) => {
@@ -173,17 +155,38 @@ async fn serve_registered(
             return;
         }
     };
+    // The request from when it leaves the input buffer, then its answer until it is written.
+    let mut in_transit = Held::new(service.budget());
     let reply = match first {
         Frame::Request(bytes) if is_stream_handshake(&bytes) => {
             return stream_mode(reader, write_half, service, peer, &mut stop).await;
         }
-        Frame::Request(bytes) => answer(service, peer, &bytes),
+        Frame::Request(bytes) => {
+            in_transit.set(bytes.len());
+            answer(service, peer, &bytes)
+        }
         Frame::TooLarge => Reply::Ready(handler::too_large(limits.max_request_bytes)),
         Frame::TimedOut => Reply::Ready(handler::timed_out(limits.request_timeout)),
+        Frame::NoRoom => Reply::Ready(no_room(service, peer)),
         Frame::Closed | Frame::Idle => return,
     };
     let line = reply.line().await;
+    in_transit.set(line.len());
     finish_compatible(&mut reader, &mut write_half, &line, &limits).await;
+}
+
+/// The answer to a request the byte budget had no room for; logged at most once an interval.
+fn no_room(service: &Service, peer: &Peer) -> Vec<u8> {
+    if service.warnings.budget.allow() {
+        tracing::warn!(
+            peer_uid = peer.uid,
+            peer_pid = peer.pid,
+            limit = service.limits().max_buffered_bytes,
+            in_use = service.budget().used(),
+            "refused a request: --max-buffered-bytes in use"
+        );
+    }
+    handler::budget_overloaded(service.limits().max_buffered_bytes)
 }
 
 /// Sends the rest of a compatible-mode answer and closes, lingering first if the client sent more than its request.
@@ -217,24 +220,41 @@ fn nothing_left_to_read(reader: &FrameReader<ReadHalf<'_>>) -> bool {
     }
 }
 
-/// Tells a client the server is full. A fresh socket's buffer always takes one line, so the answer never waits on
-/// the client; the short linger that follows is bounded like any other.
-pub fn refuse_overloaded(stream: StdUnixStream, max_connections: usize) {
-    let answer = handler::overloaded(max_connections);
-    if (&stream).write(&answer).is_ok_and(|written| written == answer.len())
-        && let Some(stream) = register(stream)
-    {
+/// Connections refused before they are served that may linger at once (see [`refuse`]).
+pub const REFUSALS_LINGERING: usize = 64;
+
+/// Answers a connection refused before it is served (a peer the allow-lists do not admit, or one past a connection
+/// limit), holding no connection slot. A fresh socket's buffer always takes one line, so the answer never waits on
+/// the client. With a `linger` permit, the close waits briefly for the client's end of input, so a client that sent
+/// its request reads the answer rather than a reset (bounded by LINGER); without one, as in a flood, it is closed
+/// at once, after taking what input is already there.
+pub fn refuse(stream: StdUnixStream, answer: &[u8], linger: Option<OwnedSemaphorePermit>) {
+    if !(&stream).write(answer).is_ok_and(|written| written == answer.len()) {
+        return;
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    let Some(permit) = linger else {
+        // What is there already: at most a few reads, never a wait.
+        let mut scratch = [0u8; CHUNK];
+        for _ in 0..8 {
+            if !(&stream).read(&mut scratch).is_ok_and(|read| read > 0) {
+                break;
+            }
+        }
+        return;
+    };
+    if let Some(stream) = register(stream) {
         tokio::spawn(async move {
-            let (read_half, mut write_half) = stream.into_split();
-            let _ = write_half.shutdown().await;
-            FrameReader::new(read_half, 0).drain(LINGER_BYTES, LINGER).await;
+            FrameReader::new(stream, 0).drain(LINGER_BYTES, LINGER).await;
+            drop(permit);
         });
     }
 }
 
 /// Answers newline-delimited requests in order. Everything already read is answered before anything is written,
 /// so a pipelined burst costs one write; answers still waiting for their evidence record hold back the ones after
-/// them, while reading goes on up to `PIPELINE_DEPTH` answers ahead.
+/// them, while reading goes on up to `PIPELINE_DEPTH` answers ahead. The requests waiting for their answers and the
+/// answers not yet written are counted against the byte budget.
 async fn stream_mode(
     mut reader: FrameReader<ReadHalf<'_>>,
     mut writer: WriteHalf<'_>,
@@ -249,7 +269,8 @@ async fn stream_mode(
     });
     let mut out = greeting.to_string().into_bytes();
     out.push(b'\n');
-    let mut waiting: VecDeque<Reply> = VecDeque::new();
+    let mut waiting: VecDeque<Waiting> = VecDeque::new();
+    let mut in_transit = Held::new(service.budget());
     let mut reading = true;
     loop {
         while reading && waiting.len() < PIPELINE_DEPTH {
@@ -259,6 +280,7 @@ async fn stream_mode(
             reading = take(frame, service, peer, &mut waiting, &mut out);
         }
         collect_ready(&mut waiting, &mut out).await;
+        in_transit.set(held_for(&waiting) + out.len());
         if !out.is_empty() {
             // A client that stops reading must not hold the connection open forever.
             if !matches!(
@@ -268,6 +290,7 @@ async fn stream_mode(
                 return;
             }
             out.clear();
+            in_transit.set(held_for(&waiting));
         }
         if *stop.borrow() {
             reading = false;
@@ -291,32 +314,50 @@ async fn stream_mode(
     let _ = timeout(limits.request_timeout, writer.shutdown()).await;
 }
 
+/// An answer not yet sent, and the bytes it stands for until it is (its request's, or its own).
+struct Waiting {
+    reply: Reply,
+    bytes: usize,
+}
+
+fn held_for(waiting: &VecDeque<Waiting>) -> usize {
+    waiting.iter().map(|entry| entry.bytes).sum()
+}
+
 /// Queues the answer to `frame`; false once nothing more is to be read from the connection.
-fn take(frame: Frame, service: &Arc<Service>, peer: &Peer, waiting: &mut VecDeque<Reply>, out: &mut Vec<u8>) -> bool {
-    let (reply, more) = match frame {
-        Frame::Request(bytes) => (answer(service, peer, &bytes), true),
+fn take(frame: Frame, service: &Arc<Service>, peer: &Peer, waiting: &mut VecDeque<Waiting>, out: &mut Vec<u8>) -> bool {
+    let (reply, bytes, more) = match frame {
+        Frame::Request(bytes) => (answer(service, peer, &bytes), bytes.len(), true),
         Frame::TooLarge => (
             Reply::Ready(handler::too_large(service.limits().max_request_bytes)),
+            0,
             true,
         ),
         Frame::TimedOut => (
             Reply::Ready(handler::timed_out(service.limits().request_timeout)),
+            0,
             false,
         ),
+        // The request's bytes were not read, so the stream cannot go on.
+        Frame::NoRoom => (Reply::Ready(no_room(service, peer)), 0, false),
         Frame::Closed | Frame::Idle => return false,
     };
     match reply {
         Reply::Ready(line) if waiting.is_empty() => out.extend(line),
-        reply => waiting.push_back(reply),
+        Reply::Ready(line) => waiting.push_back(Waiting {
+            bytes: line.len(),
+            reply: Reply::Ready(line),
+        }),
+        reply => waiting.push_back(Waiting { reply, bytes }),
     }
     more
 }
 
 /// Moves the answers at the head of the queue that are ready into `out`, in order, without waiting.
-async fn collect_ready(waiting: &mut VecDeque<Reply>, out: &mut Vec<u8>) {
+async fn collect_ready(waiting: &mut VecDeque<Waiting>, out: &mut Vec<u8>) {
     poll_fn(|cx| {
         while let Some(front) = waiting.front_mut() {
-            let line = match front {
+            let line = match &mut front.reply {
                 Reply::Ready(line) => std::mem::take(line),
                 Reply::Waiting(future) => match future.as_mut().poll(cx) {
                     Poll::Ready(line) => line,
@@ -332,8 +373,8 @@ async fn collect_ready(waiting: &mut VecDeque<Reply>, out: &mut Vec<u8>) {
 }
 
 /// Waits for the answer at the head of the queue and takes it.
-async fn next_waiting(waiting: &mut VecDeque<Reply>) -> Vec<u8> {
-    let line = match waiting.front_mut() {
+async fn next_waiting(waiting: &mut VecDeque<Waiting>) -> Vec<u8> {
+    let line = match waiting.front_mut().map(|front| &mut front.reply) {
         Some(Reply::Ready(line)) => std::mem::take(line),
         Some(Reply::Waiting(future)) => future.await,
         None => return Vec::new(),
@@ -365,6 +406,16 @@ mod tests {
         service_with(Limits::default())
     }
 
+    /// This process, as the peer of a socket pair.
+    fn peer() -> Peer {
+        Peer {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+            pid: Some(std::process::id() as i32),
+            groups: Vec::new(),
+        }
+    }
+
     fn service_with(limits: Limits) -> Arc<Service> {
         let policies = PolicySet::load(&PolicyConfig::default()).unwrap();
         Arc::new(Service::new(policies, limits))
@@ -380,7 +431,7 @@ mod tests {
         }
         client.write_all(request).unwrap();
         let (_stop, stopped) = watch::channel(false);
-        let served = tokio::spawn(serve(server, service(), stopped));
+        let served = tokio::spawn(serve(server, peer(), service(), stopped));
         let read = tokio::task::spawn_blocking(move || {
             let mut answer = String::new();
             client.read_to_string(&mut answer).map(|_| answer)
@@ -426,11 +477,57 @@ mod tests {
             ..Limits::default()
         };
         let (_stop, stopped) = watch::channel(false);
-        serve(server, service_with(limits), stopped).await;
+        serve(server, peer(), service_with(limits), stopped).await;
         let mut answer = String::new();
         client.read_to_string(&mut answer).unwrap();
         let response: DecisionResponse = serde_json::from_str(answer.trim_end()).unwrap();
         assert_eq!(response.rule_id, "daemon.request.too_large", "{answer}");
+    }
+
+    #[tokio::test]
+    async fn with_the_byte_budget_in_use_small_requests_are_answered_and_large_ones_refused_unread() {
+        let limits = Limits {
+            max_request_bytes: 200 * 1024,
+            max_buffered_bytes: 256 * 1024,
+            request_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let service = service_with(limits);
+        let mut hog = Held::new(service.budget());
+        hog.set(super::super::budget::ALLOWANCE + 256 * 1024);
+        let ask = |request: Vec<u8>| {
+            let service = Arc::clone(&service);
+            async move {
+                let (server, mut client) = StdUnixStream::pair().unwrap();
+                server.set_nonblocking(true).unwrap();
+                let writer = std::thread::spawn(move || {
+                    let _ = client.write_all(&request);
+                    let _ = client.shutdown(Shutdown::Write);
+                    let mut answer = String::new();
+                    let _ = client.read_to_string(&mut answer);
+                    answer
+                });
+                let (_stop, stopped) = watch::channel(false);
+                serve(server, peer(), service, stopped).await;
+                let answer = writer.join().unwrap();
+                serde_json::from_str::<DecisionResponse>(answer.lines().next().unwrap()).unwrap()
+            }
+        };
+        let mut small = request_with_target(100);
+        small.push(b'\n');
+        assert_eq!(
+            ask(small).await.target,
+            "a".repeat(100),
+            "the allowance needs no budget"
+        );
+        let refused = ask(request_with_target(100 * 1024)).await;
+        assert_eq!(refused.rule_id, "daemon.overloaded");
+        assert!(refused.reason.contains("--max-buffered-bytes"), "{}", refused.reason);
+        assert_eq!(service.budget().used(), 256 * 1024, "the refused request holds nothing");
+        drop(hog);
+        let answered = ask(request_with_target(100 * 1024)).await;
+        assert_eq!(answered.target.len(), 100 * 1024, "with room again, it is read");
+        assert_eq!(service.budget().used(), 0, "and everything is given back");
     }
 
     #[tokio::test]
@@ -440,7 +537,7 @@ mod tests {
         client.write_all(&request_with_target(10)).unwrap();
         client.shutdown(Shutdown::Write).unwrap();
         let (_stop, stopped) = watch::channel(false);
-        serve(server, service(), stopped).await;
+        serve(server, peer(), service(), stopped).await;
         let mut answer = String::new();
         client.read_to_string(&mut answer).unwrap();
         let response: DecisionResponse = serde_json::from_str(answer.trim_end()).unwrap();

@@ -3,7 +3,8 @@
 //! The first request on a connection is one JSON value: a newline and EOF are both optional, as the reference
 //! decoder reads it, so the end of the value is found by scanning its brackets. After the stream-mode handshake,
 //! requests are newline-delimited. A request longer than the cap is reported as too large and skipped without
-//! being stored.
+//! being stored. With a byte budget ([`super::budget`]), the buffer grows past its allowance only when the budget
+//! has room; a request that finds none before its deadline is reported and not read.
 
 use std::io;
 use std::pin::Pin;
@@ -11,6 +12,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::time::{Instant, Sleep, timeout_at};
+
+use super::budget::{ALLOWANCE, Held};
 
 pub const CHUNK: usize = 8 * 1024;
 const FIRST_READ: usize = 512;
@@ -27,6 +30,15 @@ pub enum Frame {
     TimedOut,
     /// No request began before the idle timeout.
     Idle,
+    /// The byte budget had no room for the rest of the request before its deadline; it was not read.
+    NoRoom,
+}
+
+/// What one attempt to read more found.
+enum Filled {
+    Read,
+    Deadline,
+    NoRoom,
 }
 
 pub struct FrameReader<R> {
@@ -44,6 +56,8 @@ pub struct FrameReader<R> {
     request_deadline: Option<Instant>,
     /// One timer for the connection's life, moved as deadlines change (moving it later is cheap).
     timer: Pin<Box<Sleep>>,
+    /// The buffer's share of the byte budget, if there is one.
+    held: Option<Held>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -58,10 +72,17 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             skipping: false,
             request_deadline: None,
             timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+            held: None,
         }
     }
 
-    /// The underlying reader.
+    /// Counts the buffer against the byte budget through `held`.
+    pub fn with_budget(mut self, held: Held) -> Self {
+        self.held = Some(held);
+        self.account();
+        self
+    }
+
     /// Like [`FrameReader::new`], going on from `input` already read from the connection.
     pub fn with_input(inner: R, max: usize, input: Vec<u8>) -> Self {
         Self {
@@ -70,6 +91,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// The underlying reader.
     pub fn get_ref(&self) -> &R {
         &self.inner
     }
@@ -95,8 +117,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if self.eof {
                 return Ok(self.finish());
             }
-            if !self.fill(deadline).await? {
-                return Ok(Frame::TimedOut);
+            match self.fill(deadline).await? {
+                Filled::Read => {}
+                Filled::Deadline => return Ok(Frame::TimedOut),
+                Filled::NoRoom => return Ok(Frame::NoRoom),
             }
         }
     }
@@ -121,8 +145,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             } else {
                 Instant::now() + idle
             };
-            if !self.fill(until).await? {
-                return Ok(if pending { Frame::TimedOut } else { Frame::Idle });
+            match self.fill(until).await? {
+                Filled::Read => {}
+                Filled::Deadline if pending => return Ok(Frame::TimedOut),
+                Filled::Deadline => return Ok(Frame::Idle),
+                Filled::NoRoom => return Ok(Frame::NoRoom),
             }
         }
     }
@@ -199,6 +226,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             // Keep a small buffer for the next request; give a large one back.
             if self.buf.capacity() > 2 * CHUNK {
                 self.buf = Vec::new();
+                self.account();
             } else {
                 self.buf.clear();
             }
@@ -212,6 +240,14 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         self.buf = Vec::new();
         self.start = 0;
         self.searched = 0;
+        self.account();
+    }
+
+    /// Brings the buffer's share of the budget in line with its size.
+    fn account(&mut self) {
+        if let Some(held) = &mut self.held {
+            held.set(charge_for(self.buf.capacity(), self.max));
+        }
     }
 
     /// What is left at end of input: a last request without its terminator, or nothing.
@@ -225,8 +261,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
-    /// Reads more input; false when the deadline passed first.
-    async fn fill(&mut self, deadline: Instant) -> io::Result<bool> {
+    /// Reads more input, unless `deadline` passes first or the budget has no room for a larger buffer by then.
+    async fn fill(&mut self, deadline: Instant) -> io::Result<Filled> {
         if self.start > 0 {
             // Move what is left to the front before reading more, so the buffer never grows past what one
             // request needs.
@@ -247,10 +283,23 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             };
             if let Some(Ok(length)) = read {
                 self.buf.extend_from_slice(&first[..length]);
+                self.account();
             }
             read
         } else {
-            self.buf.reserve(CHUNK);
+            if self.buf.capacity() - self.buf.len() < CHUNK {
+                // Doubling, but never past what the largest request needs.
+                let wanted = (self.buf.capacity() * 2)
+                    .min(self.max.saturating_add(CHUNK))
+                    .max(self.buf.len() + CHUNK);
+                if let Some(held) = &mut self.held
+                    && !held.reserve(charge_for(wanted, self.max), deadline).await
+                {
+                    return Ok(Filled::NoRoom);
+                }
+                self.buf.reserve_exact(wanted - self.buf.len());
+                self.account();
+            }
             tokio::select! {
                 biased;
                 read = self.inner.read_buf(&mut self.buf) => Some(read),
@@ -260,12 +309,23 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         match read {
             Some(Ok(0)) => {
                 self.eof = true;
-                Ok(true)
+                Ok(Filled::Read)
             }
-            Some(Ok(_)) => Ok(true),
+            Some(Ok(_)) => Ok(Filled::Read),
             Some(Err(error)) => Err(error),
-            None => Ok(false),
+            None => Ok(Filled::Deadline),
         }
+    }
+}
+
+/// What a buffer of `capacity` counts against the byte budget: itself within the allowance; past it, room for the
+/// largest request (`max`) at once. Were a request to take room as it grows, requests that had each taken some
+/// could together hold the whole budget, none able to finish; this way the budget always lets some finish.
+fn charge_for(capacity: usize, max: usize) -> usize {
+    if capacity <= ALLOWANCE {
+        capacity
+    } else {
+        capacity.max(ALLOWANCE.saturating_add(max))
     }
 }
 

@@ -66,8 +66,15 @@ pub(super) fn answer(service: &Arc<Service>, peer: &Peer, bytes: &[u8]) -> Reply
 }
 
 fn decide(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest) -> Reply {
-    let response = engine::evaluate(&service.policies(), &request);
-    deliver(service, peer, request, response)
+    let context = service.decisions().context_for(peer);
+    match engine::evaluate(&service.policies(), &request, &context) {
+        Ok(response) => deliver(service, peer, request, response),
+        Err(invalid) => {
+            tracing::info!(peer_uid = peer.uid, peer_pid = peer.pid, %invalid, "invalid request");
+            let reason = format!("Request is not a valid EvaluateRequest: {invalid}.");
+            Reply::Ready(refusal("daemon.request.invalid", Severity::High, reason))
+        }
+    }
 }
 
 /// The reference's answer to a runner that did not prove itself: not evaluated, echoing the request as sent, with
@@ -137,6 +144,7 @@ fn log_decision(response: &DecisionResponse, peer: &Peer, record: Option<(i64, &
         rule_id = %response.rule_id,
         severity = response.severity.as_str(),
         policy_pack = %response.policy_pack,
+        requested_policy_pack = %response.requested_policy_pack,
         action_type = %response.action_type,
         decision_id = %response.decision_id,
         peer_uid = peer.uid,
@@ -173,6 +181,24 @@ pub(super) fn peer_unauthorized(peer: &Peer) -> Vec<u8> {
 pub(super) fn overloaded(max_connections: usize) -> Vec<u8> {
     let reason = format!(
         "cavra-runtime is serving its maximum of {max_connections} connections (--max-connections); retry shortly."
+    );
+    refusal("daemon.overloaded", Severity::High, reason)
+}
+
+/// The answer to a client whose uid has `--max-connections-per-uid` open.
+pub(super) fn uid_overloaded(uid: u32, max_per_uid: usize) -> Vec<u8> {
+    let reason = format!(
+        "uid {uid} already has its maximum of {max_per_uid} connections open (--max-connections-per-uid); close one \
+         or retry shortly."
+    );
+    refusal("daemon.overloaded", Severity::High, reason)
+}
+
+/// The answer to a request that found no room in `--max-buffered-bytes` before its deadline.
+pub(super) fn budget_overloaded(max_buffered_bytes: usize) -> Vec<u8> {
+    let reason = format!(
+        "cavra-runtime is holding its maximum of {max_buffered_bytes} bytes of requests and answers in transit \
+         (--max-buffered-bytes); the request was not read. Retry shortly."
     );
     refusal("daemon.overloaded", Severity::High, reason)
 }

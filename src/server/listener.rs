@@ -2,13 +2,19 @@
 //! activation (macOS), or a socket this process binds itself. It runs before the async runtime exists, because
 //! taking activated sockets edits the environment, which is only safe while the process has one thread.
 
+use std::ffi::OsString;
 use std::io;
-use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::{env, fmt, fs};
+use std::{env, fmt};
 
-use nix::sys::stat::{Mode, umask};
+use nix::sys::stat::{Mode, SFlag, umask};
+
+use crate::fsutil::{self, FsError, SafeDir, Trust};
+
+mod launchd;
+
+pub use launchd::LaunchdError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenerError {
@@ -19,6 +25,8 @@ pub enum ListenerError {
     AlreadyServing { path: PathBuf },
     #[error("{} exists and is not a socket; refusing to replace it", path.display())]
     NotASocket { path: PathBuf },
+    #[error("cannot serve on {}: {source}", path.display())]
+    Unsafe { path: PathBuf, source: FsError },
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -31,8 +39,8 @@ pub enum ListenerError {
     AmbiguousSockets { count: usize, wanted: String },
     #[error("the socket systemd passed at index {index} is not a listening Unix stream socket: {source}")]
     WrongSocketType { index: usize, source: io::Error },
-    #[error("launchd socket activation failed: {0}")]
-    Launchd(io::Error),
+    #[error(transparent)]
+    Launchd(#[from] LaunchdError),
 }
 
 #[derive(Debug, Clone)]
@@ -58,25 +66,28 @@ impl fmt::Display for Origin {
         match self {
             Origin::Systemd { name: Some(name) } => write!(f, "systemd socket {name:?}"),
             Origin::Systemd { name: None } => f.write_str("systemd socket"),
-            Origin::Launchd => f.write_str("launchd socket Listeners"),
+            Origin::Launchd => write!(f, "launchd socket {}", launchd::SOCKET_NAME),
             Origin::Bound(bound) => write!(f, "{}", bound.path.display()),
         }
     }
 }
 
-/// A socket file this process created. Removed on drop, unless something else has replaced it since.
+/// A socket file this process created, in its checked directory. Removed on drop, unless something else has
+/// replaced it since.
 #[derive(Debug)]
 pub struct BoundSocket {
     path: PathBuf,
+    dir: SafeDir,
+    name: OsString,
     identity: (u64, u64),
 }
 
 impl Drop for BoundSocket {
     fn drop(&mut self) {
-        if let Ok(metadata) = fs::symlink_metadata(&self.path) {
-            if (metadata.dev(), metadata.ino()) == self.identity {
-                let _ = fs::remove_file(&self.path);
-            }
+        if let Ok(Some(stat)) = self.dir.entry(&self.name)
+            && fsutil::identity(&stat) == self.identity
+        {
+            let _ = self.dir.remove(&self.name);
         }
     }
 }
@@ -90,8 +101,11 @@ pub fn acquire(options: &ListenOptions) -> Result<Acquired, ListenerError> {
     if let Some(acquired) = from_systemd(&options.fd_name)? {
         return Ok(acquired);
     }
-    if let Some(acquired) = launchd::activate()? {
-        return Ok(acquired);
+    if let Some(listener) = launchd::activate()? {
+        return Ok(Acquired {
+            listener,
+            origin: Origin::Launchd,
+        });
     }
     bind(&options.socket, options.mode)
 }
@@ -142,106 +156,129 @@ fn from_systemd(wanted: &str) -> Result<Option<Acquired>, ListenerError> {
     }))
 }
 
-/// Binds `path` with `mode`: the file is created with its final mode (umask during bind), so the socket never
-/// accepts with a wider one.
+/// The mode of a socket directory the daemon creates: the owner's, and search for the group and others as far as the
+/// socket's own mode lets them connect (0660 gives 0750), whatever the umask.
+pub fn socket_directory_mode(socket_mode: u32) -> Mode {
+    let mut bits = 0o700;
+    if socket_mode & 0o070 != 0 {
+        bits |= 0o050;
+    }
+    if socket_mode & 0o007 != 0 {
+        bits |= 0o005;
+    }
+    fsutil::mode(bits)
+}
+
+/// Binds `path` with `mode`, in a directory checked (and if need be created) as [`SafeDir`] does: nobody but root
+/// and this user can then change what the path names, so binding by path lands in that directory. The file is
+/// created with its final mode (umask during bind), so the socket never accepts with a wider one.
 fn bind(path: &Path, mode: u32) -> Result<Acquired, ListenerError> {
     let io_error = |action, source| ListenerError::Io {
         action,
         path: path.to_owned(),
         source,
     };
-    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|source| ListenerError::Io {
-            action: "create the socket directory",
-            path: parent.to_owned(),
-            source,
-        })?;
-    }
-    match fs::symlink_metadata(path) {
-        Ok(metadata) if !metadata.file_type().is_socket() => {
+    let unsafe_path = |source| ListenerError::Unsafe {
+        path: path.to_owned(),
+        source,
+    };
+    let (dir, name) =
+        SafeDir::of_file(path, Some(socket_directory_mode(mode)), &Trust::effective_user()).map_err(unsafe_path)?;
+    match dir.entry(&name).map_err(unsafe_path)? {
+        Some(stat) if !is_socket(&stat) => {
             return Err(ListenerError::NotASocket { path: path.to_owned() });
         }
-        Ok(_) => {
+        Some(_) => {
             if UnixStream::connect(path).is_ok() {
                 return Err(ListenerError::AlreadyServing { path: path.to_owned() });
             }
-            fs::remove_file(path).map_err(|source| io_error("remove the stale socket", source))?;
+            dir.remove(&name).map_err(unsafe_path)?;
         }
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(source) => return Err(io_error("inspect", source)),
+        None => {}
     }
-    let previous = umask(Mode::from_bits_truncate(!mode & 0o777));
+    let previous = umask(fsutil::mode(!mode & 0o777));
     let bound = UnixListener::bind(path);
     umask(previous);
     let listener = bound.map_err(|source| io_error("bind", source))?;
+    let stat = dir
+        .entry(&name)
+        .map_err(unsafe_path)?
+        .filter(|stat| is_socket(stat) && stat.st_uid == nix::unistd::geteuid().as_raw())
+        .ok_or_else(|| {
+            io_error(
+                "find the socket just bound in its directory",
+                io::Error::from(io::ErrorKind::NotFound),
+            )
+        })?;
+    let bound = BoundSocket {
+        path: path.to_owned(),
+        dir,
+        name,
+        identity: fsutil::identity(&stat),
+    };
     // Also set the mode explicitly: some platforms ignore the umask for sockets.
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|source| io_error("chmod", source))?;
-    let metadata = fs::symlink_metadata(path).map_err(|source| io_error("inspect", source))?;
+    bound
+        .dir
+        .set_mode(&bound.name, fsutil::mode(mode))
+        .map_err(unsafe_path)?;
     Ok(Acquired {
         listener,
-        origin: Origin::Bound(BoundSocket {
-            path: path.to_owned(),
-            identity: (metadata.dev(), metadata.ino()),
-        }),
+        origin: Origin::Bound(bound),
     })
 }
 
-#[cfg(target_os = "macos")]
-mod launchd {
-    //! `launch_activate_socket("Listeners")`: the sockets a launchd plist declares under `Sockets`.
-    use std::ffi::{CString, c_char, c_int};
-    use std::io;
-    use std::os::fd::FromRawFd as _;
-    use std::os::unix::net::UnixListener;
-
-    use super::{Acquired, ListenerError, Origin};
-
-    const ENOENT: c_int = 2;
-    const ESRCH: c_int = 3;
-
-    unsafe extern "C" {
-        fn launch_activate_socket(name: *const c_char, fds: *mut *mut c_int, count: *mut usize) -> c_int;
-        fn free(pointer: *mut std::ffi::c_void);
-    }
-
-    pub fn activate() -> Result<Option<Acquired>, ListenerError> {
-        let name = CString::new("Listeners").expect("no NUL in a literal");
-        let mut fds: *mut c_int = std::ptr::null_mut();
-        let mut count: usize = 0;
-        // SAFETY: launchd fills `fds` with a malloc'd array of `count` descriptors, which we own and free.
-        let status = unsafe { launch_activate_socket(name.as_ptr(), &mut fds, &mut count) };
-        match status {
-            0 => {}
-            // Not started by launchd, or the plist declares no such socket: bind instead.
-            ENOENT | ESRCH => return Ok(None),
-            errno => return Err(ListenerError::Launchd(io::Error::from_raw_os_error(errno))),
-        }
-        // SAFETY: `fds` points to `count` descriptors owned by us from here on.
-        let owned: Vec<c_int> = unsafe { std::slice::from_raw_parts(fds, count).to_vec() };
-        unsafe { free(fds.cast()) };
-        let mut descriptors = owned.into_iter();
-        let Some(first) = descriptors.next() else {
-            return Ok(None);
-        };
-        for extra in descriptors {
-            // SAFETY: launchd handed us these descriptors and nothing else refers to them.
-            drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(extra) });
-        }
-        // SAFETY: as above; launchd passes listening stream sockets for a `Sockets` entry.
-        let listener = unsafe { UnixListener::from_raw_fd(first) };
-        Ok(Some(Acquired {
-            listener,
-            origin: Origin::Launchd,
-        }))
-    }
+fn is_socket(stat: &nix::sys::stat::FileStat) -> bool {
+    stat.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFSOCK.bits()
 }
 
-#[cfg(not(target_os = "macos"))]
-mod launchd {
-    use super::{Acquired, ListenerError};
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt as _;
 
-    /// launchd exists only on macOS.
-    pub fn activate() -> Result<Option<Acquired>, ListenerError> {
-        Ok(None)
+    use super::*;
+
+    #[test]
+    fn the_socket_directory_lets_in_whom_the_socket_mode_does() {
+        assert_eq!(socket_directory_mode(0o660).bits(), 0o750);
+        assert_eq!(socket_directory_mode(0o600).bits(), 0o700);
+        assert_eq!(socket_directory_mode(0o666).bits(), 0o755);
+        assert_eq!(socket_directory_mode(0o606).bits(), 0o705);
+    }
+
+    #[test]
+    fn a_socket_is_bound_in_a_new_directory_of_that_mode_and_removed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/cavra.sock");
+        let acquired = bind(&path, 0o660).unwrap();
+        let mode = |path: &Path| fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&dir.path().join("run")), 0o750);
+        assert_eq!(mode(&path), 0o660);
+        drop(acquired);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_socket_directory_others_can_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        let path = open.join("cavra.sock");
+        let error = bind(&path, 0o660).err().expect("refused");
+        let text = error.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "cannot serve on {}: directory {} (owner ",
+                path.display(),
+                open.display()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("mode 0777) is writable by group or others without the sticky bit"),
+            "{text}"
+        );
+        assert!(!path.exists());
     }
 }

@@ -2,8 +2,11 @@
 //!
 //! Where the listener comes from (systemd, launchd or a bind) is decided once, in [`listener`]; [`run`] only
 //! takes a listener, so tests and every activation path share the same loop. [`run`] accepts and bounds
-//! connections; `connection` speaks the protocol modes; `handler` turns a request line into an answer.
+//! connections (a refused peer, or one past a limit, is answered and closed without taking a slot);
+//! `budget` bounds what they hold together; `connection` speaks the protocol modes; `handler` turns a request line
+//! into an answer.
 
+mod budget;
 mod connection;
 mod framing;
 mod handler;
@@ -18,18 +21,25 @@ use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixS
 
 use tokio::io::unix::AsyncFd;
 use tokio::net::UnixListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
-use crate::auth::{PeerPolicy, RunnerAuthenticator};
+use crate::auth::{PackPins, Peer, PeerPolicy, RunnerAuthenticator};
 use crate::contract::Health;
+use crate::engine::{Context, PathCase};
 use crate::evidence::EvidenceLog;
 use crate::policy::PolicySet;
+use crate::supervisor::rate_limit::RateLimited;
+use budget::{Budget, UidSlot, UidSlots};
 
-/// Bounds on what one client can make the server hold or wait for.
+/// Bounds on what clients can make the server hold or wait for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     pub max_request_bytes: usize,
     pub max_connections: usize,
+    /// Connections one peer uid may have open at once.
+    pub max_connections_per_uid: usize,
+    /// Bytes of requests and answers in transit that all connections together may hold (see `budget`).
+    pub max_buffered_bytes: usize,
     /// From a connection's start (or a request's first byte in stream mode) to a complete request.
     pub request_timeout: Duration,
     /// Between requests on a stream-mode connection.
@@ -43,10 +53,69 @@ impl Default for Limits {
         Self {
             max_request_bytes: 1024 * 1024,
             max_connections: 1024,
+            max_connections_per_uid: 256,
+            max_buffered_bytes: 8 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
         }
+    }
+}
+
+/// How requests are decided besides the packs: the operator's pack pins, workspace root and path case.
+#[derive(Debug, Clone, Default)]
+pub struct Decisions {
+    pub pins: PackPins,
+    pub workspace_root: Option<String>,
+    pub path_case: PathCase,
+}
+
+impl Decisions {
+    /// The engine's context for a request from `peer`.
+    pub fn context_for(&self, peer: &Peer) -> Context<'_> {
+        Context {
+            workspace_root: self.workspace_root.as_deref(),
+            path_case: self.path_case,
+            ..self.pins.context_for(peer)
+        }
+    }
+}
+
+/// How often a warning a flood repeats is logged at most (see [`RateLimited`]).
+const WARNING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The warnings a flood of connections repeats.
+struct Warnings {
+    credentials: RateLimited,
+    refused_peer: RateLimited,
+    uid_limit: RateLimited,
+    overloaded: RateLimited,
+    budget: RateLimited,
+    accept: RateLimited,
+}
+
+impl Warnings {
+    fn new() -> Self {
+        let limited = |what| RateLimited::new(what, WARNING_INTERVAL);
+        Self {
+            credentials: limited("connections whose peer credentials could not be read"),
+            refused_peer: limited("refused peers that --allow-uid/--allow-group do not admit"),
+            uid_limit: limited("connections refused past --max-connections-per-uid"),
+            overloaded: limited("connections refused past --max-connections"),
+            budget: limited("requests refused with --max-buffered-bytes in use"),
+            accept: limited("failed accepts"),
+        }
+    }
+
+    fn all(&self) -> [&RateLimited; 6] {
+        [
+            &self.credentials,
+            &self.refused_peer,
+            &self.uid_limit,
+            &self.overloaded,
+            &self.budget,
+            &self.accept,
+        ]
     }
 }
 
@@ -57,18 +126,24 @@ pub struct Service {
     evidence: Option<EvidenceLog>,
     peers: PeerPolicy,
     runners: Option<Arc<RunnerAuthenticator>>,
+    decisions: Decisions,
     started: Instant,
+    budget: Arc<Budget>,
+    warnings: Warnings,
 }
 
 impl Service {
     pub fn new(policies: PolicySet, limits: Limits) -> Self {
         Self {
             policies: RwLock::new(Arc::new(policies)),
+            budget: Budget::new(limits.max_buffered_bytes),
             limits,
             evidence: None,
             peers: PeerPolicy::default(),
             runners: None,
+            decisions: Decisions::default(),
             started: Instant::now(),
+            warnings: Warnings::new(),
         }
     }
 
@@ -90,8 +165,23 @@ impl Service {
         self
     }
 
+    /// Decides with `decisions` (pins, workspace root, path case) besides the packs.
+    pub fn with_decisions(mut self, decisions: Decisions) -> Self {
+        self.decisions = decisions;
+        self
+    }
+
     pub fn peers(&self) -> &PeerPolicy {
         &self.peers
+    }
+
+    pub fn decisions(&self) -> &Decisions {
+        &self.decisions
+    }
+
+    /// Whether reading a peer needs its supplementary groups (for --allow-group or a group pin).
+    pub fn needs_groups(&self) -> bool {
+        self.peers.needs_groups() || self.decisions.pins.needs_groups()
     }
 
     pub fn runner_auth(&self) -> Option<&Arc<RunnerAuthenticator>> {
@@ -114,6 +204,10 @@ impl Service {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    fn budget(&self) -> &Arc<Budget> {
+        &self.budget
     }
 
     pub fn health(&self) -> Health {
@@ -140,7 +234,10 @@ pub async fn run(listener: UnixListener, shutdown: impl Future<Output = ()>, ser
     let listener = unsafe { AsyncFd::register(listener)? };
     let max = service.limits().max_connections;
     let permits = Arc::new(Semaphore::new(max));
+    let uids = UidSlots::new(service.limits().max_connections_per_uid);
+    let lingering = Arc::new(Semaphore::new(connection::REFUSALS_LINGERING));
     let (stop, stopped) = watch::channel(false);
+    let summaries = tokio::spawn(summarize_warnings(Arc::clone(&service)));
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -148,25 +245,31 @@ pub async fn run(listener: UnixListener, shutdown: impl Future<Output = ()>, ser
             accepted = accept(&listener) => accepted,
         };
         match accepted {
-            Ok(stream) => match Arc::clone(&permits).try_acquire_owned() {
-                Ok(permit) => {
+            Ok(stream) => match admit(&stream, &service, &permits, &uids) {
+                Ok((peer, permit, slot)) => {
                     let service = Arc::clone(&service);
                     let stopped = stopped.clone();
                     tokio::spawn(async move {
-                        connection::serve(stream, service, stopped).await;
-                        drop(permit);
+                        connection::serve(stream, peer, service, stopped).await;
+                        drop((permit, slot));
                     });
                 }
-                Err(_) => connection::refuse_overloaded(stream, max),
+                Err(Some(answer)) => {
+                    connection::refuse(stream, &answer, Arc::clone(&lingering).try_acquire_owned().ok());
+                }
+                Err(None) => {}
             },
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning, then carry on.
-                tracing::warn!(%error, "accept failed");
+                if service.warnings.accept.allow() {
+                    tracing::warn!(%error, "accept failed");
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
     drop(listener);
+    summaries.abort();
     let _ = stop.send(true);
     let in_flight = max - permits.available_permits();
     if in_flight > 0 {
@@ -183,7 +286,74 @@ pub async fn run(listener: UnixListener, shutdown: impl Future<Output = ()>, ser
             "shutdown grace period over; closing remaining connections"
         );
     }
+    for warning in service.warnings.all() {
+        warning.summarize();
+    }
     Ok(())
+}
+
+/// Who the peer is and the slots it is served in; else the answer refusing it, if it gets one. A refused
+/// connection never takes a slot, so a flood of them cannot keep anyone else out.
+fn admit(
+    stream: &StdUnixStream,
+    service: &Service,
+    permits: &Arc<Semaphore>,
+    uids: &Arc<UidSlots>,
+) -> Result<(Peer, OwnedSemaphorePermit, UidSlot), Option<Vec<u8>>> {
+    let warnings = &service.warnings;
+    let peer = match Peer::of(stream, service.needs_groups()) {
+        Ok(peer) => peer,
+        Err(error) => {
+            if warnings.credentials.allow() {
+                tracing::warn!(%error, "cannot read peer credentials; closing the connection");
+            }
+            return Err(None);
+        }
+    };
+    if !service.peers().admits(&peer) {
+        if warnings.refused_peer.allow() {
+            tracing::warn!(
+                peer_uid = peer.uid,
+                peer_gid = peer.gid,
+                peer_pid = peer.pid,
+                "refused a peer that --allow-uid/--allow-group do not admit"
+            );
+        }
+        return Err(Some(handler::peer_unauthorized(&peer)));
+    }
+    let Some(slot) = uids.take(peer.uid) else {
+        if warnings.uid_limit.allow() {
+            tracing::warn!(
+                peer_uid = peer.uid,
+                peer_pid = peer.pid,
+                limit = uids.max(),
+                "refused a connection: its uid has --max-connections-per-uid open"
+            );
+        }
+        return Err(Some(handler::uid_overloaded(peer.uid, uids.max())));
+    };
+    let Ok(permit) = Arc::clone(permits).try_acquire_owned() else {
+        if warnings.overloaded.allow() {
+            tracing::warn!(
+                peer_uid = peer.uid,
+                limit = service.limits().max_connections,
+                "refused a connection: --max-connections are open"
+            );
+        }
+        return Err(Some(handler::overloaded(service.limits().max_connections)));
+    };
+    Ok((peer, permit, slot))
+}
+
+/// Logs, once an interval, how many of each rate-limited warning were left out.
+async fn summarize_warnings(service: Arc<Service>) {
+    let mut ticks = tokio::time::interval(WARNING_INTERVAL);
+    loop {
+        ticks.tick().await;
+        for warning in service.warnings.all() {
+            warning.summarize();
+        }
+    }
 }
 
 /// The next connection, non-blocking and close-on-exec.

@@ -70,7 +70,8 @@ pub fn batched_stderr() -> (BatchedStderr, Flusher) {
     batched(Box::new(io::stderr()))
 }
 
-fn batched(output: Output) -> (BatchedStderr, Flusher) {
+/// A writer for `output` (a log file) and the thread that drains it.
+pub fn batched(output: Output) -> (BatchedStderr, Flusher) {
     let shared = Arc::new(Shared {
         buffer: Mutex::default(),
         wake: Condvar::new(),

@@ -2,8 +2,10 @@
 #![allow(dead_code)] // each test crate uses its own subset
 
 pub mod daemon;
+pub mod measure;
 pub mod oidc;
 pub mod skip;
+pub mod users;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

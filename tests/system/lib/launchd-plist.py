@@ -7,9 +7,15 @@
 What it checks, beyond "plistlib can read it" (so well-formed XML or binary, a <key> before every value):
   * the keys launchd needs and their types: Label (a string, the file's name without .plist), ProgramArguments
     (a non-empty array of strings, an absolute program path), RunAtLoad (boolean), KeepAlive (boolean, or a
-    dictionary of booleans), StandardOutPath and StandardErrorPath (absolute paths), EnvironmentVariables (strings);
-  * Sockets -> Listeners: SockPathName /var/run/cavra/cavra-runtime.sock, SockPathMode the integer 432, the decimal
-    form of octal 0660 (an octal-looking 660 would be mode 01224), SockType and SockFamily, if given, a Unix stream;
+    dictionary of booleans), StandardOutPath and StandardErrorPath (absolute paths), EnvironmentVariables (strings),
+    the integer keys (Umask, ExitTimeOut, ThrottleInterval), ProcessType (one of launchd's four);
+  * a dedicated account: UserName and GroupName set, and not root or wheel;
+  * Sockets -> Listeners: SockPathName /var/run/cavra-runtime.sock (directly in /var/run, which macOS empties at
+    boot: launchd creates no directory for a socket), SockPathMode the integer 432, the decimal form of octal 0660
+    (an octal-looking 660 would be mode 01224), SockPathOwner and SockPathGroup, if given, integers (launchd takes
+    no names there), SockType and SockFamily, if given, a Unix stream;
+  * the settings agree with launchd: CAVRA_RUNTIME_SOCKET, if set, is SockPathName; CAVRA_LOG_FILE is set and is
+    StandardErrorPath (the daemon follows that file across rotation; launchd opens it only once);
   * the daemon is asked to serve in the foreground: --serve, and none of the options that detach or start a second
     process (--lifecycle, --daemon), nor inetdCompatibility (one process per connection, not a listener);
   * no key launchd does not know in the places checked, to catch misspellings.
@@ -18,7 +24,7 @@ import os
 import plistlib
 import sys
 
-SOCKET = "/var/run/cavra/cavra-runtime.sock"
+SOCKET = "/var/run/cavra-runtime.sock"
 MODE = 0o660  # 432
 JOB_KEYS = {
     "Label", "ProgramArguments", "Program", "EnvironmentVariables", "Sockets", "RunAtLoad", "KeepAlive",
@@ -29,6 +35,9 @@ LISTENER_KEYS = {"SockPathName", "SockPathMode", "SockPathOwner", "SockPathGroup
                  "SockPassive"}
 KEEPALIVE_KEYS = {"SuccessfulExit", "Crashed", "NetworkState", "PathState", "OtherJobEnabled"}
 DETACHING = {"--lifecycle", "--daemon"}
+INTEGER_KEYS = ("Umask", "ExitTimeOut", "ThrottleInterval")
+PROCESS_TYPES = {"Background", "Standard", "Adaptive", "Interactive"}
+PRIVILEGED = {"root", "wheel", "0"}
 
 
 def check(path):
@@ -96,6 +105,23 @@ def check(path):
     env = job.get("EnvironmentVariables", {})
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         problems.append("EnvironmentVariables must be a dictionary of strings")
+        env = {}
+    for key in INTEGER_KEYS:
+        if key in job:
+            typed(job, key, int)
+    if "ProcessType" in job and job["ProcessType"] not in PROCESS_TYPES:
+        problems.append("ProcessType is %r, not one of %s" % (job["ProcessType"], ", ".join(sorted(PROCESS_TYPES))))
+    for key in ("UserName", "GroupName"):
+        account = typed(job, key, str)
+        if account is not None and account in PRIVILEGED:
+            problems.append("%s is %s: the daemon runs as a dedicated account, not root" % (key, account))
+    log_file = env.get("CAVRA_LOG_FILE")
+    if log_file is None:
+        problems.append("EnvironmentVariables.CAVRA_LOG_FILE is missing: without it the daemon never leaves a "
+                        "rotated log")
+    elif job.get("StandardErrorPath") != log_file:
+        problems.append("StandardErrorPath is %r but CAVRA_LOG_FILE is %r: they must be the same file"
+                        % (job.get("StandardErrorPath"), log_file))
 
     sockets = typed(job, "Sockets", dict)
     if sockets is not None:
@@ -110,6 +136,12 @@ def check(path):
             name = typed(listener, "SockPathName", str, where)
             if name is not None and name != SOCKET:
                 problems.append("%sSockPathName is %r, not %s" % (where, name, SOCKET))
+            if name is not None and env.get("CAVRA_RUNTIME_SOCKET", name) != name:
+                problems.append("EnvironmentVariables.CAVRA_RUNTIME_SOCKET is %r, not SockPathName %r"
+                                % (env["CAVRA_RUNTIME_SOCKET"], name))
+            for key in ("SockPathOwner", "SockPathGroup"):
+                if key in listener:
+                    typed(listener, key, int, where)
             mode = typed(listener, "SockPathMode", int, where)
             if mode is not None and mode != MODE:
                 hint = " (octal digits written as a decimal number?)" if mode > 0o777 else ""

@@ -2,35 +2,44 @@
 //! reloads (SIGHUP) and crashes (`kill -9` and a restart on the same socket and evidence log) along the way.
 //! Afterwards every acknowledged decision must have its record in the log and the log must verify.
 //!
-//! Run with `cargo bench --bench soak -- --minutes 30`; it prints a markdown summary and exits non-zero on FAIL.
+//! One test, ignored by default because it takes minutes and wants the release daemon:
 //!
-//! - Flags: `--minutes N` (default 30, fractions allowed), `--rate R` (target requests per second over all clients,
-//!   default 2000), `--keep` (keep the scratch directory even on PASS; it is always kept on FAIL).
+//! ```sh
+//! CAVRA_SOAK_MINUTES=30 cargo test --release --test soak -- --ignored --nocapture
+//! ```
+//!
+//! Each check is an assertion that names what failed; the markdown report is written to standard error past the
+//! harness's capture, so it is seen whether the run passes or fails (`--nocapture` also shows the progress lines).
+//!
+//! - Environment: `CAVRA_SOAK_MINUTES` (default 2, fractions allowed), `CAVRA_SOAK_RATE` (target requests per second
+//!   over all clients, default 2000), `CAVRA_SOAK_KEEP=1` (keep the scratch directory even when every check passes;
+//!   it is always kept when one fails).
 //! - Schedule: with 10 minutes or more, SIGHUP every minute and `kill -9` plus restart every ten minutes; shorter
 //!   runs scale down to a reload every 20 s and a kill every minute. A kill replaces the reload due at that moment.
 //! - Load: four compatible-mode clients (one connection per request) rotate through every action kind, invalid JSON,
 //!   an unknown pack, a second pack, and health probes; two stream-mode clients pipeline batches of 16 (with an
-//!   occasional bad line) and reconnect every 500 batches. Each client is paced to its share of `--rate`.
+//!   occasional bad line) and reconnect every 500 batches. Each client is paced to its share of the rate.
 //! - An answer is acknowledged when its whole line has been read. Every acknowledged decision's
 //!   `go-daemon-evidence://<record_id>` is kept; requests that fail (the daemon is down) are not acknowledged and are
-//!   sent again. A failure that does not overlap a restart is an error and fails the soak.
+//!   sent again. A failure that does not overlap a restart fails the soak.
 //! - Each request kind's first answer fixes its expected `(decision, rule_id)`; a later answer that differs fails
 //!   the soak (the two targets whose decision depends on the pack phase are checked by the controller instead, which
-//!   requires the new pack to be in force within 5 s of each SIGHUP and immediately after each restart).
+//!   requires the new pack to be in force within 5 s of each SIGHUP and of each restart).
 //! - The daemon's VmRSS, open descriptors and CPU time are sampled every 10 s.
 //! - At the end the daemon is stopped with SIGTERM (it must exit 0), the log is checked with `--verify-evidence`,
-//!   and every acknowledged record id is looked up in it. Torn last records moved aside at restarts are counted.
+//!   and every acknowledged record id is looked up in it. Torn last records moved aside at restarts are counted;
+//!   none may hold an acknowledged decision.
 //!
 //! Everything is bounded: the run stops at its deadline, every socket operation has a timeout, a restart that does
-//! not answer within 180 s fails the soak, and only Unix sockets inside a temporary directory are used.
+//! not answer within 180 s fails the soak, and only Unix sockets inside a temporary directory are used. The
+//! measuring helpers are shared with the load benchmark: `tests/common/measure.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::{self, BufRead as _, BufReader, Read as _, Write as _};
-use std::os::unix::net::UnixStream;
+use std::io::{self, BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -40,7 +49,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-const DAEMON: &str = env!("CARGO_BIN_EXE_cavra-runtime");
+mod common;
+
+use common::measure::{self, DAEMON, HEALTH, Stream};
 const IO_TIMEOUT: Duration = Duration::from_secs(15);
 const RESTART_LIMIT: Duration = Duration::from_secs(180);
 const RELOAD_LIMIT: Duration = Duration::from_secs(5);
@@ -184,7 +195,7 @@ fn templates() -> Vec<Template> {
         Template {
             name: "health",
             kind: Kind::Health,
-            body: r#"{"action_type":"cavra.health"}"#.to_owned(),
+            body: HEALTH.to_owned(),
         },
     ]
 }
@@ -385,33 +396,6 @@ impl Pacer {
     }
 }
 
-fn connect(socket: &Path) -> io::Result<UnixStream> {
-    let stream = UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
-    Ok(stream)
-}
-
-fn read_answer(reader: &mut impl io::BufRead) -> io::Result<Vec<u8>> {
-    let mut line = Vec::new();
-    reader.take(1024 * 1024).read_until(b'\n', &mut line)?;
-    if line.last() != Some(&b'\n') {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed before a full answer",
-        ));
-    }
-    Ok(line)
-}
-
-/// One request per connection, the reference protocol.
-fn exchange(socket: &Path, body: &str) -> io::Result<Vec<u8>> {
-    let mut stream = connect(socket)?;
-    stream.write_all(body.as_bytes())?;
-    stream.write_all(b"\n")?;
-    read_answer(&mut BufReader::new(stream))
-}
-
 fn compat_client(shared: &Shared, templates: &[Template], offset: usize, per_second: f64) -> ClientReport {
     let mut report = ClientReport::default();
     let mut pacer = Pacer::new(per_second);
@@ -422,7 +406,7 @@ fn compat_client(shared: &Shared, templates: &[Template], offset: usize, per_sec
         let started = shared.window();
         let clock = Instant::now();
         report.requests += 1;
-        match exchange(&shared.socket, &template.body) {
+        match measure::exchange(&shared.socket, &template.body, IO_TIMEOUT) {
             Ok(line) => {
                 let micros = clock.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                 report.latencies_us.push(micros);
@@ -444,29 +428,10 @@ fn compat_client(shared: &Shared, templates: &[Template], offset: usize, per_sec
     report
 }
 
-struct StreamConnection {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-}
-
-fn open_stream(socket: &Path) -> io::Result<StreamConnection> {
-    let mut writer = connect(socket)?;
-    let mut reader = BufReader::new(writer.try_clone()?);
-    writer.write_all(b"{\"protocol\":\"cavra.ndjson.v1\"}\n")?;
-    let greeting = read_answer(&mut reader)?;
-    if !String::from_utf8_lossy(&greeting).contains("cavra.ndjson.v1") {
-        return Err(io::Error::other(format!(
-            "no stream mode: {}",
-            String::from_utf8_lossy(&greeting)
-        )));
-    }
-    Ok(StreamConnection { reader, writer })
-}
-
 fn stream_client(shared: &Shared, templates: &[Template], offset: usize, batches_per_second: f64) -> ClientReport {
     let mut report = ClientReport::default();
     let mut pacer = Pacer::new(batches_per_second);
-    let mut connection: Option<StreamConnection> = None;
+    let mut connection: Option<Stream> = None;
     let mut batches_on_connection = 0;
     let mut index = offset;
     // Health probes are for compatible mode; everything else, including bad lines, goes down the stream.
@@ -477,7 +442,7 @@ fn stream_client(shared: &Shared, templates: &[Template], offset: usize, batches
         let clock = Instant::now();
         let result = (|| -> io::Result<()> {
             if connection.is_none() || batches_on_connection >= BATCHES_PER_CONNECTION {
-                connection = Some(open_stream(&shared.socket)?);
+                connection = Some(Stream::open(&shared.socket, IO_TIMEOUT)?);
                 batches_on_connection = 0;
                 report.reconnects += 1;
             }
@@ -491,10 +456,11 @@ fn stream_client(shared: &Shared, templates: &[Template], offset: usize, batches
                 bytes.push(b'\n');
             }
             report.requests += STREAM_BATCH as u64;
-            link.writer.write_all(&bytes)?;
+            link.send(&bytes)?;
             // Each answer is acknowledged as soon as its line is read, even if the connection fails later.
+            let mut line = Vec::new();
             for template in batch {
-                let line = read_answer(&mut link.reader)?;
+                link.read_line(&mut line)?;
                 report.answer(template, &line, shared);
             }
             Ok(())
@@ -525,7 +491,15 @@ fn stream_client(shared: &Shared, templates: &[Template], offset: usize, batches
 
 struct Daemon {
     child: Child,
-    pid: i32,
+    pid: u32,
+}
+
+impl Drop for Daemon {
+    /// A soak that stops part-way, on a panic or a failed check, leaves no daemon behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 struct Scratch {
@@ -541,45 +515,27 @@ fn spawn_daemon(scratch: &Scratch) -> io::Result<Daemon> {
         .create(true)
         .append(true)
         .open(&scratch.daemon_log)?;
-    let child = Command::new(DAEMON)
-        .arg("--serve")
-        .arg("--socket")
-        .arg(&scratch.socket)
+    let child = measure::daemon_command(&scratch.socket)
         .arg("--evidence-log")
         .arg(&scratch.log)
-        .args(["--evidence-sync", "batch", "--log-target", "stderr"])
+        .args(["--evidence-sync", "batch"])
         .arg("--policy-dir")
         .arg(&scratch.packs)
         .args(["--default-pack", "soak"])
         .env("RUST_LOG", "info,cavra::decision=warn")
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("LISTEN_FDS")
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("CAVRA_RUNTIME_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()?;
-    let pid = child.id() as i32;
+    let pid = child.id();
     Ok(Daemon { child, pid })
 }
 
-/// Waits until the daemon with `pid` answers a health probe.
-fn wait_healthy(socket: &Path, pid: i32, limit: Duration) -> Result<Value, String> {
-    let deadline = Instant::now() + limit;
-    let mut last = String::from("no answer yet");
-    while Instant::now() < deadline {
-        match exchange(socket, r#"{"action_type":"cavra.health"}"#) {
-            Ok(line) => match serde_json::from_slice::<Value>(&line) {
-                Ok(health) if health["pid"].as_i64() == Some(i64::from(pid)) => return Ok(health),
-                Ok(health) => last = format!("answered by another process: {health}"),
-                Err(error) => last = format!("bad health answer: {error}"),
-            },
-            Err(error) => last = error.to_string(),
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    Err(format!("daemon pid {pid} did not answer within {limit:?}: {last}"))
+/// Waits until the daemon with `pid` answers a health probe: the pid tells a restarted daemon from its predecessor.
+fn wait_healthy(socket: &Path, pid: u32, limit: Duration) -> Result<(), String> {
+    measure::wait_ready(socket, Instant::now() + limit, Duration::from_millis(20), |answer| {
+        serde_json::from_slice::<Value>(answer).is_ok_and(|health| health["pid"].as_u64() == Some(u64::from(pid)))
+    })
+    .map(|_| ())
+    .map_err(|last| format!("daemon pid {pid} did not answer within {limit:?}: {last}"))
 }
 
 /// The decisions on the two phase probes, each with its evidence id.
@@ -587,9 +543,10 @@ fn probe(socket: &Path) -> io::Result<Vec<(String, Option<u128>)>> {
     [PHASE_A, PHASE_B]
         .iter()
         .map(|target| {
-            let line = exchange(
+            let line = measure::exchange(
                 socket,
                 &json!({"action_type": "read_file", "target": target}).to_string(),
+                IO_TIMEOUT,
             )?;
             let value: Value = serde_json::from_slice(&line).map_err(io::Error::other)?;
             Ok((
@@ -640,25 +597,12 @@ struct Sample {
     generation: usize,
 }
 
-fn sample(pid: i32, at: Duration, acknowledged: u64, generation: usize) -> Option<Sample> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kb = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count();
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th of them.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let cpu_ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+fn sample(pid: u32, at: Duration, acknowledged: u64, generation: usize) -> Option<Sample> {
     Some(Sample {
         at,
-        rss_kb,
-        fds,
-        cpu_ticks,
+        rss_kb: measure::status_kib(pid, "VmRSS")?,
+        fds: measure::open_fds(pid)?,
+        cpu_ticks: measure::cpu_ticks(pid)?,
         acknowledged,
         generation,
     })
@@ -698,36 +642,26 @@ struct Config {
     keep: bool,
 }
 
-fn parse_args() -> Config {
-    let mut config = Config {
-        minutes: 30.0,
-        rate: 2000.0,
-        keep: false,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |flag: &str| -> f64 {
-            let text = args.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
-            match text.parse::<f64>() {
-                Ok(number) if number > 0.0 && number.is_finite() => number,
-                _ => usage(&format!("{flag}: not a positive number: {text}")),
-            }
-        };
-        match arg.as_str() {
-            "--minutes" => config.minutes = value("--minutes"),
-            "--rate" => config.rate = value("--rate"),
-            "--keep" => config.keep = true,
-            // cargo bench passes --bench; anything else is a mistake.
-            "--bench" => {}
-            other => usage(&format!("unknown argument {other}")),
+impl Config {
+    fn from_env() -> Config {
+        Config {
+            minutes: env_number("CAVRA_SOAK_MINUTES", 2.0),
+            rate: env_number("CAVRA_SOAK_RATE", 2000.0),
+            keep: std::env::var_os("CAVRA_SOAK_KEEP").is_some_and(|value| value == "1"),
         }
     }
-    config
 }
 
-fn usage(message: &str) -> ! {
-    eprintln!("soak: {message}\nusage: cargo bench --bench soak -- [--minutes N] [--rate REQUESTS_PER_S] [--keep]");
-    std::process::exit(2)
+/// The positive number in the environment variable `name`, `default` when it is unset. Anything else stops the soak:
+/// a typo must not silently soak for some other length of time.
+fn env_number(name: &str, default: f64) -> f64 {
+    let Ok(text) = std::env::var(name) else {
+        return default;
+    };
+    text.parse::<f64>()
+        .ok()
+        .filter(|number| *number > 0.0 && number.is_finite())
+        .unwrap_or_else(|| panic!("{name}={text:?} is not a positive number"))
 }
 
 #[derive(Default)]
@@ -736,12 +670,23 @@ struct Events {
     reload_latencies: Vec<Duration>,
     restarts: usize,
     restart_downtimes: Vec<Duration>,
-    problems: Vec<String>,
+    /// The daemon exited without being told to.
+    crash: Option<String>,
+    /// A restarted daemon that did not answer within `RESTART_LIMIT`.
+    slow_restart: Option<String>,
+    /// Reloads whose pack was not in force within `RELOAD_LIMIT`.
+    slow_reloads: Vec<String>,
+    /// Restarts after which the pack in force was not the current one.
+    stale_restarts: Vec<String>,
+    /// What went wrong with the final SIGTERM.
+    stop: Option<String>,
     control_ids: Vec<u128>,
 }
 
-fn main() {
-    let config = parse_args();
+#[test]
+#[ignore = "minutes of load on the release daemon: cargo test --release --test soak -- --ignored --nocapture"]
+fn soak() {
+    let config = Config::from_env();
     let duration = Duration::from_secs_f64(config.minutes * 60.0);
     let (reload_every, kill_every) = if config.minutes >= 10.0 {
         (Duration::from_secs(60), Duration::from_secs(600))
@@ -760,8 +705,9 @@ fn main() {
         daemon_log: dir.join("daemon.log"),
         dir: dir.clone(),
     };
+    let load_before = measure::load_average();
     println!(
-        "soak: {:.1} min, target {:.0} requests/s, reload every {:?}, kill -9 every {:?}; scratch {}",
+        "soak: {DAEMON}\nsoak: {:.1} min, target {:.0} requests/s, reload every {:?}, kill -9 every {:?}; scratch {}",
         config.minutes,
         config.rate,
         reload_every,
@@ -780,7 +726,7 @@ fn main() {
     }
     let mut events = Events::default();
     if let Err(error) = wait_phase(&scratch.socket, phase, RELOAD_LIMIT, &mut events.control_ids) {
-        panic!("{error}");
+        panic!("the first pack is not in force: {error}");
     }
 
     let start = Instant::now();
@@ -818,11 +764,10 @@ fn main() {
     let mut next_reload = reload_every;
     let mut next_kill = kill_every;
     let mut next_progress = Duration::from_secs(60);
-    let mut crashed: Option<String> = None;
     while start.elapsed() < duration {
         let now = start.elapsed();
         if let Ok(Some(status)) = daemon.child.try_wait() {
-            crashed = Some(format!(
+            events.crash = Some(format!(
                 "daemon pid {} exited on its own at {now:?}: {status}",
                 daemon.pid
             ));
@@ -855,7 +800,7 @@ fn main() {
             shared.restarting.store(true, Ordering::SeqCst);
             shared.epoch.fetch_add(1, Ordering::SeqCst);
             let killed = Instant::now();
-            let _ = kill(Pid::from_raw(daemon.pid), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(daemon.pid as i32), Signal::SIGKILL);
             let _ = daemon.child.wait();
             let torn_before = torn_files(&scratch).len();
             daemon = spawn_daemon(&scratch).expect("respawn cavra-runtime --serve");
@@ -879,12 +824,12 @@ fn main() {
                     );
                     if let Err(error) = wait_phase(&scratch.socket, phase, RELOAD_LIMIT, &mut events.control_ids) {
                         events
-                            .problems
-                            .push(format!("after restart {}: {error}", events.restarts));
+                            .stale_restarts
+                            .push(format!("restart {}: {error}", events.restarts));
                     }
                 }
                 Err(error) => {
-                    crashed = Some(format!("restart {}: {error}", events.restarts + 1));
+                    events.slow_restart = Some(format!("restart {}: {error}", events.restarts + 1));
                     break;
                 }
             }
@@ -894,11 +839,11 @@ fn main() {
             next_reload += reload_every;
             phase = phase.flip();
             write_packs(&scratch.packs, phase).expect("rewrite the packs");
-            let _ = kill(Pid::from_raw(daemon.pid), Signal::SIGHUP);
+            let _ = kill(Pid::from_raw(daemon.pid as i32), Signal::SIGHUP);
             events.reloads += 1;
             match wait_phase(&scratch.socket, phase, RELOAD_LIMIT, &mut events.control_ids) {
                 Ok(latency) => events.reload_latencies.push(latency),
-                Err(error) => events.problems.push(format!("reload {}: {error}", events.reloads)),
+                Err(error) => events.slow_reloads.push(format!("reload {}: {error}", events.reloads)),
             }
             continue;
         }
@@ -920,42 +865,19 @@ fn main() {
     ) {
         samples.push(sample);
     }
-    if crashed.is_none() {
-        let _ = kill(Pid::from_raw(daemon.pid), Signal::SIGTERM);
-        let stop_clock = Instant::now();
-        loop {
-            match daemon.child.try_wait() {
-                Ok(Some(status)) if status.success() => break,
-                Ok(Some(status)) => {
-                    events
-                        .problems
-                        .push(format!("SIGTERM: the daemon exited with {status}"));
-                    break;
-                }
-                _ if stop_clock.elapsed() > Duration::from_secs(30) => {
-                    events
-                        .problems
-                        .push("SIGTERM: the daemon did not exit within 30 s".to_owned());
-                    let _ = daemon.child.kill();
-                    let _ = daemon.child.wait();
-                    break;
-                }
-                _ => thread::sleep(Duration::from_millis(20)),
-            }
-        }
-    } else {
-        let _ = daemon.child.kill();
-        let _ = daemon.child.wait();
+    if events.crash.is_none() && events.slow_restart.is_none() {
+        events.stop = match measure::terminate(&mut daemon.child, Duration::from_secs(30)) {
+            Some(status) if status.success() => None,
+            Some(status) => Some(format!("the daemon exited with {status}")),
+            None => Some("the daemon did not exit within 30 s".to_owned()),
+        };
     }
+    drop(daemon);
 
     // Evidence: the verifier's report, then every acknowledged id looked up in the log.
     let verify_clock = Instant::now();
-    let verify = Command::new(DAEMON)
-        .arg("--verify-evidence")
-        .arg("--evidence-log")
-        .arg(&scratch.log)
-        .output()
-        .expect("run --verify-evidence");
+    let log = scratch.log.to_str().expect("a UTF-8 scratch path");
+    let verify = common::run(&["--verify-evidence", "--evidence-log", log], "");
     let report: Value = serde_json::from_slice(&verify.stdout)
         .unwrap_or_else(|_| json!({"valid": false, "errors": [String::from_utf8_lossy(&verify.stderr).into_owned()]}));
     let verify_time = verify_clock.elapsed();
@@ -973,6 +895,13 @@ fn main() {
     acknowledged.sort_unstable();
     let duplicate_acks = acknowledged.windows(2).filter(|pair| pair[0] == pair[1]).count();
     let torn = torn_files(&scratch);
+    // A decision is answered only once its record is durable, so the torn tail a kill -9 can leave must never hold
+    // an acknowledged one.
+    let torn_acknowledged: Vec<u128> = torn
+        .iter()
+        .filter_map(|(path, _)| line_record_id(&String::from_utf8_lossy(&fs::read(path).ok()?)))
+        .filter(|id| acknowledged.binary_search(id).is_ok())
+        .collect();
 
     // The summary.
     let sum = |f: fn(&ClientReport) -> u64| reports.iter().map(|(_, r)| f(r)).sum::<u64>();
@@ -986,38 +915,75 @@ fn main() {
         .filter(|(m, _)| *m == "stream")
         .flat_map(|(_, r)| r.latencies_us.iter().copied())
         .collect();
-    compat_latencies.sort_unstable();
-    batch_latencies.sort_unstable();
+    let decisions = acknowledged.len() as u64;
     let failures = sum(|r| r.failure_count);
     let mismatches = sum(|r| r.mismatch_count);
-    let mut fail_reasons: Vec<String> = Vec::new();
-    if let Some(crash) = &crashed {
-        fail_reasons.push(crash.clone());
-    }
-    fail_reasons.extend(events.problems.iter().cloned());
-    if !valid {
-        fail_reasons.push(format!("evidence log does not verify: {report}"));
-    }
-    if !missing.is_empty() {
-        fail_reasons.push(format!(
-            "{} acknowledged decisions have no record in the log",
-            missing.len()
-        ));
-    }
-    if duplicates_in_log > 0 || duplicate_acks > 0 {
-        fail_reasons.push(format!(
-            "duplicate record ids: {duplicates_in_log} in the log, {duplicate_acks} acknowledged"
-        ));
-    }
-    if failures > 0 {
-        fail_reasons.push(format!("{failures} requests failed outside a restart window"));
-    }
-    if mismatches > 0 {
-        fail_reasons.push(format!("{mismatches} answers were not what the request should get"));
-    }
-    let pass = fail_reasons.is_empty();
+    let examples = |pick: fn(&ClientReport) -> &Vec<String>| {
+        let all: Vec<&str> = reports.iter().flat_map(|(_, r)| pick(r)).map(String::as_str).collect();
+        all[..all.len().min(EXAMPLES)].join("; ")
+    };
+    let hex = |ids: &[u128]| {
+        let shown: Vec<String> = ids.iter().take(EXAMPLES).map(|id| format!("{id:024x}")).collect();
+        shown.join(", ")
+    };
+    let listed = |problems: &[String]| (!problems.is_empty()).then(|| problems.join("; "));
+    // Each check: what must hold, and why it did not.
+    let checks: Vec<(String, Option<String>)> = vec![
+        ("the daemon ran until told to stop".to_owned(), events.crash.clone()),
+        (
+            format!("every restart after kill -9 answered within {RESTART_LIMIT:?}"),
+            events.slow_restart.clone(),
+        ),
+        (
+            format!("every reload (SIGHUP) put the new pack in force within {RELOAD_LIMIT:?}"),
+            listed(&events.slow_reloads),
+        ),
+        (
+            format!("the current pack was in force within {RELOAD_LIMIT:?} of every restart"),
+            listed(&events.stale_restarts),
+        ),
+        (
+            "SIGTERM at the end: exit status 0 within 30 s".to_owned(),
+            events.stop.clone(),
+        ),
+        (
+            "decisions were acknowledged".to_owned(),
+            (decisions == 0).then(|| "none: the soak proved nothing".to_owned()),
+        ),
+        (
+            "the evidence log verifies (`--verify-evidence`)".to_owned(),
+            (!valid).then(|| report.to_string()),
+        ),
+        (
+            "every acknowledged decision has its record in the log".to_owned(),
+            (!missing.is_empty()).then(|| {
+                format!(
+                    "{} of {decisions} missing, e.g. record_id {}",
+                    missing.len(),
+                    hex(&missing)
+                )
+            }),
+        ),
+        (
+            "no record id twice, in the log or among the acknowledged".to_owned(),
+            (duplicates_in_log > 0 || duplicate_acks > 0)
+                .then(|| format!("{duplicates_in_log} in the log, {duplicate_acks} acknowledged")),
+        ),
+        (
+            "no torn tail holds an acknowledged decision".to_owned(),
+            (!torn_acknowledged.is_empty()).then(|| format!("record_id {}", hex(&torn_acknowledged))),
+        ),
+        (
+            "no request failed outside a restart window".to_owned(),
+            (failures > 0).then(|| format!("{failures} failed, e.g. {}", examples(|r| &r.failures))),
+        ),
+        (
+            "every answer was what its request should get".to_owned(),
+            (mismatches > 0).then(|| format!("{mismatches} were not, e.g. {}", examples(|r| &r.mismatches))),
+        ),
+    ];
+    let pass = checks.iter().all(|(_, failure)| failure.is_none());
 
-    let decisions = acknowledged.len() as u64;
     let mut out = String::new();
     let minutes = elapsed.as_secs_f64() / 60.0;
     let _ = writeln!(out, "\n## Soak result: {}\n", if pass { "PASS" } else { "FAIL" });
@@ -1049,17 +1015,17 @@ fn main() {
     let _ = writeln!(
         out,
         "| latency, compatible mode (connect to answer) | p50 {} · p99 {} · p99.9 {} · max {} |",
-        percentile(&compat_latencies, 0.50),
-        percentile(&compat_latencies, 0.99),
-        percentile(&compat_latencies, 0.999),
-        percentile(&compat_latencies, 1.0)
+        percentile(&mut compat_latencies, 0.50),
+        percentile(&mut compat_latencies, 0.99),
+        percentile(&mut compat_latencies, 0.999),
+        percentile(&mut compat_latencies, 1.0)
     );
     let _ = writeln!(
         out,
         "| latency, stream batch of {STREAM_BATCH} (first write to last answer) | p50 {} · p99 {} · max {} |",
-        percentile(&batch_latencies, 0.50),
-        percentile(&batch_latencies, 0.99),
-        percentile(&batch_latencies, 1.0)
+        percentile(&mut batch_latencies, 0.50),
+        percentile(&mut batch_latencies, 0.99),
+        percentile(&mut batch_latencies, 1.0)
     );
     let _ = writeln!(
         out,
@@ -1076,7 +1042,7 @@ fn main() {
         out,
         "| reloads (SIGHUP) | {} · new pack in force after p50 {} · max {} |",
         events.reloads,
-        median_duration(&events.reload_latencies),
+        measure::median_duration(&events.reload_latencies).map_or("-".to_owned(), |d| format!("{d:.0?}")),
         events
             .reload_latencies
             .iter()
@@ -1129,32 +1095,43 @@ fn main() {
     let _ = writeln!(out, "| daemon CPU | {} |", cpu_summary(&samples));
     let _ = writeln!(
         out,
+        "| machine | {} CPUs, load average {load_before} before, {} after |",
+        thread::available_parallelism().map_or(0, |n| n.get()),
+        measure::load_average()
+    );
+    let _ = writeln!(
+        out,
         "\nRSS over time (MiB; `|` marks a restart):\n\n```text\n{}\n```",
         rss_series(&samples)
     );
-    if !pass {
-        let _ = writeln!(out, "\nFAIL because:");
-        for reason in &fail_reasons {
-            let _ = writeln!(out, "- {reason}");
-        }
-        for (_, report) in &reports {
-            for example in report.failures.iter().chain(&report.mismatches) {
-                let _ = writeln!(out, "  - {example}");
-            }
-        }
-        for id in missing.iter().take(EXAMPLES) {
-            let _ = writeln!(out, "  - missing record_id {id:024x}");
-        }
+    let _ = writeln!(out, "\n| check | result |\n|---|---|");
+    for (check, failure) in &checks {
+        let _ = writeln!(
+            out,
+            "| {check} | {} |",
+            failure
+                .as_deref()
+                .map_or("PASS".to_owned(), |why| format!("FAIL: {why}"))
+        );
     }
-    println!("{out}");
     if pass && !config.keep {
         drop(temp);
     } else {
         let kept = temp.keep();
-        println!("scratch directory kept: {} (daemon log: daemon.log)", kept.display());
+        let _ = writeln!(
+            out,
+            "\nscratch directory kept: {} (daemon log: daemon.log)",
+            kept.display()
+        );
     }
-    if !pass {
-        std::process::exit(1);
+    // Past the harness's capture, in one write: the report is the point of the run, passed or failed.
+    let _ = io::stderr().write_all(out.as_bytes());
+    for (check, failure) in &checks {
+        assert!(
+            failure.is_none(),
+            "soak check failed: {check}: {}",
+            failure.as_deref().unwrap_or_default()
+        );
     }
 }
 
@@ -1167,36 +1144,28 @@ fn logged_ids(log: &Path) -> (Vec<u128>, u64) {
     let mut ids = Vec::new();
     for line in BufReader::with_capacity(1 << 20, file).lines() {
         let Ok(line) = line else { break };
-        if let Some(id) = line
-            .split_once("\"record_id\":\"")
-            .and_then(|(_, rest)| rest.get(..24))
-            .and_then(parse_id)
-        {
-            ids.push(id);
-        }
+        ids.extend(line_record_id(&line));
     }
     (ids, bytes)
 }
 
-fn percentile(sorted_us: &[u32], quantile: f64) -> String {
-    if sorted_us.is_empty() {
+/// The record id of one evidence log line, whole or torn.
+fn line_record_id(line: &str) -> Option<u128> {
+    line.split_once("\"record_id\":\"")
+        .and_then(|(_, rest)| rest.get(..24))
+        .and_then(parse_id)
+}
+
+/// A latency percentile in milliseconds, from microseconds.
+fn percentile(latencies_us: &mut [u32], quantile: f64) -> String {
+    let Some(micros) = measure::percentile(latencies_us, quantile) else {
         return "-".to_owned();
-    }
-    let index = ((sorted_us.len() - 1) as f64 * quantile).round() as usize;
-    let micros = sorted_us[index];
+    };
     if micros >= 10_000 {
         format!("{:.0} ms", f64::from(micros) / 1000.0)
     } else {
         format!("{:.2} ms", f64::from(micros) / 1000.0)
     }
-}
-
-fn median_duration(values: &[Duration]) -> String {
-    let mut sorted = values.to_vec();
-    sorted.sort();
-    sorted
-        .get(sorted.len() / 2)
-        .map_or("-".to_owned(), |d| format!("{d:.0?}"))
 }
 
 fn list_durations(values: &[Duration]) -> String {
@@ -1211,7 +1180,7 @@ fn list_durations(values: &[Duration]) -> String {
 }
 
 fn cpu_summary(samples: &[Sample]) -> String {
-    // Clock ticks are 1/100 s on Linux; CPU time restarts with each daemon, so sum per generation.
+    // CPU time restarts with each daemon, so it is summed per generation.
     let mut per_generation: BTreeMap<usize, (Sample, Sample)> = BTreeMap::new();
     for sample in samples {
         per_generation
@@ -1228,7 +1197,7 @@ fn cpu_summary(samples: &[Sample]) -> String {
     if wall <= 0.0 || decisions == 0 {
         return "-".to_owned();
     }
-    let seconds = ticks as f64 / 100.0;
+    let seconds = ticks as f64 / measure::clock_ticks_per_second();
     format!(
         "{:.0}% of one core on average, {:.0} µs per decision",
         100.0 * seconds / wall,
