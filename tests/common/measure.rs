@@ -4,6 +4,7 @@
 //! report figures measured the same way.
 #![allow(dead_code)] // each user uses its own subset
 
+use std::ffi::OsString;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read as _, Write};
 use std::os::unix::net::UnixStream;
@@ -12,6 +13,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, SysconfVar, sysconf};
@@ -73,6 +75,19 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(field(14)? + field(15)?)
 }
 
+/// CPU time of every live thread of `pid`, to the nanosecond: the sum of each thread's run time in
+/// /proc/PID/task/*/schedstat. Threads that exit are not counted, so this is for a window over which the process keeps
+/// its threads (the daemon's runtime, writer and log threads live as long as it does); [`cpu_ticks`] counts exited
+/// threads too, at a resolution of 10 ms.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let mut nanos: u64 = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let schedstat = fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        nanos += schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(nanos))
+}
+
 /// The unit of [`cpu_ticks`]: `sysconf(_SC_CLK_TCK)`, 100 on Linux unless the kernel says otherwise.
 pub fn clock_ticks_per_second() -> f64 {
     match sysconf(SysconfVar::CLK_TCK) {
@@ -121,6 +136,83 @@ pub fn raise_open_file_limit(wanted: u64) -> u64 {
         raised
     } else {
         soft
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// CPU sets: confining servers and load generator to CPUs of their own
+
+/// CPU numbers written as `taskset -c` and /sys write them (`0-1`, `2,4-7`), checked against the CPUs this
+/// process may use; an error names the part that is wrong.
+pub fn parse_cpu_list(text: &str) -> Result<CpuSet, String> {
+    let usable = sched_getaffinity(Pid::from_raw(0)).map_err(|errno| format!("sched_getaffinity: {errno}"))?;
+    let mut set = CpuSet::new();
+    let mut any = false;
+    for part in text.split(',').map(str::trim).filter(|part| !part.is_empty()) {
+        let number = |n: &str| {
+            n.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("{text:?}: {n:?} is not a CPU number"))
+        };
+        let (first, last) = match part.split_once('-') {
+            Some((first, last)) => (number(first)?, number(last)?),
+            None => (number(part)?, number(part)?),
+        };
+        if first > last {
+            return Err(format!("{text:?}: {part:?} is an empty range"));
+        }
+        for cpu in first..=last {
+            if !usable.is_set(cpu).unwrap_or(false) {
+                return Err(format!("{text:?}: CPU {cpu} is not one this process may use"));
+            }
+            set.set(cpu).map_err(|errno| format!("{text:?}: CPU {cpu}: {errno}"))?;
+            any = true;
+        }
+    }
+    if !any {
+        return Err(format!("{text:?} names no CPU"));
+    }
+    Ok(set)
+}
+
+/// The CPUs in `set`, as [`parse_cpu_list`] reads them.
+pub fn cpu_list(set: &CpuSet) -> String {
+    let cpus: Vec<usize> = (0..CpuSet::count())
+        .filter(|&cpu| set.is_set(cpu).unwrap_or(false))
+        .collect();
+    let mut ranges: Vec<String> = Vec::new();
+    let mut index = 0;
+    while index < cpus.len() {
+        let start = index;
+        while index + 1 < cpus.len() && cpus[index + 1] == cpus[index] + 1 {
+            index += 1;
+        }
+        ranges.push(if start == index {
+            cpus[start].to_string()
+        } else {
+            format!("{}-{}", cpus[start], cpus[index])
+        });
+        index += 1;
+    }
+    ranges.join(",")
+}
+
+/// The CPUs this process may run on now.
+pub fn own_cpus() -> Option<CpuSet> {
+    sched_getaffinity(Pid::from_raw(0)).ok()
+}
+
+/// Confines the calling thread to `set`; threads and processes it starts afterwards inherit it.
+pub fn confine(set: &CpuSet) -> io::Result<()> {
+    sched_setaffinity(Pid::from_raw(0), set).map_err(io::Error::from)
+}
+
+/// Makes `command`'s process run on `set` only, from before it executes (so every thread it ever starts does).
+pub fn confine_command(command: &mut Command, set: CpuSet) {
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: the closure makes one system call (async-signal-safe) on a value copied in beforehand.
+    unsafe {
+        command.pre_exec(move || sched_setaffinity(Pid::from_raw(0), &set).map_err(io::Error::from));
     }
 }
 
@@ -214,14 +306,23 @@ pub fn daemon_command(socket: &Path) -> Command {
     let mut command = Command::new(DAEMON);
     command
         .env_clear()
-        .args(["--serve", "--log-target", "stderr", "--socket"])
-        .arg(socket)
-        // Every client and idle connection of a measurement is this process's uid.
-        .args(["--max-connections-per-uid", "4096"])
+        .args(daemon_args(socket, "stderr"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command
+}
+
+/// The arguments of [`daemon_command`], logging to `log_target` (`stderr`, `journald`).
+pub fn daemon_args(socket: &Path, log_target: &str) -> Vec<OsString> {
+    let mut args: Vec<OsString> = ["--serve", "--log-target", log_target, "--socket"]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    args.push(socket.into());
+    // Every client and idle connection of a measurement is this process's uid.
+    args.extend(["--max-connections-per-uid", "4096"].map(OsString::from));
+    args
 }
 
 /// Sends health probes to `socket`, one every `poll`, until `ready` accepts an answer or `deadline` passes. The
