@@ -41,6 +41,10 @@ pub(crate) struct Opened {
     /// The file's length: nobody but the writer changes it.
     pub(crate) len: u64,
     pub(crate) report: OpenReport,
+    /// The directory holding the file, when its entry for the file may not be durable yet (the file may be new):
+    /// the writer syncs it before acknowledging the first record it writes there. Syncing it here instead would make
+    /// every start wait for the file system's journal, which a busy disk holds up for tens of milliseconds.
+    pub(crate) unsynced_dir: Option<SafeDir>,
 }
 
 /// The keys the existing records' signatures are checked with: those of the signing key and any others given.
@@ -104,6 +108,7 @@ pub(crate) fn open(config: &EvidenceConfig) -> Result<Opened, EvidenceError> {
             set_aside: None,
             link: None,
         },
+        unsynced_dir: Some(dir),
     })
 }
 
@@ -121,7 +126,7 @@ pub(crate) fn reopen(config: &EvidenceConfig, chain: &Chain, reason: &str) -> Re
         })?
         .len();
     if len == 0 {
-        return link(config, file, chain, reason);
+        return link(config, dir, file, chain, reason);
     }
     let keys = tail_keys(config);
     let mut verifier = Verifier::new(path, keys.as_ref().map_or(Signatures::Ignore, Signatures::Check));
@@ -137,6 +142,7 @@ pub(crate) fn reopen(config: &EvidenceConfig, chain: &Chain, reason: &str) -> Re
                 set_aside: None,
                 link: None,
             },
+            unsynced_dir: Some(dir),
         });
     }
     drop(file);
@@ -153,12 +159,19 @@ pub(crate) fn reopen(config: &EvidenceConfig, chain: &Chain, reason: &str) -> Re
 
 /// A new, empty log at the path, started with a link to `chain` (when it has a record).
 fn fresh(config: &EvidenceConfig, chain: &Chain, reason: &str) -> Result<Opened, EvidenceError> {
-    let (_, _, file) = locked_at(&config.path)?;
-    link(config, file, chain, reason)
+    let (dir, _, file) = locked_at(&config.path)?;
+    link(config, dir, file, chain, reason)
 }
 
-/// Writes the link record to `chain` at the start of the empty `file`, durably (per the sync mode).
-fn link(config: &EvidenceConfig, file: Flock<File>, chain: &Chain, reason: &str) -> Result<Opened, EvidenceError> {
+/// Writes the link record to `chain` at the start of the empty `file` in `dir`, durably (per the sync mode: the file's
+/// entry in `dir` too).
+fn link(
+    config: &EvidenceConfig,
+    dir: SafeDir,
+    file: Flock<File>,
+    chain: &Chain,
+    reason: &str,
+) -> Result<Opened, EvidenceError> {
     let mut chain = chain.clone();
     // Only a record that could have been written links: a log set aside by recovery can hold anything. Without a
     // link, the new file starts a chain of its own.
@@ -173,6 +186,7 @@ fn link(config: &EvidenceConfig, file: Flock<File>, chain: &Chain, reason: &str)
         link: None,
     };
     let mut len = 0;
+    let mut unsynced_dir = Some(dir);
     if linkable {
         let previous = chain.clone();
         let mut line = Vec::new();
@@ -188,6 +202,11 @@ fn link(config: &EvidenceConfig, file: Flock<File>, chain: &Chain, reason: &str)
                 path: config.path.clone(),
                 source,
             })?;
+        if config.sync != SyncMode::None
+            && let Some(dir) = unsynced_dir.take()
+        {
+            dir.sync().map_err(|error| unsafe_path(&config.path, error))?;
+        }
         len = line.len() as u64;
         report.records = 1;
         report.link = Some(Link {
@@ -201,6 +220,7 @@ fn link(config: &EvidenceConfig, file: Flock<File>, chain: &Chain, reason: &str)
         chain,
         len,
         report,
+        unsynced_dir,
     })
 }
 
@@ -214,13 +234,12 @@ fn locked_at(path: &Path) -> Result<(SafeDir, std::ffi::OsString, Flock<File>), 
 }
 
 /// Opens (creating it) and exclusively locks the log, so that no second daemon or one-shot run appends to it and
-/// forks the chain. Never through a link: see [`crate::fsutil`].
+/// forks the chain. Never through a link: see [`crate::fsutil`]. A new file's directory entry is made durable before
+/// anything written to it is acknowledged (see [`Opened::unsynced_dir`]).
 fn open_locked(dir: &SafeDir, name: &OsStr, path: &Path) -> Result<Flock<File>, EvidenceError> {
     let file = dir
         .open_file(name, OFlag::O_RDWR | OFlag::O_APPEND, Some(mode(FILE_MODE)))
         .map_err(|error| unsafe_path(path, error))?;
-    // A newly created log must survive a crash as a directory entry too.
-    dir.sync().map_err(|error| unsafe_path(path, error))?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(file) => Ok(file),
         Err((_, Errno::EWOULDBLOCK)) => Err(EvidenceError::Locked { path: path.to_owned() }),

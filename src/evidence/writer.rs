@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 use super::record::{Chain, Prepared, Sealed, reference};
 use super::{EvidenceConfig, EvidenceError, OpenReport, SyncMode, open};
 use crate::contract::{DecisionResponse, EvaluateRequest};
+use crate::fsutil::{FsError, SafeDir};
 
 /// A cheap handle to an open evidence log, shared by all connections.
 #[derive(Clone)]
@@ -100,6 +101,7 @@ impl EvidenceLog {
             dirty: false,
             failing: false,
             group: Vec::new(),
+            unsynced_dir: opened.unsynced_dir,
         };
         let (jobs, queue) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -232,6 +234,8 @@ struct Writer {
     failing: bool,
     /// The group being written, kept between groups so its allocation is reused.
     group: Vec<u8>,
+    /// The file's directory, until its entry for the file is durable (see `open::Opened::unsynced_dir`).
+    unsynced_dir: Option<SafeDir>,
 }
 
 impl Writer {
@@ -324,6 +328,7 @@ impl Writer {
         self.file = opened.file;
         self.len = opened.len;
         self.dirty = false;
+        self.unsynced_dir = opened.unsynced_dir;
         let message = "evidence log reopened; the new file links to where the previous one ends";
         if reason == "rotation" {
             tracing::info!(path = %path.display(), reason, previous_sequence = previous.sequence,
@@ -422,7 +427,7 @@ impl Writer {
             .write_all(bytes)
             .and_then(|()| match self.config.sync {
                 SyncMode::None => Ok(()),
-                SyncMode::Always | SyncMode::Batch => self.file.sync_data(),
+                SyncMode::Always | SyncMode::Batch => self.file.sync_data().and_then(|()| self.sync_dir()),
             })
             .and_then(|()| {
                 // Deleted while the group was written: its records would be acknowledged from a file that is gone.
@@ -437,6 +442,19 @@ impl Writer {
             self.dirty = true;
         }
         written
+    }
+
+    /// Makes the file's directory entry durable, once per file: a record is not durable in a file that a crash
+    /// could unlink.
+    fn sync_dir(&mut self) -> io::Result<()> {
+        if let Some(dir) = &self.unsynced_dir {
+            dir.sync().map_err(|error| match error {
+                FsError::Io { source, .. } => source,
+                other => io::Error::other(other.to_string()),
+            })?;
+            self.unsynced_dir = None;
+        }
+        Ok(())
     }
 
     fn unavailable(&self, source: io::Error) -> EvidenceError {
@@ -696,6 +714,7 @@ mod tests {
             dirty: false,
             failing: false,
             group: Vec::new(),
+            unsynced_dir: opened.unsynced_dir,
         };
         // Deleted after the check before the group and before the group's write completes: the write lands in a
         // file that is gone, so it must fail.
@@ -712,6 +731,30 @@ mod tests {
             writer.stale().unwrap(),
             Some("deleted"),
             "the next group goes to a new file"
+        );
+    }
+
+    #[test]
+    fn a_new_log_is_made_durable_as_a_directory_entry_before_its_first_record_is_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        let opened = open::open(&config(&path, SyncMode::Batch, None)).unwrap();
+        // Opening leaves the directory to the writer, so a start does not wait for the file system's journal.
+        assert!(opened.unsynced_dir.is_some(), "opening synced the directory");
+        let mut writer = Writer {
+            config: config(&path, SyncMode::Batch, None),
+            file: opened.file,
+            chain: opened.chain,
+            len: opened.len,
+            dirty: false,
+            failing: false,
+            group: Vec::new(),
+            unsynced_dir: opened.unsynced_dir,
+        };
+        writer.persist(b"{}\n").unwrap();
+        assert!(
+            writer.unsynced_dir.is_none(),
+            "the first durable group synced the directory"
         );
     }
 
