@@ -4,7 +4,6 @@
 //! batches by a background thread (see [`super::log_writer`]); [`LogGuard`] writes out what is queued when it drops.
 //! The journal exists only on Linux; on macOS the log goes to `--log-file` (the launchd plist sets it) or stderr.
 
-use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
@@ -102,9 +101,7 @@ pub fn init(target: LogTarget, format: LogFormat, file: Option<&Path>) -> Result
             batched(Box::new(file))
         }
     };
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(writer)
-        .with_ansi(std::io::stderr().is_terminal());
+    let stderr = tracing_subscriber::fmt::layer().with_writer(writer).with_ansi(false);
     match format {
         LogFormat::Text => registry.with(stderr).init(),
         LogFormat::Json => registry.with(stderr.json().flatten_event(true)).init(),
