@@ -87,6 +87,11 @@ pub enum Reopened {
 impl EvidenceLog {
     /// Opens the log (see [`OpenReport`]) and starts its writer.
     pub fn open(config: EvidenceConfig) -> Result<(EvidenceLog, OpenReport), EvidenceError> {
+        Self::open_syncing_with(config, system_sync())
+    }
+
+    /// [`EvidenceLog::open`], making writes durable with `sync`.
+    fn open_syncing_with(config: EvidenceConfig, sync: SyncFn) -> Result<(EvidenceLog, OpenReport), EvidenceError> {
         let opened = open::open(&config)?;
         let path = config.path.clone();
         let writer = Writer {
@@ -102,6 +107,7 @@ impl EvidenceLog {
             failing: false,
             group: Vec::new(),
             unsynced_dir: opened.unsynced_dir,
+            sync,
         };
         let (jobs, queue) = mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -218,6 +224,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// What a sync makes durable: the log's data, or the directory entry that names a new log.
+enum SyncTarget<'a> {
+    File(&'a File),
+    Dir(&'a SafeDir),
+}
+
+/// How a target is made durable: `fdatasync` and `fsync`. Unit tests put a hook here to hold a sync or make it fail,
+/// and so check that no answer precedes its record's sync.
+type SyncFn = Arc<dyn Fn(SyncTarget<'_>) -> io::Result<()> + Send + Sync>;
+
+fn system_sync() -> SyncFn {
+    Arc::new(|target| match target {
+        SyncTarget::File(file) => file.sync_data(),
+        SyncTarget::Dir(dir) => dir.sync().map_err(|error| match error {
+            FsError::Io { source, .. } => source,
+            other => io::Error::other(other.to_string()),
+        }),
+    })
+}
+
 /// The largest group buffer the writer keeps for the next group.
 const GROUP_BUFFER_KEPT: usize = 1 << 20;
 
@@ -236,6 +262,7 @@ struct Writer {
     group: Vec<u8>,
     /// The file's directory, until its entry for the file is durable (see `open::Opened::unsynced_dir`).
     unsynced_dir: Option<SafeDir>,
+    sync: SyncFn,
 }
 
 impl Writer {
@@ -427,7 +454,7 @@ impl Writer {
             .write_all(bytes)
             .and_then(|()| match self.config.sync {
                 SyncMode::None => Ok(()),
-                SyncMode::Always | SyncMode::Batch => self.file.sync_data().and_then(|()| self.sync_dir()),
+                SyncMode::Always | SyncMode::Batch => (self.sync)(SyncTarget::File(&self.file)).and_then(|()| self.sync_dir()),
             })
             .and_then(|()| {
                 // Deleted while the group was written: its records would be acknowledged from a file that is gone.
@@ -448,10 +475,7 @@ impl Writer {
     /// could unlink.
     fn sync_dir(&mut self) -> io::Result<()> {
         if let Some(dir) = &self.unsynced_dir {
-            dir.sync().map_err(|error| match error {
-                FsError::Io { source, .. } => source,
-                other => io::Error::other(other.to_string()),
-            })?;
+            (self.sync)(SyncTarget::Dir(dir))?;
             self.unsynced_dir = None;
         }
         Ok(())
@@ -477,7 +501,9 @@ mod tests {
     use std::collections::HashMap;
     use std::io::Write as _;
     use std::path::Path;
+    use std::pin::Pin;
     use std::process::Command;
+    use std::time::Duration;
 
     use super::*;
     use crate::evidence::test_support::{allow, config, key, keys, records, request};
@@ -715,6 +741,7 @@ mod tests {
             failing: false,
             group: Vec::new(),
             unsynced_dir: opened.unsynced_dir,
+            sync: system_sync(),
         };
         // Deleted after the check before the group and before the group's write completes: the write lands in a
         // file that is gone, so it must fail.
@@ -734,28 +761,149 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_new_log_is_made_durable_as_a_directory_entry_before_its_first_record_is_acknowledged() {
+    /// The writer's syncs, held until the test lets each go with the outcome it chooses.
+    struct HeldSyncs {
+        /// What each sync that begins makes durable: "file" or "dir".
+        started: mpsc::Receiver<&'static str>,
+        /// The outcome of the sync waiting; the real sync is made too when it is `Ok`.
+        release: mpsc::Sender<io::Result<()>>,
+    }
+
+    impl HeldSyncs {
+        fn begins(&self, target: &str) {
+            let started = self.started.recv_timeout(Duration::from_secs(10));
+            assert_eq!(started, Ok(target), "the next sync to begin");
+        }
+
+        fn none_begins(&self) {
+            assert!(
+                self.started.recv_timeout(Duration::from_millis(200)).is_err(),
+                "a sync began"
+            );
+        }
+
+        fn release(&self, outcome: io::Result<()>) {
+            self.release.send(outcome).unwrap();
+        }
+    }
+
+    fn held_syncs() -> (SyncFn, HeldSyncs) {
+        let (started_tx, started) = mpsc::channel();
+        let (release, outcomes) = mpsc::channel::<io::Result<()>>();
+        let outcomes = Mutex::new(outcomes);
+        let system = system_sync();
+        let sync: SyncFn = Arc::new(move |target| {
+            let kind = match target {
+                SyncTarget::File(_) => "file",
+                SyncTarget::Dir(_) => "dir",
+            };
+            let _ = started_tx.send(kind);
+            // A test that has ended, or failed and is dropping the log, lets every sync go.
+            lock(&outcomes)
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or(Ok(()))
+                .and_then(|()| system(target))
+        });
+        (sync, HeldSyncs { started, release })
+    }
+
+    /// The answer, which must come within 10 s.
+    async fn answered<T>(answer: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), answer)
+            .await
+            .expect("no answer within 10 s")
+    }
+
+    /// Whether `answer` is still unresolved after a while.
+    async fn unanswered<T>(answer: &mut Pin<Box<impl Future<Output = T>>>) -> bool {
+        tokio::time::timeout(Duration::from_millis(150), answer.as_mut())
+            .await
+            .is_err()
+    }
+
+    fn sessions(path: &Path) -> Vec<String> {
+        records(path)
+            .iter()
+            .map(|record| record["request"]["session_id"].as_str().unwrap_or("").to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn no_answer_precedes_the_sync_of_its_record_nor_of_a_new_logs_directory_entry() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("evidence.jsonl");
         let opened = open::open(&config(&path, SyncMode::Batch, None)).unwrap();
         // Opening leaves the directory to the writer, so a start does not wait for the file system's journal.
         assert!(opened.unsynced_dir.is_some(), "opening synced the directory");
-        let mut writer = Writer {
-            config: config(&path, SyncMode::Batch, None),
-            file: opened.file,
-            chain: opened.chain,
-            len: opened.len,
-            dirty: false,
-            failing: false,
-            group: Vec::new(),
-            unsynced_dir: opened.unsynced_dir,
-        };
-        writer.persist(b"{}\n").unwrap();
+        drop(opened);
+        std::fs::remove_file(&path).unwrap();
+
+        let (sync, held) = held_syncs();
+        let (log, _) = EvidenceLog::open_syncing_with(config(&path, SyncMode::Batch, Some(key())), sync).unwrap();
+        let mut a = Box::pin(log.record(request("a"), allow()));
+        held.begins("file");
+        assert!(unanswered(&mut a).await, "answered before its sync returned");
+        // b arrives during a's sync, which began before b existed: b waits for a sync of its own.
+        let mut b = Box::pin(log.record(request("b"), allow()));
+        held.release(Ok(()));
+        // A new log's directory entry is made durable too, before its first record is answered.
+        held.begins("dir");
         assert!(
-            writer.unsynced_dir.is_none(),
-            "the first durable group synced the directory"
+            unanswered(&mut a).await,
+            "answered before the directory entry was durable"
         );
+        held.release(Ok(()));
+        assert_eq!(answered(a).await.unwrap().sequence, 1);
+        held.begins("file");
+        assert_eq!(sessions(&path), ["a", "b"]);
+        assert!(unanswered(&mut b).await, "b was answered before its sync returned");
+        held.release(Ok(()));
+        assert_eq!(answered(b).await.unwrap().sequence, 2);
+        // The directory entry is durable from then on.
+        held.none_begins();
+        log.close();
+        assert!(verify_file(&path, &keys(Some(&key()))).unwrap().valid);
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_refuses_its_records_cuts_them_off_and_the_chain_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evidence.jsonl");
+        let (sync, held) = held_syncs();
+        let (log, _) = EvidenceLog::open_syncing_with(config(&path, SyncMode::Batch, Some(key())), sync).unwrap();
+        let kept = log.record(request("kept"), allow());
+        held.begins("file");
+        held.release(Ok(()));
+        held.begins("dir");
+        held.release(Ok(()));
+        let kept = answered(kept).await.unwrap();
+        let durable = std::fs::read(&path).unwrap();
+
+        let lost = log.record(request("lost"), allow());
+        held.begins("file");
+        assert_eq!(sessions(&path), ["kept", "lost"], "written before its sync");
+        held.release(Err(io::Error::other("injected sync failure")));
+        let error = answered(lost).await.unwrap_err();
+        assert!(matches!(error, EvidenceError::Unavailable { .. }), "{error:?}");
+        assert!(error.to_string().contains("injected sync failure"), "{error}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            durable,
+            "cut back to the last durable record"
+        );
+
+        let next = log.record(request("next"), allow());
+        held.begins("file");
+        held.release(Ok(()));
+        let next = answered(next).await.unwrap();
+        assert_eq!(
+            next.sequence,
+            kept.sequence + 1,
+            "the chain goes on from the last durable record"
+        );
+        log.close();
+        assert_eq!(sessions(&path), ["kept", "next"]);
+        assert!(verify_file(&path, &keys(Some(&key()))).unwrap().valid);
     }
 
     #[tokio::test]
