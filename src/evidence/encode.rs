@@ -40,6 +40,14 @@ impl Formatter for GoFormatter {
     }
 }
 
+/// Lower-case hex of `bytes`, as `hex::encode` writes it, from a table rather than one `char` at a time: the writer
+/// makes three of these for every record (its id, its hash, its HMAC signature).
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
+    let mut digits = vec![0u8; bytes.len() * 2];
+    hex::encode_to_slice(bytes, &mut digits).expect("two digits per byte");
+    String::from_utf8(digits).expect("hex digits are ASCII")
+}
+
 /// Compact Go-style JSON of `value` (what Go's `json.Marshal` returns).
 pub(crate) fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);

@@ -105,8 +105,8 @@ impl SigningKey {
     /// Lower-case hex signature over `message`.
     pub(crate) fn sign(&self, message: &[u8]) -> String {
         match &self.kind {
-            Kind::Hmac(key) => hex::encode(hmac(key, message).finalize().into_bytes()),
-            Kind::Ed25519(pair) => hex::encode(pair.sign(message).as_ref()),
+            Kind::Hmac(key) => super::encode::lower_hex(&hmac(key, message).finalize().into_bytes()),
+            Kind::Ed25519(pair) => super::encode::lower_hex(pair.sign(message).as_ref()),
         }
     }
 

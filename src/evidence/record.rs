@@ -348,7 +348,7 @@ impl Chain {
             hasher.update(part);
         }
         hasher.update(b"}");
-        let record_hash = hex::encode(hasher.finalize());
+        let record_hash = encode::lower_hex(&hasher.finalize());
 
         for part in [r#","record_hash":""#, &record_hash, "\""] {
             out.extend_from_slice(part.as_bytes());
@@ -453,9 +453,7 @@ fn record_id(request: &[u8], response: [&[u8]; 2], timestamp: &[u8]) -> String {
     hasher.update(b"\n");
     hasher.update(timestamp);
     hasher.update(b"\n");
-    let mut id = hex::encode(hasher.finalize());
-    id.truncate(ID_PLACEHOLDER.len());
-    id
+    encode::lower_hex(&hasher.finalize()[..ID_PLACEHOLDER.len() / 2])
 }
 
 /// What a record's signature covers, with either algorithm: the schema version, the previous hash and the record

@@ -388,7 +388,9 @@ impl Writer {
         let mut chain = self.chain.clone();
         let mut bytes = std::mem::take(&mut self.group);
         bytes.clear();
-        bytes.reserve(jobs.iter().map(|job| job.record.encoded_len() + 512).sum());
+        // What a record adds to its encoded request and response (its head, hashes, timestamp and signature) is
+        // under 1 KiB, so the group is written without growing its buffer.
+        bytes.reserve(jobs.iter().map(|job| job.record.encoded_len() + 1024).sum());
         let mut answers = Vec::with_capacity(jobs.len());
         for job in jobs {
             let timestamp = crate::contract::timestamp(OffsetDateTime::now_utc());
