@@ -32,6 +32,8 @@
 //! - `CAVRA_LOAD_MODES` (`compatible,stream,pipelined`), `CAVRA_LOAD_CLIENTS` (`1,8,64`), `CAVRA_LOAD_VARIANTS`
 //!   (`echo,daemon,warn,journald,batch,hmac,always`): run only these, for a quicker look; the report's tables then
 //!   show what was measured.
+//! - `CAVRA_LOAD_DAEMON`: the daemon binary to measure instead of this build's (an earlier build, for a before and
+//!   after with the same measurement).
 //! - `CAVRA_LOAD_EVIDENCE_ARGS`: more daemon flags for the `batch` and `always` rows, split at white space (an Ed25519
 //!   key, say); `CAVRA_LOAD_ROTATE_MS`: rename the evidence log every this many milliseconds during a run, as rotation
 //!   does.
@@ -54,7 +56,7 @@ use nix::sched::CpuSet;
 #[path = "../tests/common/measure.rs"]
 mod measure;
 
-use measure::{DAEMON, HEALTH, Stream, daemon_args, daemon_command, median, median_duration};
+use measure::{HEALTH, Stream, daemon_args, daemon_command, median, median_duration};
 
 const CLIENTS: [usize; 3] = [1, 8, 64];
 /// Requests each pipelining stream-mode client keeps outstanding on its connection.
@@ -235,7 +237,7 @@ fn journald_command(sink: &Path, args: Vec<OsString>) -> Command {
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .args(["--mount", "--propagation", "private", "--", "sh", "-c", SCRIPT])
         .arg(sink)
-        .arg(DAEMON)
+        .arg(measure::daemon_binary())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -1085,7 +1087,7 @@ fn run_benchmark() {
     let load_before = measure::load_average();
     let disk = fdatasync_probe(&evidence_dir);
     let runs = reps * modes.len() * client_counts.len() * variants.len();
-    println!("daemon_load: {DAEMON}");
+    println!("daemon_load: {}", measure::daemon_binary().display());
     println!(
         "{machine_cpus} CPUs ({cpu_sets}), load average {load_before}; {runs} runs of {WARMUP:?} warm-up + {seconds} \
          s; pipeline depth {DEPTH}; open-file limit {nofile}; evidence logs in {} (fdatasync {disk})",

@@ -303,7 +303,7 @@ impl Stream {
 /// setting, `RUST_LOG`, `NOTIFY_SOCKET` or `LISTEN_FDS` of the caller changes what is measured. No standard input or
 /// output; standard error goes nowhere unless the caller redirects it.
 pub fn daemon_command(socket: &Path) -> Command {
-    let mut command = Command::new(DAEMON);
+    let mut command = Command::new(daemon_binary());
     command
         .env_clear()
         .args(daemon_args(socket, "stderr"))
@@ -311,6 +311,12 @@ pub fn daemon_command(socket: &Path) -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     command
+}
+
+/// The daemon binary measured: [`DAEMON`], or the one `CAVRA_LOAD_DAEMON` names (an earlier build, to compare
+/// before and after a change with the same measurement).
+pub fn daemon_binary() -> std::path::PathBuf {
+    std::env::var_os("CAVRA_LOAD_DAEMON").map_or_else(|| DAEMON.into(), Into::into)
 }
 
 /// The arguments of [`daemon_command`], logging to `log_target` (`stderr`, `journald`).
