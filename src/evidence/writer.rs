@@ -835,7 +835,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("evidence.jsonl");
         let opened = open::open(&config(&path, SyncMode::Batch, None)).unwrap();
-        // Opening leaves the directory to the writer, so a start does not wait for the file system's journal.
+        // Opening leaves the directory to the writer, so a start does not wait for the disk.
         assert!(opened.unsynced_dir.is_some(), "opening synced the directory");
         drop(opened);
         std::fs::remove_file(&path).unwrap();
