@@ -43,7 +43,8 @@ pub(crate) struct Opened {
     pub(crate) report: OpenReport,
     /// The directory holding the file, when its entry for the file may not be durable yet (the file may be new):
     /// the writer syncs it before acknowledging the first record it writes there. Syncing it here instead would make
-    /// every start wait for the disk, which, busy with other writes, held starts up for tens to hundreds of milliseconds.
+    /// every start wait for the disk, which, busy with other writes, held starts up for tens to hundreds of
+    /// milliseconds.
     pub(crate) unsynced_dir: Option<SafeDir>,
 }
 

@@ -456,7 +456,9 @@ impl Writer {
             .write_all(bytes)
             .and_then(|()| match self.config.sync {
                 SyncMode::None => Ok(()),
-                SyncMode::Always | SyncMode::Batch => (self.sync)(SyncTarget::File(&self.file)).and_then(|()| self.sync_dir()),
+                SyncMode::Always | SyncMode::Batch => {
+                    (self.sync)(SyncTarget::File(&self.file)).and_then(|()| self.sync_dir())
+                }
             })
             .and_then(|()| {
                 // Deleted while the group was written: its records would be acknowledged from a file that is gone.
