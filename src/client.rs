@@ -14,7 +14,9 @@ use nix::sys::stat::SFlag;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{Peer, RunnerSigner};
-use crate::contract::{DecisionResponse, EvaluateRequest, HEALTH_ACTION, Health, STREAM_PROTOCOL};
+use crate::contract::{
+    DecisionResponse, EvaluateRequest, HEALTH_ACTION, Health, METRICS_ACTION, MetricsAnswer, STREAM_PROTOCOL,
+};
 use crate::fsutil::{self, FsError, SafeDir, Trust};
 
 /// The system socket on Linux, in the directory the socket unit (or the daemon) creates.
@@ -155,6 +157,12 @@ impl Client {
     /// [`Client::health`], and who answered, as the kernel recorded it.
     pub fn health_and_server(&self) -> Result<(Health, Peer), ClientError> {
         self.exchange(format!(r#"{{"action_type":"{HEALTH_ACTION}"}}"#).as_bytes())
+    }
+
+    /// The daemon's metrics, in the Prometheus text format; records no evidence.
+    pub fn metrics(&self) -> Result<MetricsAnswer, ClientError> {
+        self.exchange(format!(r#"{{"action_type":"{METRICS_ACTION}"}}"#).as_bytes())
+            .map(|(metrics, _)| metrics)
     }
 
     /// Opens a stream-mode connection.

@@ -307,6 +307,16 @@ pub struct Health {
 
 pub const HEALTH_ACTION: &str = "cavra.health";
 
+/// The request for the daemon's metrics; answered with a [`MetricsAnswer`].
+pub const METRICS_ACTION: &str = "cavra.metrics";
+
+/// The daemon's metrics in the Prometheus text format, as one JSON line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricsAnswer {
+    pub content_type: String,
+    pub metrics: String,
+}
+
 /// The first line of a stream-mode connection, and the server's answer to it.
 pub const STREAM_PROTOCOL: &str = "cavra.ndjson.v1";
 

@@ -15,6 +15,7 @@
 //!
 //! - [`contract`]: the wire types (requests, decisions, health) and their JSON.
 //! - [`fsutil`]: directories and files another local user cannot redirect: checked owners and modes, no links.
+//! - [`metrics`]: counters and histograms updated with atomics, and their Prometheus text encoding.
 //! - [`policy`]: policy packs, their compilation, patterns, the MCP trust registry.
 //! - [`engine`]: one request in, one decision out; no I/O.
 //! - [`auth`]: who may ask (peer credentials, runner HMAC and OIDC) and the secrets they use.
@@ -31,6 +32,7 @@ pub mod contract;
 pub mod engine;
 pub mod evidence;
 pub mod fsutil;
+pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod supervisor;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     "contract",
     "fsutil",
+    "metrics",
     "policy",
     "engine",
     "auth",

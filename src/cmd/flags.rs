@@ -82,6 +82,11 @@ pub struct Mode {
     #[arg(long)]
     pub verify_evidence: bool,
 
+    /// Ask a running daemon for its metrics and print them in the Prometheus text format (or write them to
+    /// --output, atomically, for node_exporter's textfile collector).
+    #[arg(long)]
+    pub metrics: bool,
+
     /// Manage a daemon by hand: start it in the background (with every --serve option), report its status, or
     /// stop it. For hosts without a service manager.
     #[arg(long, value_name = "ACTION", value_enum)]
@@ -208,6 +213,16 @@ pub struct SocketArgs {
         default_value = "cavra-runtime"
     )]
     pub listen_fd_name: String,
+
+    /// The socket systemd passes for metrics (a TCP socket, its FileDescriptorName=): the daemon answers
+    /// `GET /metrics` there in the Prometheus text format. Without it, metrics are available with --metrics.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "CAVRA_METRICS_LISTEN_FD_NAME",
+        default_value = "metrics"
+    )]
+    pub metrics_listen_fd_name: String,
 }
 
 impl SocketArgs {
@@ -216,6 +231,7 @@ impl SocketArgs {
             socket: self.socket.clone(),
             mode: self.socket_mode,
             fd_name: self.listen_fd_name.clone(),
+            metrics_fd_name: self.metrics_listen_fd_name.clone(),
         }
     }
 }
@@ -653,6 +669,12 @@ pub struct ClientArgs {
     /// With --daemon: exit 0 for allow, 2 for require_approval, 3 for block (errors exit 1).
     #[arg(long)]
     pub exit_code: bool,
+
+    /// With --metrics: write the metrics to this file instead of standard output, atomically (a temporary file in
+    /// the same directory, renamed over it), readable by all: e.g.
+    /// /var/lib/prometheus/node-exporter/cavra-runtime.prom.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
 
     /// With --daemon: how long to wait for the daemon's answer.
     #[arg(long, value_name = "DURATION", env = "CAVRA_CLIENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]

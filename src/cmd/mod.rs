@@ -7,12 +7,14 @@
 //! | `--daemon` (ask a running daemon) | [`ask`] |
 //! | none (evaluate one request here) | [`oneshot`] |
 //! | `--verify-evidence` | [`verify`] |
+//! | `--metrics` | [`metrics`] |
 //! | `--lifecycle start\|status\|stop` | [`lifecycle`] |
 
 pub mod ask;
 pub mod flags;
 pub mod io;
 pub mod lifecycle;
+pub mod metrics;
 pub mod oneshot;
 pub mod serve;
 pub mod verify;
@@ -29,6 +31,9 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
         Ok(lifecycle::run(action, &cli.lifecycle, &cli.serve)?)
     } else if mode.verify_evidence {
         Ok(verify::run(&cli.serve.evidence)?)
+    } else if mode.metrics {
+        metrics::run(&cli.client, &cli.serve.socket)?;
+        Ok(ExitCode::SUCCESS)
     } else if mode.serve {
         serve::run(&cli.serve)?;
         Ok(ExitCode::SUCCESS)

@@ -14,6 +14,7 @@ use crate::auth::{RunnerAuthenticator, SecretError};
 use crate::evidence::{EvidenceError, EvidenceLog};
 use crate::policy::{PolicyConfig, PolicyError, PolicySet};
 use crate::server::listener::{self, ListenerError, Origin};
+use crate::server::metrics::ReloadResult;
 use crate::server::{self, Service};
 use crate::supervisor::logging::{self, LoggingError};
 use crate::supervisor::notify;
@@ -70,6 +71,10 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         source,
     };
     acquired.listener.set_nonblocking(true).map_err(serve_error)?;
+    let metrics_listener = acquired.metrics;
+    if let Some(metrics) = &metrics_listener {
+        metrics.set_nonblocking(true).map_err(serve_error)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -92,7 +97,11 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     let service = Arc::new(service);
     let result = runtime.block_on(async {
         let listener = tokio::net::UnixListener::from_std(acquired.listener).map_err(serve_error)?;
-        serve_until_stopped(listener, &origin, service, config).await
+        let metrics = metrics_listener
+            .map(tokio::net::TcpListener::from_std)
+            .transpose()
+            .map_err(serve_error)?;
+        serve_until_stopped(listener, metrics, &origin, service, config).await
     });
     if let Some(evidence) = evidence {
         evidence.close();
@@ -182,6 +191,7 @@ fn open_evidence(evidence: &EvidenceArgs) -> Result<Option<EvidenceLog>, ServeEr
 
 async fn serve_until_stopped(
     listener: tokio::net::UnixListener,
+    metrics: Option<tokio::net::TcpListener>,
     origin: &Origin,
     service: Arc<Service>,
     config: PolicyConfig,
@@ -204,6 +214,13 @@ async fn serve_until_stopped(
             }
         })
     });
+    let scrapes = metrics.map(|metrics| {
+        match metrics.local_addr() {
+            Ok(address) => tracing::info!(%address, "serving metrics at http://{address}/metrics"),
+            Err(error) => tracing::info!(%error, "serving metrics on the passed socket"),
+        }
+        tokio::spawn(server::serve_metrics(metrics, Arc::clone(&service)))
+    });
     let reloads = tokio::spawn(reload_on_hangup(
         hangup,
         Arc::clone(&service),
@@ -221,6 +238,9 @@ async fn serve_until_stopped(
     };
     let served = server::run(listener, shutdown, service).await;
     reloads.abort();
+    if let Some(scrapes) = scrapes {
+        scrapes.abort();
+    }
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
@@ -272,16 +292,19 @@ async fn reload_on_hangup(
         });
         match loaded {
             Ok(Ok(policies)) => {
+                service.metrics().reloaded(ReloadResult::Success);
                 service.replace_policies(policies);
                 let status = serving_status(&service, &origin);
                 tracing::info!("policy reloaded; {status}");
                 notify::ready(&status);
             }
             Ok(Err(error)) => {
+                service.metrics().reloaded(ReloadResult::Failure);
                 tracing::error!(%error, "policy reload failed; the previous policy stays in force");
                 notify::ready(&format!("reload failed, previous policy still in force: {error}"));
             }
             Err(error) => {
+                service.metrics().reloaded(ReloadResult::Failure);
                 tracing::error!(%error, "policy reload task failed; the previous policy stays in force");
                 notify::ready("reload failed, previous policy still in force");
             }

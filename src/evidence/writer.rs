@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
 use super::record::{Chain, Prepared, Sealed, reference};
-use super::{EvidenceConfig, EvidenceError, OpenReport, SyncMode, open};
+use super::{EvidenceConfig, EvidenceError, EvidenceStats, OpenReport, SyncMode, open};
 use crate::contract::{DecisionResponse, EvaluateRequest};
 
 /// A cheap handle to an open evidence log, shared by all connections.
@@ -34,6 +34,7 @@ pub struct EvidenceLog {
 
 struct Shared {
     path: PathBuf,
+    stats: Arc<EvidenceStats>,
     /// `None` once closed.
     jobs: Mutex<Option<mpsc::Sender<Message>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -88,7 +89,9 @@ impl EvidenceLog {
     pub fn open(config: EvidenceConfig) -> Result<(EvidenceLog, OpenReport), EvidenceError> {
         let opened = open::open(&config)?;
         let path = config.path.clone();
+        let stats = Arc::new(EvidenceStats::default());
         let writer = Writer {
+            stats: Arc::clone(&stats),
             // Recovery is the operator's one-off decision at start, never repeated by a later reopen.
             config: EvidenceConfig {
                 recover: false,
@@ -111,6 +114,7 @@ impl EvidenceLog {
             })?;
         let shared = Shared {
             path,
+            stats,
             jobs: Mutex::new(Some(jobs)),
             writer: Mutex::new(Some(thread)),
         };
@@ -164,6 +168,11 @@ impl EvidenceLog {
             submitted?;
             answer.await.map_err(|_| closed)?
         }
+    }
+
+    /// What the writer has done so far (records, groups, sync times, failures).
+    pub fn stats(&self) -> &EvidenceStats {
+        &self.shared.stats
     }
 
     /// Stops accepting, writes and syncs everything queued, joins the writer. Idempotent.
@@ -221,6 +230,7 @@ const GROUP_BUFFER_KEPT: usize = 1 << 20;
 
 struct Writer {
     config: EvidenceConfig,
+    stats: Arc<EvidenceStats>,
     file: Flock<File>,
     /// The last durable record.
     chain: Chain,
@@ -320,6 +330,7 @@ impl Writer {
             );
         }
         let opened = open::reopen(&self.config, &self.chain, reason)?;
+        self.stats.switched();
         let previous = std::mem::replace(&mut self.chain, opened.chain);
         self.file = opened.file;
         self.len = opened.len;
@@ -351,6 +362,7 @@ impl Writer {
             Err(source) => Err(self.read_error(source)),
         });
         if let Err(error) = followed {
+            self.stats.failed(jobs.len());
             return self.refuse(jobs.into_iter().map(|job| job.reply), &error);
         }
         let mut chain = self.chain.clone();
@@ -363,7 +375,9 @@ impl Writer {
             let sealed = chain.seal(job.record, &timestamp, self.config.signing.as_ref(), &mut bytes);
             answers.push((job.reply, sealed));
         }
+        let started = std::time::Instant::now();
         let persisted = self.persist(&bytes);
+        let took = started.elapsed();
         let written = bytes.len() as u64;
         // Kept unless a burst made it unusually large, so an idle daemon does not hold a burst's memory.
         if bytes.capacity() <= GROUP_BUFFER_KEPT {
@@ -372,6 +386,7 @@ impl Writer {
         // A caller that went away no longer needs its answer, so send results are ignored.
         match persisted {
             Ok(()) => {
+                self.stats.written(answers.len(), took);
                 self.chain = chain;
                 self.len += written;
                 if self.failing {
@@ -387,6 +402,7 @@ impl Writer {
                 }
             }
             Err(error) => {
+                self.stats.failed(answers.len());
                 let error = self.unavailable(error);
                 self.refuse(answers.into_iter().map(|(reply, _)| reply), &error);
             }
@@ -690,6 +706,7 @@ mod tests {
         let opened = open::open(&config(&path, SyncMode::Batch, None)).unwrap();
         let mut writer = Writer {
             config: config(&path, SyncMode::Batch, None),
+            stats: Arc::default(),
             file: opened.file,
             chain: opened.chain,
             len: opened.len,

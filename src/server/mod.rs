@@ -8,9 +8,13 @@
 
 mod budget;
 mod connection;
+mod exposition;
 mod framing;
 mod handler;
 pub mod listener;
+pub mod metrics;
+
+pub use exposition::serve as serve_metrics;
 
 use std::future::Future;
 use std::io;
@@ -30,6 +34,7 @@ use crate::evidence::EvidenceLog;
 use crate::policy::PolicySet;
 use crate::supervisor::rate_limit::RateLimited;
 use budget::{Budget, UidSlot, UidSlots};
+use metrics::{ConnectionRefused, Metrics};
 
 /// Bounds on what clients can make the server hold or wait for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +135,7 @@ pub struct Service {
     started: Instant,
     budget: Arc<Budget>,
     warnings: Warnings,
+    metrics: Metrics,
 }
 
 impl Service {
@@ -144,6 +150,7 @@ impl Service {
             decisions: Decisions::default(),
             started: Instant::now(),
             warnings: Warnings::new(),
+            metrics: Metrics::default(),
         }
     }
 
@@ -206,6 +213,10 @@ impl Service {
         &self.limits
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     fn budget(&self) -> &Arc<Budget> {
         &self.budget
     }
@@ -249,8 +260,10 @@ pub async fn run(listener: UnixListener, shutdown: impl Future<Output = ()>, ser
                 Ok((peer, permit, slot)) => {
                     let service = Arc::clone(&service);
                     let stopped = stopped.clone();
+                    service.metrics().connection_opened();
                     tokio::spawn(async move {
-                        connection::serve(stream, peer, service, stopped).await;
+                        connection::serve(stream, peer, Arc::clone(&service), stopped).await;
+                        service.metrics().connection_closed();
                         drop((permit, slot));
                     });
                 }
@@ -304,6 +317,7 @@ fn admit(
     let peer = match Peer::of(stream, service.needs_groups()) {
         Ok(peer) => peer,
         Err(error) => {
+            service.metrics().connection_refused(ConnectionRefused::Credentials);
             if warnings.credentials.allow() {
                 tracing::warn!(%error, "cannot read peer credentials; closing the connection");
             }
@@ -311,6 +325,7 @@ fn admit(
         }
     };
     if !service.peers().admits(&peer) {
+        service.metrics().connection_refused(ConnectionRefused::Peer);
         if warnings.refused_peer.allow() {
             tracing::warn!(
                 peer_uid = peer.uid,
@@ -319,9 +334,10 @@ fn admit(
                 "refused a peer that --allow-uid/--allow-group do not admit"
             );
         }
-        return Err(Some(handler::peer_unauthorized(&peer)));
+        return Err(Some(handler::peer_unauthorized(service, &peer)));
     }
     let Some(slot) = uids.take(peer.uid) else {
+        service.metrics().connection_refused(ConnectionRefused::UidLimit);
         if warnings.uid_limit.allow() {
             tracing::warn!(
                 peer_uid = peer.uid,
@@ -330,9 +346,10 @@ fn admit(
                 "refused a connection: its uid has --max-connections-per-uid open"
             );
         }
-        return Err(Some(handler::uid_overloaded(peer.uid, uids.max())));
+        return Err(Some(handler::uid_overloaded(service, peer.uid, uids.max())));
     };
     let Ok(permit) = Arc::clone(permits).try_acquire_owned() else {
+        service.metrics().connection_refused(ConnectionRefused::ConnectionLimit);
         if warnings.overloaded.allow() {
             tracing::warn!(
                 peer_uid = peer.uid,
@@ -340,7 +357,7 @@ fn admit(
                 "refused a connection: --max-connections are open"
             );
         }
-        return Err(Some(handler::overloaded(service.limits().max_connections)));
+        return Err(Some(handler::overloaded(service)));
     };
     Ok((peer, permit, slot))
 }
