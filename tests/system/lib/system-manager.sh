@@ -23,6 +23,10 @@ CONTAINER_LEADER=
 CONTAINER_CGROUP_TOP=
 # Where files for the container go inside the clone (its /tmp is a fresh tmpfs once it boots).
 CONTAINER_SHARE=/var/tmp/cavra-systest
+# The container's name (its host name), and its network: --private-network (loopback only) unless the scenario
+# shares its own network namespace between containers (CONTAINER_NETWORK=).
+CONTAINER_MACHINE=${CONTAINER_MACHINE:-cavra-systest}
+CONTAINER_NETWORK=${CONTAINER_NETWORK---private-network}
 # The unit the container boots into: basic.target (so sockets.target and every enabled socket) and nothing else of
 # the host's enabled services.
 CONTAINER_TARGET=cavra-systest.target
@@ -74,8 +78,9 @@ container_boot() {
     CONTAINER_CGROUP_TOP=cavra-systest-nspawn-$$.slice
     cgroup_enter "$CONTAINER_CGROUP_TOP"
     on_exit "cgroup_leave '$CONTAINER_CGROUP_TOP'"
-    systemd-nspawn --quiet --directory="$CLONE_ROOT" --register=no --keep-unit --private-network \
-        --machine=cavra-systest --console=read-only --boot -- "systemd.unit=$CONTAINER_TARGET" \
+    # shellcheck disable=SC2086 # CONTAINER_NETWORK is one option or none
+    systemd-nspawn --quiet --directory="$CLONE_ROOT" --register=no --keep-unit $CONTAINER_NETWORK \
+        --machine="$CONTAINER_MACHINE" --console=read-only --boot -- "systemd.unit=$CONTAINER_TARGET" \
         >"$CLONE_DIR/boot.log" 2>&1 &
     CONTAINER_PID=$!
     on_exit container_stop
