@@ -159,6 +159,12 @@ impl Client {
         self.exchange(format!(r#"{{"action_type":"{HEALTH_ACTION}"}}"#).as_bytes())
     }
 
+    /// The health answer read as `T` (for the fields beyond the contract's, such as `last_reload`), and who
+    /// answered.
+    pub fn health_as<T: DeserializeOwned>(&self) -> Result<(T, Peer), ClientError> {
+        self.exchange(format!(r#"{{"action_type":"{HEALTH_ACTION}"}}"#).as_bytes())
+    }
+
     /// The daemon's metrics, in the Prometheus text format; records no evidence.
     pub fn metrics(&self) -> Result<MetricsAnswer, ClientError> {
         self.exchange(format!(r#"{{"action_type":"{METRICS_ACTION}"}}"#).as_bytes())

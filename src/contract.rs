@@ -307,6 +307,20 @@ pub struct Health {
 
 pub const HEALTH_ACTION: &str = "cavra.health";
 
+/// How the daemon's last policy reload ended, in its health answer (`last_reload`): each reload (SIGHUP) gets the
+/// next `generation`, so a client that triggered one can tell when it is done and whether it worked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadOutcome {
+    pub generation: u64,
+    /// `success` or `failure`.
+    pub result: String,
+    /// When it ended.
+    pub at: String,
+    /// Why it failed (the previous policy stays in force).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// The request for the daemon's metrics; answered with a [`MetricsAnswer`].
 pub const METRICS_ACTION: &str = "cavra.metrics";
 

@@ -27,6 +27,7 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const BINARY: &str = env!("CARGO_BIN_EXE_cavra-runtime");
 const SYSTEM_SOCKET: &str = "packaging/systemd/cavra-runtime.socket";
 const SYSTEM_SERVICE: &str = "packaging/systemd/cavra-runtime.service";
+const METRICS_SOCKET: &str = "packaging/systemd/opt-in/cavra-runtime-metrics.socket";
 const USER_SOCKET: &str = "packaging/systemd/user/cavra-runtime.socket";
 const USER_SERVICE: &str = "packaging/systemd/user/cavra-runtime.service";
 const SETTINGS: &str = "packaging/config/cavra-runtime.env";
@@ -174,10 +175,27 @@ fn system_units_provide_what_the_service_needs() {
     );
     assert_eq!(value(&socket, "Install", "WantedBy"), "sockets.target");
 
+    // The metrics socket: TCP on localhost only, handed to the same service under the name the daemon looks for.
+    let metrics = unit_entries(METRICS_SOCKET);
+    let metrics_fd_name = help()
+        .split("--metrics-listen-fd-name <NAME>")
+        .nth(1)
+        .and_then(|rest| rest.split("[default: ").nth(1))
+        .and_then(|rest| rest.split(']').next())
+        .expect("--help shows the default of --metrics-listen-fd-name");
+    assert_eq!(value(&metrics, "Socket", "FileDescriptorName"), metrics_fd_name);
+    assert!(value(&metrics, "Socket", "ListenStream").starts_with("127.0.0.1:"));
+    assert_eq!(value(&metrics, "Socket", "Service"), "cavra-runtime.service");
+    assert_eq!(value(&metrics, "Socket", "IPAddressDeny"), "any");
+    assert_eq!(value(&metrics, "Socket", "IPAddressAllow"), "localhost");
+
     let service = unit_entries(SYSTEM_SERVICE);
     for (key, expected) in [
         ("Type", "notify"),
-        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+        (
+            "ExecReload",
+            "/usr/bin/cavra-runtime --reload --socket /run/cavra/cavra-runtime.sock",
+        ),
         ("EnvironmentFile", "-/etc/default/cavra-runtime"),
         ("User", "cavra"),
         ("Group", "cavra"),
@@ -237,12 +255,12 @@ fn units_pass_systemd_analyze_verify_and_sysusers_creates_the_user() {
     }
     let work = tempfile::tempdir().unwrap();
     for (mode, units) in [
-        ("--system", [SYSTEM_SOCKET, SYSTEM_SERVICE]),
-        ("--user", [USER_SOCKET, USER_SERVICE]),
+        ("--system", &[SYSTEM_SOCKET, METRICS_SOCKET, SYSTEM_SERVICE][..]),
+        ("--user", &[USER_SOCKET, USER_SERVICE][..]),
     ] {
         let dir = work.path().join(&mode[2..]);
         fs::create_dir_all(&dir).unwrap();
-        let files = units_for_verify(&dir, &units, BINARY);
+        let files = units_for_verify(&dir, units, BINARY);
         let runtime = work.path().join("xdg-runtime");
         fs::create_dir_all(&runtime).unwrap();
         // verify also looks up each Documentation=man:... page: point man at the one the packages install.
@@ -1053,6 +1071,10 @@ fn deb_contents_and_maintainer_scripts() {
             file("-rw-r--r--"),
         ),
         (
+            "/usr/lib/systemd/system/cavra-runtime-metrics.socket".to_owned(),
+            file("-rw-r--r--"),
+        ),
+        (
             "/usr/lib/systemd/user/cavra-runtime.service".to_owned(),
             file("-rw-r--r--"),
         ),
@@ -1099,6 +1121,7 @@ fn deb_contents_and_maintainer_scripts() {
     for (installed, source) in [
         ("usr/lib/systemd/system/cavra-runtime.service", SYSTEM_SERVICE),
         ("usr/lib/systemd/system/cavra-runtime.socket", SYSTEM_SOCKET),
+        ("usr/lib/systemd/system/cavra-runtime-metrics.socket", METRICS_SOCKET),
         ("usr/lib/systemd/user/cavra-runtime.service", USER_SERVICE),
         ("usr/lib/systemd/user/cavra-runtime.socket", USER_SOCKET),
         (
@@ -1225,6 +1248,10 @@ fn rpm_contents_and_scriptlets() {
         ),
         (
             "/usr/lib/systemd/system/cavra-runtime.socket".to_owned(),
+            "-rw-r--r-- root root".to_owned(),
+        ),
+        (
+            "/usr/lib/systemd/system/cavra-runtime-metrics.socket".to_owned(),
             "-rw-r--r-- root root".to_owned(),
         ),
         (
@@ -1494,6 +1521,15 @@ fn deb_installed_under_a_real_systemd() {
     }
     let [first, second] = &packages().deb;
     system_scenario("system-deb", first, second);
+}
+
+#[test]
+fn prometheus_scrapes_the_packaged_service() {
+    if !prerequisites(true, &[&BUILD_TOOLS[..], &SYSTEM_TOOLS[..], &["prometheus"]].concat()) {
+        return;
+    }
+    let [first, _] = &packages().deb;
+    system_scenario("system-prometheus", first, Path::new(""));
 }
 
 #[test]

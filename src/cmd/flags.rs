@@ -82,6 +82,17 @@ pub struct Mode {
     #[arg(long)]
     pub verify_evidence: bool,
 
+    /// Check the whole --serve configuration (flags, policies, registry, pins, keys, runner authentication) without
+    /// serving; print what would be served, or exit 1 with what is wrong.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Make the running daemon reload its policy (SIGHUP to the process serving --socket) and wait for the outcome:
+    /// exit 0 once the new policy is in force, 1 when it did not load (the previous one stays in force). The
+    /// packaged units' ExecReload=.
+    #[arg(long)]
+    pub reload: bool,
+
     /// Ask a running daemon for its metrics and print them in the Prometheus text format (or write them to
     /// --output, atomically, for node_exporter's textfile collector).
     #[arg(long)]
@@ -675,6 +686,10 @@ pub struct ClientArgs {
     /// /var/lib/prometheus/node-exporter/cavra-runtime.prom.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+
+    /// With --reload: how long to wait for the reload's outcome.
+    #[arg(long, value_name = "DURATION", env = "CAVRA_RELOAD_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub reload_timeout: Duration,
 
     /// With --daemon: how long to wait for the daemon's answer.
     #[arg(long, value_name = "DURATION", env = "CAVRA_CLIENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]

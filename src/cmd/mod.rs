@@ -8,14 +8,18 @@
 //! | none (evaluate one request here) | [`oneshot`] |
 //! | `--verify-evidence` | [`verify`] |
 //! | `--metrics` | [`metrics`] |
+//! | `--check` (the configuration, without serving) | [`check`] |
+//! | `--reload` (ask the daemon to reload and wait) | [`reload`] |
 //! | `--lifecycle start\|status\|stop` | [`lifecycle`] |
 
 pub mod ask;
+pub mod check;
 pub mod flags;
 pub mod io;
 pub mod lifecycle;
 pub mod metrics;
 pub mod oneshot;
+pub mod reload;
 pub mod serve;
 pub mod verify;
 
@@ -31,6 +35,11 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
         Ok(lifecycle::run(action, &cli.lifecycle, &cli.serve)?)
     } else if mode.verify_evidence {
         Ok(verify::run(&cli.serve.evidence)?)
+    } else if mode.check {
+        check::run(&cli.serve)?;
+        Ok(ExitCode::SUCCESS)
+    } else if mode.reload {
+        Ok(reload::run(&cli.client, &cli.serve.socket)?)
     } else if mode.metrics {
         metrics::run(&cli.client, &cli.serve.socket)?;
         Ok(ExitCode::SUCCESS)

@@ -14,7 +14,6 @@ use crate::auth::{RunnerAuthenticator, SecretError};
 use crate::evidence::{EvidenceError, EvidenceLog};
 use crate::policy::{PolicyConfig, PolicyError, PolicySet};
 use crate::server::listener::{self, ListenerError, Origin};
-use crate::server::metrics::ReloadResult;
 use crate::server::{self, Service};
 use crate::supervisor::logging::{self, LoggingError};
 use crate::supervisor::notify;
@@ -49,17 +48,49 @@ pub enum ServeError {
     Limits(#[from] LimitError),
 }
 
-pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
-    // Held to the end: dropping it writes out the log lines still queued.
-    let logs = &args.logging;
-    let _log = logging::init(logs.log_target, logs.log_format, logs.log_file.as_deref())?;
+/// Everything `--serve` reads from its flags and files before it takes a socket; `--check` stops here.
+pub struct Configured {
+    pub config: PolicyConfig,
+    pub policies: PolicySet,
+    pub decisions: server::Decisions,
+    pub limits: server::Limits,
+    pub peers: crate::auth::PeerPolicy,
+    pub runners: Option<RunnerAuthenticator>,
+}
+
+/// Reads and checks the configuration: flags, policies and registry, pins, limits, allow-lists, runner
+/// authentication (its keys, a JWKS file) and the evidence keys.
+pub fn configure(args: &ServeArgs) -> Result<Configured, ServeError> {
     let config = args.policy.config();
     let policies = PolicySet::load(&config)?;
-    // Everything that can be wrong with the configuration is found before a socket exists.
     let decisions = args.policy.decisions(&policies)?;
     let limits = args.limits.limits()?;
     let peers = args.auth.peer_policy().map_err(AuthConfigError::from)?;
     let runners = runner_auth(&args.auth)?;
+    args.evidence.config()?;
+    Ok(Configured {
+        config,
+        policies,
+        decisions,
+        limits,
+        peers,
+        runners,
+    })
+}
+
+pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
+    // Held to the end: dropping it writes out the log lines still queued.
+    let logs = &args.logging;
+    let _log = logging::init(logs.log_target, logs.log_format, logs.log_file.as_deref())?;
+    // Everything that can be wrong with the configuration is found before a socket exists.
+    let Configured {
+        config,
+        policies,
+        decisions,
+        limits,
+        peers,
+        runners,
+    } = configure(args)?;
     raise_open_file_limit(args.limits.max_connections);
     // First, while this is the only thread: taking activated sockets edits the environment. A socket bound here is
     // removed again if anything below fails.
@@ -292,19 +323,19 @@ async fn reload_on_hangup(
         });
         match loaded {
             Ok(Ok(policies)) => {
-                service.metrics().reloaded(ReloadResult::Success);
                 service.replace_policies(policies);
+                service.record_reload(Ok(()));
                 let status = serving_status(&service, &origin);
                 tracing::info!("policy reloaded; {status}");
                 notify::ready(&status);
             }
             Ok(Err(error)) => {
-                service.metrics().reloaded(ReloadResult::Failure);
+                service.record_reload(Err(error.clone()));
                 tracing::error!(%error, "policy reload failed; the previous policy stays in force");
                 notify::ready(&format!("reload failed, previous policy still in force: {error}"));
             }
             Err(error) => {
-                service.metrics().reloaded(ReloadResult::Failure);
+                service.record_reload(Err(format!("the reload task failed: {error}")));
                 tracing::error!(%error, "policy reload task failed; the previous policy stays in force");
                 notify::ready("reload failed, previous policy still in force");
             }

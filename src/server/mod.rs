@@ -28,7 +28,7 @@ use tokio::net::UnixListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::auth::{PackPins, Peer, PeerPolicy, RunnerAuthenticator};
-use crate::contract::Health;
+use crate::contract::{Health, ReloadOutcome, now_timestamp};
 use crate::engine::{Context, PathCase};
 use crate::evidence::EvidenceLog;
 use crate::policy::PolicySet;
@@ -136,6 +136,18 @@ pub struct Service {
     budget: Arc<Budget>,
     warnings: Warnings,
     metrics: Metrics,
+    last_reload: std::sync::Mutex<Option<ReloadOutcome>>,
+}
+
+/// The answer to a health probe: the contract's fields, the reasons for a `status` other than `ok` (empty when there
+/// are none; each starts with a code, `reload.failed: ...`), and how the last reload ended, if there was one.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HealthAnswer {
+    #[serde(flatten)]
+    pub health: Health,
+    pub reasons: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_reload: Option<ReloadOutcome>,
 }
 
 impl Service {
@@ -151,6 +163,7 @@ impl Service {
             started: Instant::now(),
             warnings: Warnings::new(),
             metrics: Metrics::default(),
+            last_reload: std::sync::Mutex::new(None),
         }
     }
 
@@ -221,7 +234,38 @@ impl Service {
         &self.budget
     }
 
-    pub fn health(&self) -> Health {
+    /// Notes how a reload ended (`Err` with why it failed), for the health answer and the metrics.
+    pub fn record_reload(&self, result: Result<(), String>) {
+        self.metrics.reloaded(match result {
+            Ok(()) => metrics::ReloadResult::Success,
+            Err(_) => metrics::ReloadResult::Failure,
+        });
+        let mut last = self.last_reload.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let generation = last.as_ref().map_or(0, |outcome| outcome.generation) + 1;
+        *last = Some(ReloadOutcome {
+            generation,
+            result: if result.is_ok() { "success" } else { "failure" }.to_owned(),
+            at: now_timestamp(),
+            error: result.err(),
+        });
+    }
+
+    pub fn last_reload(&self) -> Option<ReloadOutcome> {
+        self.last_reload
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    pub fn health(&self) -> HealthAnswer {
+        HealthAnswer {
+            health: self.contract_health(),
+            reasons: Vec::new(),
+            last_reload: self.last_reload(),
+        }
+    }
+
+    fn contract_health(&self) -> Health {
         let policies = self.policies();
         Health {
             status: "ok".to_owned(),
