@@ -31,9 +31,8 @@ fn per_decision(metrics: &Metrics, policies: &PolicySet, response: &DecisionResp
 /// CPU time the process has used so far, user and system.
 fn cpu_time() -> Duration {
     let usage = getrusage(UsageWho::RUSAGE_SELF).expect("getrusage");
-    let time = |t: nix::sys::time::TimeVal| {
-        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
-    };
+    let time =
+        |t: nix::sys::time::TimeVal| Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64);
     time(usage.user_time()) + time(usage.system_time())
 }
 

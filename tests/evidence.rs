@@ -31,6 +31,7 @@ fn config(path: &Path, signing: Option<SigningKey>) -> EvidenceConfig {
         signing,
         verifying: VerifyingKeys::default(),
         recover: false,
+        record_lines: false,
     }
 }
 

@@ -82,6 +82,7 @@ fn forge(path: &Path, decisions: Vec<(EvaluateRequest, DecisionResponse)>) {
         signing: None,
         verifying: VerifyingKeys::default(),
         recover: false,
+        record_lines: false,
     };
     let (log, _) = EvidenceLog::open(config).unwrap();
     for (request, response) in decisions {

@@ -741,7 +741,8 @@ fn verify_evidence_reports_like_the_reference_and_exits_1_when_invalid() {
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),
-        "cavra-runtime: --evidence-log is required with --verify-evidence\n"
+        "cavra-runtime: --verify-evidence needs --evidence-log (a log, its rotated files or their directory), \
+         --journal (collected journals holding the records), or both\n"
     );
 }
 
@@ -790,4 +791,68 @@ fn after_kill_9_every_acknowledged_decision_is_in_the_log() {
         missing.len()
     );
     assert_eq!(verify(&log, None).0, 0);
+}
+
+#[test]
+fn with_log_evidence_records_the_log_carries_the_chain_link_records_included_and_verifies_from_it() {
+    let scratch = tempfile::tempdir().unwrap();
+    let key = key_file(scratch.path());
+    let log = scratch.path().join("log.jsonl");
+    let rotated = scratch.path().join("log.jsonl.1");
+    let daemon = Daemon::start(&[
+        "--evidence-log",
+        log.to_str().unwrap(),
+        "--evidence-signing-key-file",
+        key.to_str().unwrap(),
+        "--log-evidence-records",
+        "--log-format",
+        "json",
+    ]);
+    for index in 0..3 {
+        daemon.client().evaluate(&request(index)).unwrap();
+    }
+    rotate(&daemon, &log, &rotated, false);
+    daemon.client().evaluate(&request(3)).unwrap();
+    let written: Vec<String> = [&rotated, &log]
+        .iter()
+        .flat_map(|file| {
+            fs::read_to_string(file)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(written.len(), 5, "three decisions, a link record, a decision");
+    // Each record is in the daemon's log (here JSON lines; under systemd, the journal's EVIDENCE_RECORD) as written.
+    let logged = daemon.wait_log("\"evidence_sequence\":5");
+    let shipped: Vec<String> = logged
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|event| event["evidence_record"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(shipped, written);
+
+    let daemon_log = scratch.path().join("daemon-log.json");
+    fs::write(&daemon_log, &logged).unwrap();
+    let key_args = ["--evidence-signing-key-file", key.to_str().unwrap()];
+    let (code, report) = verify_with(&[&["--journal", daemon_log.to_str().unwrap()][..], &key_args].concat());
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["machines"][0]["records"], 5, "{report}");
+    assert_eq!(report["machines"][0]["signed_records"], 5, "{report}");
+
+    // The link record's entry taken out: a gap at sequence 4, and the chain breaks there.
+    let without_link: String = logged
+        .lines()
+        .filter(|line| !line.contains("\"evidence_sequence\":4,"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    fs::write(&daemon_log, without_link).unwrap();
+    let (code, report) = verify_with(&[&["--journal", daemon_log.to_str().unwrap()][..], &key_args].concat());
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        report["machines"][0]["gaps"],
+        json!(["record 4 is not in the journal"]),
+        "{report}"
+    );
 }

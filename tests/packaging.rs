@@ -27,6 +27,7 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const BINARY: &str = env!("CARGO_BIN_EXE_cavra-runtime");
 const SYSTEM_SOCKET: &str = "packaging/systemd/cavra-runtime.socket";
 const SYSTEM_SERVICE: &str = "packaging/systemd/cavra-runtime.service";
+const TMPFILES: &str = "packaging/systemd/cavra-runtime.tmpfile";
 const METRICS_SOCKET: &str = "packaging/systemd/opt-in/cavra-runtime-metrics.socket";
 const USER_SOCKET: &str = "packaging/systemd/user/cavra-runtime.socket";
 const USER_SERVICE: &str = "packaging/systemd/user/cavra-runtime.service";
@@ -248,6 +249,36 @@ fn units_for_verify(dir: &Path, units: &[&str], binary: &str) -> Vec<String> {
         .collect()
 }
 
+/// The completion scripts the packages install, and the shell each is for.
+const COMPLETIONS: [(&str, &str); 3] = [
+    ("bash", "packaging/completions/cavra-runtime.bash"),
+    ("zsh", "packaging/completions/_cavra-runtime"),
+    ("fish", "packaging/completions/cavra-runtime.fish"),
+];
+
+#[test]
+fn shipped_completions_are_what_the_flags_generate_and_complete_real_flags() {
+    for (shell, file) in COMPLETIONS {
+        assert_eq!(
+            read(file),
+            succeed(BINARY, &["--completions", shell]),
+            "{file} is out of date: regenerate it with `cargo run -- --completions {shell} > {file}`"
+        );
+    }
+    // bash, given the words typed so far, offers flags that --help lists.
+    if !prerequisites(false, &["bash"]) {
+        return;
+    }
+    let script = format!(
+        ". {}; COMP_WORDS=(cavra-runtime --verify-ev); COMP_CWORD=1; _cavra__runtime cavra-runtime --verify-ev cavra-runtime; \
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        repo(COMPLETIONS[0].1).display()
+    );
+    let offered = succeed("bash", &["-c", &script]);
+    assert_eq!(offered.trim(), "--verify-evidence", "bash completion of --verify-ev");
+    assert!(help().contains("--verify-evidence"));
+}
+
 #[test]
 fn units_pass_systemd_analyze_verify_and_sysusers_creates_the_user() {
     if !prerequisites(true, &["unshare", "systemd-analyze", "systemd-sysusers"]) {
@@ -302,11 +333,25 @@ fn units_pass_systemd_analyze_verify_and_sysusers_creates_the_user() {
     let passwd = fs::read_to_string(root.join("etc/passwd")).unwrap();
     let group = fs::read_to_string(root.join("etc/group")).unwrap();
     let user: Vec<&str> = passwd.trim().split(':').collect();
-    let group_entry: Vec<&str> = group.trim().split(':').collect();
+    let groups: BTreeMap<&str, Vec<&str>> = group
+        .lines()
+        .map(|line| {
+            let entry: Vec<&str> = line.split(':').collect();
+            (entry[0], entry)
+        })
+        .collect();
     assert_eq!(user[0], "cavra", "{passwd}");
     assert_eq!(&user[5..], ["/var/lib/cavra", "/usr/sbin/nologin"], "{passwd}");
-    assert_eq!(group_entry[0], "cavra", "{group}");
-    assert_eq!(user[3], group_entry[2], "the user's primary group is group cavra");
+    assert_eq!(
+        groups.keys().copied().collect::<Vec<_>>(),
+        ["cavra", "cavra-evidence"],
+        "{group}"
+    );
+    assert_eq!(user[3], groups["cavra"][2], "the user's primary group is group cavra");
+    assert_eq!(
+        groups["cavra-evidence"][3], "",
+        "group cavra-evidence starts with no members"
+    );
 }
 
 #[test]
@@ -1083,6 +1128,7 @@ fn deb_contents_and_maintainer_scripts() {
             file("-rw-r--r--"),
         ),
         ("/usr/lib/sysusers.d/cavra-runtime.conf".to_owned(), file("-rw-r--r--")),
+        ("/usr/lib/tmpfiles.d/cavra-runtime.conf".to_owned(), file("-rw-r--r--")),
         ("/usr/share/doc/cavra-runtime/README.md".to_owned(), file("-rw-r--r--")),
         (
             "/usr/share/doc/cavra-runtime/changelog.Debian.gz".to_owned(),
@@ -1090,6 +1136,18 @@ fn deb_contents_and_maintainer_scripts() {
         ),
         ("/usr/share/doc/cavra-runtime/copyright".to_owned(), file("-rw-r--r--")),
         ("/usr/share/man/man1/cavra-runtime.1.gz".to_owned(), file("-rw-r--r--")),
+        (
+            "/usr/share/bash-completion/completions/cavra-runtime".to_owned(),
+            file("-rw-r--r--"),
+        ),
+        (
+            "/usr/share/zsh/vendor-completions/_cavra-runtime".to_owned(),
+            file("-rw-r--r--"),
+        ),
+        (
+            "/usr/share/fish/vendor_completions.d/cavra-runtime.fish".to_owned(),
+            file("-rw-r--r--"),
+        ),
     ]);
     for doc in OPERATOR_DOCS {
         expected.insert(
@@ -1128,6 +1186,7 @@ fn deb_contents_and_maintainer_scripts() {
             "usr/lib/sysusers.d/cavra-runtime.conf",
             "packaging/systemd/cavra-runtime.sysusers",
         ),
+        ("usr/lib/tmpfiles.d/cavra-runtime.conf", TMPFILES),
         ("etc/default/cavra-runtime", SETTINGS),
         ("etc/cavra/policies/README", "packaging/config/policies-README"),
         ("etc/logrotate.d/cavra-runtime", LOGROTATE),
@@ -1271,6 +1330,10 @@ fn rpm_contents_and_scriptlets() {
             "-rw-r--r-- root root".to_owned(),
         ),
         (
+            "/usr/lib/tmpfiles.d/cavra-runtime.conf".to_owned(),
+            "-rw-r--r-- root root".to_owned(),
+        ),
+        (
             format!("/usr/share/doc/cavra-runtime-{version}/README.md"),
             "-rw-r--r-- root root d".to_owned(),
         ),
@@ -1281,6 +1344,18 @@ fn rpm_contents_and_scriptlets() {
         (
             "/usr/share/man/man1/cavra-runtime.1.gz".to_owned(),
             "-rw-r--r-- root root d".to_owned(),
+        ),
+        (
+            "/usr/share/bash-completion/completions/cavra-runtime".to_owned(),
+            "-rw-r--r-- root root".to_owned(),
+        ),
+        (
+            "/usr/share/zsh/site-functions/_cavra-runtime".to_owned(),
+            "-rw-r--r-- root root".to_owned(),
+        ),
+        (
+            "/usr/share/fish/vendor_completions.d/cavra-runtime.fish".to_owned(),
+            "-rw-r--r-- root root".to_owned(),
         ),
     ]);
     for doc in OPERATOR_DOCS {
@@ -1487,13 +1562,21 @@ static ONE_MACHINE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Runs `tests/system/<name>.sh BINARY FIRST SECOND` as `timeout N unshare -m bash ...` and asserts it passes.
 fn system_scenario(name: &str, first: &Path, second: &Path) {
+    system_scenario_in(&["-m"], name, first, second);
+}
+
+/// [`system_scenario`] in the namespaces `unshare` makes with `namespaces` (`-m`, and `-n` for a network of its
+/// own).
+fn system_scenario_in(namespaces: &[&str], name: &str, first: &Path, second: &Path) {
     let script = repo(&format!("tests/system/{name}.sh"));
     let _one = ONE_MACHINE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let started = Instant::now();
     let output = Command::new("timeout")
-        .args(["--kill-after=10", SCENARIO_TIMEOUT_SECONDS, "unshare", "-m", "bash"])
+        .args(["--kill-after=10", SCENARIO_TIMEOUT_SECONDS, "unshare"])
+        .args(namespaces)
+        .arg("bash")
         .arg(&script)
         .args([Path::new(BINARY), first, second])
         .output()
@@ -1530,6 +1613,23 @@ fn prometheus_scrapes_the_packaged_service() {
     }
     let [first, _] = &packages().deb;
     system_scenario("system-prometheus", first, Path::new(""));
+}
+
+#[test]
+fn evidence_shipped_through_the_journal_verifies_per_machine() {
+    let remote = [
+        "/lib/systemd/systemd-journal-remote",
+        "/lib/systemd/systemd-journal-upload",
+    ];
+    if !prerequisites(
+        true,
+        &[&BUILD_TOOLS[..], &SYSTEM_TOOLS[..], &["ip", "openssl"]].concat(),
+    ) || !remote.iter().all(|program| skip::require_file(Path::new(program)))
+    {
+        return;
+    }
+    let [first, _] = &packages().deb;
+    system_scenario_in(&["-m", "-n"], "system-journal-shipping", first, Path::new(""));
 }
 
 #[test]

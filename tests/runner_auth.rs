@@ -742,3 +742,144 @@ fn a_partial_oidc_setup_is_an_error_at_start_before_any_socket_exists() {
         "nothing was created for a daemon that could not start"
     );
 }
+
+/// Runs `openssl` with `args` in `dir`; panics with its output when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A private CA and a certificate it issued for 127.0.0.1: `ca.pem`, `server.pem`, `server.key` in `dir`.
+fn private_ca(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cavra test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+/// A real HTTPS server (`openssl s_server -WWW`) serving the files of `dir` on 127.0.0.1; killed on drop.
+struct HttpsServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn https_server(dir: &Path, file: &str) -> HttpsServer {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-WWW",
+            "-cert",
+            "server.pem",
+            "-key",
+            "server.key",
+            "-accept",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "openssl s_server did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    HttpsServer {
+        child,
+        url: format!("https://127.0.0.1:{port}/{file}"),
+    }
+}
+
+#[test]
+fn a_jwks_url_over_https_is_trusted_through_the_system_ca_store() {
+    let Some(setup) = oidc_setup() else { return };
+    let dir = setup.dir.path();
+    private_ca(dir);
+    oidc::write_jwks(dir, &[&setup.key]);
+    let server = https_server(dir, "jwks.json");
+    let token = setup.key.token("test-key", &oidc::claims("acme/payments"));
+
+    // The private CA is in the store the system's TLS clients read (SSL_CERT_FILE, as OpenSSL honours it).
+    let trusted = Daemon::start_with(
+        &oidc_daemon_args(&server.url, "--runner-oidc-jwks-url"),
+        &[("SSL_CERT_FILE", dir.join("ca.pem").to_str().unwrap())],
+    );
+    trusted.wait_log("runner OIDC key set loaded");
+    assert_eq!(with_token(&trusted, &setup, &token)["decision"], "allow");
+
+    // Without it, the certificate is from an unknown issuer: no key set, runners refused.
+    let empty = dir.join("empty-store");
+    fs::create_dir(&empty).unwrap();
+    let untrusted = Daemon::start_with(
+        &oidc_daemon_args(&server.url, "--runner-oidc-jwks-url"),
+        &[("SSL_CERT_DIR", empty.to_str().unwrap())],
+    );
+    let log = untrusted.wait_log("cannot fetch the runner OIDC key set yet");
+    assert!(log.contains("UnknownIssuer") || log.contains("unknown issuer"), "{log}");
+    assert_ne!(with_token(&untrusted, &setup, &token)["decision"], "allow");
+}

@@ -273,6 +273,7 @@ fn evidence_config(path: &Path, recover: bool) -> EvidenceConfig {
         signing: Some(evidence_key()),
         verifying: VerifyingKeys::default(),
         recover,
+        record_lines: false,
     }
 }
 

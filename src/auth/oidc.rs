@@ -8,7 +8,7 @@
 //! loaded stays in use meanwhile.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -373,10 +373,40 @@ fn load(source: &JwksSource) -> Result<Vec<RsaKey>, String> {
     parse_jwks(&text)
 }
 
+/// The certificate authorities a JWKS URL's certificate may come from: the system's store, as the system's own TLS
+/// clients read it (`SSL_CERT_FILE` and `SSL_CERT_DIR` when set, else the distribution's bundle), so an internal
+/// issuer whose CA the host trusts (GitHub Enterprise Server, GitLab) is trusted here too. On a system whose store
+/// holds nothing usable, the Mozilla list built into this binary. Read once, at the first fetch.
+fn root_certs() -> ureq::tls::RootCerts {
+    static ROOTS: OnceLock<ureq::tls::RootCerts> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            for error in &found.errors {
+                tracing::warn!(%error, "reading the system's CA certificates");
+            }
+            if found.certs.is_empty() {
+                tracing::warn!(
+                    "no CA certificates in the system's store; JWKS URLs are checked against the built-in list"
+                );
+                return ureq::tls::RootCerts::WebPki;
+            }
+            ureq::tls::RootCerts::new_with_certs(
+                &found
+                    .certs
+                    .iter()
+                    .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .clone()
+}
+
 fn fetch(url: &str) -> Result<Vec<u8>, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(FETCH_TIMEOUT))
         .http_status_as_error(false)
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(root_certs()).build())
         .build()
         .into();
     let mut response = agent

@@ -93,6 +93,10 @@ pub struct Mode {
     #[arg(long)]
     pub reload: bool,
 
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell), generated from these flags.
+    #[arg(long, value_name = "SHELL", value_enum)]
+    pub completions: Option<clap_complete::Shell>,
+
     /// Ask a running daemon for its metrics and print them in the Prometheus text format (or write them to
     /// --output, atomically, for node_exporter's textfile collector).
     #[arg(long)]
@@ -552,6 +556,13 @@ pub struct EvidenceArgs {
     #[arg(long)]
     pub evidence_recover: bool,
 
+    /// Put each evidence record, byte for byte, in its decision's log event (journal field EVIDENCE_RECORD, beside
+    /// EVIDENCE_SEQUENCE and EVIDENCE_RECORD_HASH), and log each link record the same way: the journal and its
+    /// shippers (systemd-journal-upload) then carry the chain off the host, where --verify-evidence --journal
+    /// rebuilds and verifies it per machine.
+    #[arg(long, env = "CAVRA_LOG_EVIDENCE_RECORDS")]
+    pub log_evidence_records: bool,
+
     /// With --verify-evidence: journal entries to cross-check the log against, as `journalctl -o json` writes them
     /// (a file), or a journal directory (read with `journalctl -D`); repeatable. Records the journal saw that the
     /// log lacks are reported.
@@ -663,6 +674,7 @@ impl EvidenceArgs {
             signing: self.signing_key()?,
             verifying: self.public_keys()?,
             recover: self.evidence_recover,
+            record_lines: self.log_evidence_records,
         }))
     }
 }

@@ -10,10 +10,12 @@
 //! | `--metrics` | [`metrics`] |
 //! | `--check` (the configuration, without serving) | [`check`] |
 //! | `--reload` (ask the daemon to reload and wait) | [`reload`] |
+//! | `--completions SHELL` | [`completions`] |
 //! | `--lifecycle start\|status\|stop` | [`lifecycle`] |
 
 pub mod ask;
 pub mod check;
+pub mod completions;
 pub mod flags;
 pub mod io;
 pub mod lifecycle;
@@ -35,6 +37,9 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
         Ok(lifecycle::run(action, &cli.lifecycle, &cli.serve)?)
     } else if mode.verify_evidence {
         Ok(verify::run(&cli.serve.evidence)?)
+    } else if let Some(shell) = mode.completions {
+        completions::run(shell)?;
+        Ok(ExitCode::SUCCESS)
     } else if mode.check {
         check::run(&cli.serve)?;
         Ok(ExitCode::SUCCESS)

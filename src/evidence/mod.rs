@@ -14,6 +14,7 @@ mod key;
 mod open;
 mod record;
 pub mod set;
+pub mod shipped;
 mod stats;
 #[cfg(test)]
 mod test_support;
@@ -55,6 +56,9 @@ pub struct EvidenceConfig {
     pub verifying: VerifyingKeys,
     /// Set an existing log whose chain does not verify aside and start a new chain instead of refusing to open.
     pub recover: bool,
+    /// Hand each record's line back with its answer ([`Recorded::line`]) and log each link record, so that the
+    /// decision log can carry the records themselves (`--log-evidence-records`).
+    pub record_lines: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

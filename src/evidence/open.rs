@@ -41,6 +41,8 @@ pub(crate) struct Opened {
     /// The file's length: nobody but the writer changes it.
     pub(crate) len: u64,
     pub(crate) report: OpenReport,
+    /// The link record this file starts with, as written (without its newline), when it was just written.
+    pub(crate) link_line: Option<Vec<u8>>,
 }
 
 /// The keys the existing records' signatures are checked with: those of the signing key and any others given.
@@ -95,6 +97,7 @@ pub(crate) fn open(config: &EvidenceConfig) -> Result<Opened, EvidenceError> {
         None => None,
     };
     Ok(Opened {
+        link_line: None,
         file,
         chain: verifier.chain(),
         len: complete_len,
@@ -128,6 +131,7 @@ pub(crate) fn reopen(config: &EvidenceConfig, chain: &Chain, reason: &str) -> Re
     let (complete_len, torn) = scan(&file, path, &mut verifier)?;
     if verifier.first_error().is_none() && torn.is_none() && verifier.chain() == *chain {
         return Ok(Opened {
+            link_line: None,
             file,
             chain: chain.clone(),
             len: complete_len,
@@ -173,6 +177,7 @@ fn link(config: &EvidenceConfig, file: Flock<File>, chain: &Chain, reason: &str)
         link: None,
     };
     let mut len = 0;
+    let mut link_line = None;
     if linkable {
         let previous = chain.clone();
         let mut line = Vec::new();
@@ -190,6 +195,7 @@ fn link(config: &EvidenceConfig, file: Flock<File>, chain: &Chain, reason: &str)
             })?;
         len = line.len() as u64;
         report.records = 1;
+        link_line = Some(line[..line.len() - 1].to_vec());
         report.link = Some(Link {
             previous_sequence: previous.sequence,
             previous_record_hash: previous.record_hash,
@@ -201,6 +207,7 @@ fn link(config: &EvidenceConfig, file: Flock<File>, chain: &Chain, reason: &str)
         chain,
         len,
         report,
+        link_line,
     })
 }
 

@@ -213,6 +213,8 @@ pub(crate) struct Sealed {
     pub(crate) sequence: i64,
     pub(crate) record_hash: String,
     pub(crate) response: Vec<u8>,
+    /// The whole record as written, without its newline (only when asked for: see `EvidenceConfig::record_lines`).
+    pub(crate) line: Option<Vec<u8>>,
 }
 
 impl Prepared {
@@ -377,6 +379,7 @@ impl Chain {
             sequence,
             record_hash,
             response: bytes,
+            line: None,
         }
     }
 

@@ -59,6 +59,8 @@ pub struct Recorded {
     /// host.
     pub sequence: i64,
     pub record_hash: String,
+    /// The record's line as written, without its newline, when the log was opened with `record_lines`.
+    pub line: Option<Vec<u8>>,
 }
 
 /// What the writer thread is asked to do, in the order it was asked.
@@ -153,6 +155,7 @@ impl EvidenceLog {
                 encoded: sealed.response,
                 sequence: sealed.sequence,
                 record_hash: sealed.record_hash,
+                line: sealed.line,
             })
         }
     }
@@ -331,6 +334,17 @@ impl Writer {
         }
         let opened = open::reopen(&self.config, &self.chain, reason)?;
         self.stats.switched();
+        if let Some(line) = opened.link_line.as_deref().filter(|_| self.config.record_lines) {
+            // The link is part of the chain: shipped like the decisions' records, so a chain rebuilt from the
+            // journal has no hole where a file ended.
+            tracing::info!(
+                target: "cavra::evidence",
+                evidence_sequence = opened.chain.sequence,
+                evidence_record_hash = %opened.chain.record_hash,
+                evidence_record = %String::from_utf8_lossy(line),
+                "evidence link record",
+            );
+        }
         let previous = std::mem::replace(&mut self.chain, opened.chain);
         self.file = opened.file;
         self.len = opened.len;
@@ -372,7 +386,11 @@ impl Writer {
         let mut answers = Vec::with_capacity(jobs.len());
         for job in jobs {
             let timestamp = crate::contract::timestamp(OffsetDateTime::now_utc());
-            let sealed = chain.seal(job.record, &timestamp, self.config.signing.as_ref(), &mut bytes);
+            let start = bytes.len();
+            let mut sealed = chain.seal(job.record, &timestamp, self.config.signing.as_ref(), &mut bytes);
+            if self.config.record_lines {
+                sealed.line = Some(bytes[start..bytes.len() - 1].to_vec());
+            }
             answers.push((job.reply, sealed));
         }
         let started = std::time::Instant::now();
@@ -508,6 +526,7 @@ mod tests {
                     encoded,
                     sequence,
                     record_hash,
+                    line: _,
                 },
             ) = task.await.unwrap();
             assert_eq!(response.evidence_refs.len(), 2, "{response:?}");

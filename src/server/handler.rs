@@ -159,10 +159,11 @@ fn deliver(
     Reply::Waiting(Box::pin(async move {
         match recorded.await {
             Ok(recorded) => {
+                let line = recorded.line.as_deref().map(String::from_utf8_lossy);
                 log_decision(
                     &recorded.response,
                     &peer,
-                    Some((recorded.sequence, &recorded.record_hash)),
+                    Some((recorded.sequence, &recorded.record_hash, line.as_deref())),
                 );
                 let metrics = service.metrics();
                 if let Some(slot) = slot {
@@ -189,8 +190,10 @@ fn deliver(
 }
 
 /// One event per decision. With an evidence log, the event names the decision's record (its sequence and hash):
-/// the journal, which leaves the host, then anchors the chain, and shows records later removed from the log.
-fn log_decision(response: &DecisionResponse, peer: &Peer, record: Option<(i64, &str)>) {
+/// the journal, which leaves the host, then anchors the chain, and shows records later removed from the log. With
+/// `--log-evidence-records` it carries the record itself too, byte for byte, so the chain can be rebuilt and
+/// verified from collected journals.
+fn log_decision(response: &DecisionResponse, peer: &Peer, record: Option<(i64, &str, Option<&str>)>) {
     tracing::info!(
         target: "cavra::decision",
         decision = response.decision.as_str(),
@@ -203,8 +206,9 @@ fn log_decision(response: &DecisionResponse, peer: &Peer, record: Option<(i64, &
         peer_uid = peer.uid,
         peer_gid = peer.gid,
         peer_pid = peer.pid,
-        evidence_sequence = record.map(|(sequence, _)| sequence),
-        evidence_record_hash = record.map(|(_, hash)| hash),
+        evidence_sequence = record.map(|(sequence, _, _)| sequence),
+        evidence_record_hash = record.map(|(_, hash, _)| hash),
+        evidence_record = record.and_then(|(_, _, line)| line),
         "decision",
     );
 }

@@ -60,6 +60,7 @@ packaged_check_reload
 packaged_check_network_dropin
 packaged_check_restart_under_load
 packaged_check_logrotate_under_load
+packaged_check_evidence_readers
 packaged_check_upgrade "$SECOND" "$SECOND_VERSION"
 [ "$FIRST_VERSION" != "$SECOND_VERSION" ] || fail "both packages have version $FIRST_VERSION"
 packaged_check_remove

@@ -22,6 +22,8 @@ CT_WRONG_KEY=/etc/credstore/some-other-key
 # A member of group cavra, who may ask, and a user outside it, whom the socket's mode keeps out.
 CT_MEMBER=alice
 CT_OUTSIDER=mallory
+# A log shipper's account: in group cavra-evidence, which may read the evidence files and nothing else.
+CT_SHIPPER=shipper
 CT_PACKS=/etc/cavra/policies
 PKG_ENV_FILE=
 PKG_KEPT_SETTINGS=
@@ -36,6 +38,7 @@ packaged_prepare_clone() {
     grep -q '^cavra:' "$CLONE_ROOT/etc/group" || fail "installing the package created no group cavra"
     useradd --root "$CLONE_ROOT" --no-create-home --user-group --groups cavra "$CT_MEMBER"
     useradd --root "$CLONE_ROOT" --no-create-home --user-group "$CT_OUTSIDER"
+    useradd --root "$CLONE_ROOT" --no-create-home --user-group --groups cavra-evidence "$CT_SHIPPER"
     mkdir -p "$CLONE_ROOT/etc/credstore"
     chmod 0700 "$CLONE_ROOT/etc/credstore"
     (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$CLONE_ROOT$CT_KEY")
@@ -499,6 +502,28 @@ print(r["valid"], r["segments"], len(r["files"]))' <<<"$report")" "True 1 3"
         --evidence-signing-key-file "$CLONE_ROOT$CT_KEY" --evidence-signing-key-id "$CT_KEY_ID" >/dev/null ||
         fail "the test build does not verify the rotated set"
     pass "the rotated set verifies as one chain"
+}
+
+# ct_can_read USER PATH: USER (with its groups) can read PATH in the container.
+# shellcheck disable=SC2016 # expanded by the inner shell
+ct_can_read() {
+    in_container setpriv --reuid="$1" --regid="$1" --init-groups sh -c 'head -c 1 "$1" >/dev/null 2>&1' sh "$2"
+}
+
+packaged_check_evidence_readers() {
+    step "group cavra-evidence reads every evidence file, without root; group cavra and others read none"
+    local file count=0
+    for file in "$CLONE_ROOT"/var/lib/cavra/evidence.jsonl*; do
+        file=${file#"$CLONE_ROOT"}
+        ct_can_read "$CT_SHIPPER" "$file" || fail "$CT_SHIPPER (group cavra-evidence) cannot read $file"
+        if ct_can_read "$CT_MEMBER" "$file"; then fail "$CT_MEMBER (group cavra) can read $file"; fi
+        if ct_can_read "$CT_OUTSIDER" "$file"; then fail "$CT_OUTSIDER can read $file"; fi
+        count=$((count + 1))
+    done
+    [ "$count" -ge 2 ] || fail "expected the log and rotated files, found $count"
+    pass "$count files: readable by $CT_SHIPPER only (besides cavra and root)"
+    expect_contains "the directory's ACL" "$(in_container getfacl -p /var/lib/cavra 2>/dev/null)" \
+        "default:group:cavra-evidence:r--"
 }
 
 packaged_check_upgrade() {
