@@ -353,7 +353,7 @@ fn sighup_reloads_a_good_policy_and_keeps_the_old_one_when_the_new_one_is_bad() 
     daemon.wait_notification("RELOADING=1");
     let ready = daemon.wait_notification("READY=1");
     assert!(
-        ready.contains("STATUS=reload failed, previous policy still in force"),
+        ready.contains("STATUS=degraded: reload.failed: reload failed, previous policy still in force since "),
         "{ready}"
     );
     assert_eq!(decide("second.txt"), Decision::Block);

@@ -883,3 +883,35 @@ fn a_jwks_url_over_https_is_trusted_through_the_system_ca_store() {
     assert!(log.contains("UnknownIssuer") || log.contains("unknown issuer"), "{log}");
     assert_ne!(with_token(&untrusted, &setup, &token)["decision"], "allow");
 }
+
+#[test]
+fn a_jwks_url_that_cannot_be_fetched_makes_health_failing_until_a_key_set_loads() {
+    let Some(setup) = oidc_setup() else { return };
+    let (url, _) = jwks_server(oidc::jwks(&[&setup.key]), 1);
+    let daemon = Daemon::start(&oidc_daemon_args(&url, "--runner-oidc-jwks-url"));
+    let (health, _) = daemon.client().health_as::<Value>().unwrap();
+    assert_eq!(health["status"], "failing", "{health}");
+    assert_eq!(health["reasons"][0]["code"], "jwks.stale", "{health}");
+    let message = health["reasons"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("JWKS URL returned 500 Internal Server Error")
+            && message.contains("every runner OIDC token is refused"),
+        "{message}"
+    );
+    daemon.wait_notification("STATUS=failing: jwks.stale: ");
+
+    // After the back-off, a runner's request fetches the key set again; it loads, and health clears.
+    let token = setup.key.token("test-key", &oidc::claims("acme/payments"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while with_token(&daemon, &setup, &token)["decision"] != "allow" {
+        assert!(Instant::now() < deadline, "the key set never loaded");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (health, _) = daemon.client().health_as::<Value>().unwrap();
+    assert_eq!(
+        (&health["status"], &health["reasons"]),
+        (&json!("ok"), &json!([])),
+        "{health}"
+    );
+    daemon.wait_notification("STATUS=serving ");
+}

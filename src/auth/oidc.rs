@@ -104,6 +104,8 @@ struct KeyState {
     /// No refresh before this.
     not_before: Instant,
     backoff: Duration,
+    /// Since when loading the key set fails (the first failure after the last success); `None` after a success.
+    failing_since: Option<SystemTime>,
 }
 
 #[derive(Debug)]
@@ -138,6 +140,7 @@ impl OidcVerifier {
                 error: "not loaded yet".to_owned(),
                 not_before: Instant::now(),
                 backoff: FIRST_BACKOFF,
+                failing_since: None,
             }),
             fetching: tokio::sync::Mutex::new(()),
         }
@@ -180,15 +183,26 @@ impl OidcVerifier {
         match loaded {
             Ok(keys) => {
                 state.keys = Some(Arc::new(keys.clone()));
+                state.failing_since = None;
                 state.backoff = FIRST_BACKOFF;
                 state.not_before = Instant::now() + REFRESH_INTERVAL;
             }
             Err(error) => {
                 state.error = error.clone();
+                state.failing_since.get_or_insert_with(SystemTime::now);
                 state.not_before = Instant::now() + state.backoff;
                 state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+
+    /// Whether the key set is stale: since when loading it has failed, the last error, and whether any key set is
+    /// at hand (without one, every runner token is refused). `None` when the last load worked.
+    pub fn staleness(&self) -> Option<(SystemTime, String, bool)> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state
+            .failing_since
+            .map(|since| (since, state.error.clone(), state.keys.is_some()))
     }
 
     /// Whether a fetch is allowed now (back-off and rate limit have passed).

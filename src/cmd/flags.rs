@@ -14,7 +14,7 @@ use crate::auth::{HmacRunners, PeerPolicy, PeerPolicyError, RunnerAuthenticator,
 use crate::client::{SYSTEM_SOCKET, ServerCheck};
 use crate::engine::path::workspace_root;
 use crate::engine::{OtherPack, PathCase};
-use crate::evidence::{EvidenceConfig, KeyError, PublicKey, SigningKey, SyncMode, VerifyingKeys};
+use crate::evidence::{EvidenceConfig, KeyError, MinFree, PublicKey, SigningKey, SyncMode, VerifyingKeys};
 use crate::policy::{PolicyConfig, PolicySet, PolicySource};
 use crate::server::listener::ListenOptions;
 use crate::server::{Decisions, Limits};
@@ -556,6 +556,12 @@ pub struct EvidenceArgs {
     #[arg(long)]
     pub evidence_recover: bool,
 
+    /// Free space the evidence log's file system should keep: a percentage of its size (5%) or bytes (2G, 512M);
+    /// below it the health answer says degraded, with the reason, and a warning is logged. 0 turns it off.
+    #[arg(long, value_name = "SIZE|N%", env = "CAVRA_EVIDENCE_MIN_FREE", default_value = "5%",
+          value_parser = parse_min_free)]
+    pub evidence_min_free: MinFree,
+
     /// Put each evidence record, byte for byte, in its decision's log event (journal field EVIDENCE_RECORD, beside
     /// EVIDENCE_SEQUENCE and EVIDENCE_RECORD_HASH), and log each link record the same way: the journal and its
     /// shippers (systemd-journal-upload) then carry the chain off the host, where --verify-evidence --journal
@@ -761,6 +767,10 @@ fn parse_mode(text: &str) -> Result<u32, String> {
         .ok()
         .filter(|mode| *mode <= 0o777)
         .ok_or_else(|| format!("{text:?} is not an octal file mode such as 0660"))
+}
+
+fn parse_min_free(text: &str) -> Result<MinFree, String> {
+    text.parse()
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

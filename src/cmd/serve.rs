@@ -117,7 +117,9 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         .with_peers(peers)
         .with_decisions(decisions);
     if let Some(evidence) = &evidence {
-        service = service.with_evidence(evidence.clone());
+        service = service
+            .with_evidence(evidence.clone())
+            .with_evidence_min_free(args.evidence.evidence_min_free);
     }
     if let Some(runners) = runners {
         service = service.with_runner_auth(runners);
@@ -234,9 +236,10 @@ async fn serve_until_stopped(
     let mut interrupt = install(SignalKind::interrupt(), "SIGINT")?;
     let hangup = install(SignalKind::hangup(), "SIGHUP")?;
 
-    let status = serving_status(&service, origin);
-    tracing::info!(pid = std::process::id(), "{status}");
-    notify::ready(&status);
+    let serving = serving_status(&service, origin);
+    tracing::info!(pid = std::process::id(), "{serving}");
+    notify::ready(&service.health().status_line(&serving));
+    let health_status = tokio::spawn(report_health(Arc::clone(&service), origin.to_string()));
     let watchdog = notify::watchdog_interval().map(|interval| {
         tokio::spawn(async move {
             loop {
@@ -269,6 +272,7 @@ async fn serve_until_stopped(
     };
     let served = server::run(listener, shutdown, service).await;
     reloads.abort();
+    health_status.abort();
     if let Some(scrapes) = scrapes {
         scrapes.abort();
     }
@@ -292,6 +296,37 @@ fn serving_status(service: &Service, origin: &impl std::fmt::Display) -> String 
         policies.default_pack(),
         policies.digest()
     )
+}
+
+/// How often the status line is brought up to date with the health answer.
+const HEALTH_STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps the service manager's status line (`STATUS=`, what `systemctl status` shows) telling what the health
+/// answer says: a change of status or reasons is sent, and logged, when it happens.
+async fn report_health(service: Arc<Service>, origin: String) {
+    let mut last = (String::new(), Vec::new());
+    let mut ticks = tokio::time::interval(HEALTH_STATUS_INTERVAL);
+    loop {
+        ticks.tick().await;
+        let health = service.health();
+        let now = (
+            health.health.status.clone(),
+            health.reasons.iter().map(|reason| reason.code).collect::<Vec<_>>(),
+        );
+        if now != last {
+            if !last.0.is_empty() {
+                match health.reasons.as_slice() {
+                    [] => tracing::info!("health: ok"),
+                    reasons => {
+                        let codes: Vec<&str> = reasons.iter().map(|reason| reason.code).collect();
+                        tracing::warn!(status = %health.health.status, reasons = %codes.join(","), "health: {}", health.health.status);
+                    }
+                }
+            }
+            notify::status(&health.status_line(&serving_status(&service, &origin)));
+            last = now;
+        }
+    }
 }
 
 /// Reloads policy and registry, and reopens the evidence log, on each SIGHUP. A policy that fails to load leaves
@@ -325,20 +360,18 @@ async fn reload_on_hangup(
             Ok(Ok(policies)) => {
                 service.replace_policies(policies);
                 service.record_reload(Ok(()));
-                let status = serving_status(&service, &origin);
-                tracing::info!("policy reloaded; {status}");
-                notify::ready(&status);
+                tracing::info!("policy reloaded; {}", serving_status(&service, &origin));
             }
             Ok(Err(error)) => {
                 service.record_reload(Err(error.clone()));
                 tracing::error!(%error, "policy reload failed; the previous policy stays in force");
-                notify::ready(&format!("reload failed, previous policy still in force: {error}"));
             }
             Err(error) => {
                 service.record_reload(Err(format!("the reload task failed: {error}")));
                 tracing::error!(%error, "policy reload task failed; the previous policy stays in force");
-                notify::ready("reload failed, previous policy still in force");
             }
         }
+        // The health answer's status line names a failed reload (reload.failed) until a reload works.
+        notify::ready(&service.health().status_line(&serving_status(&service, &origin)));
     }
 }

@@ -15,6 +15,7 @@ mod open;
 mod record;
 pub mod set;
 pub mod shipped;
+mod space;
 mod stats;
 #[cfg(test)]
 mod test_support;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 pub use key::{ED25519_ALGORITHM, HMAC_SHA256, KeyError, PublicKey, SigningKey, VerifyingKeys, fingerprint};
 pub use open::OpenReport;
 pub use record::Link;
+pub use space::{MinFree, Space};
 pub use stats::{EvidenceSnapshot, EvidenceStats};
 pub use verify::{VerifyReport, verify_file, verify_file_against};
 pub use writer::{EvidenceLog, Recorded, Reopened};

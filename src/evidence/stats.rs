@@ -2,7 +2,9 @@
 //! the size of each group that shares one write and sync, how long writing and syncing a group took, and the groups
 //! that failed (their decisions failed closed).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use crate::metrics::{Histogram, HistogramSnapshot};
 
@@ -34,6 +36,8 @@ pub struct EvidenceStats {
     switches: AtomicU64,
     group_size: Histogram,
     sync_seconds: Histogram,
+    /// Since when, and why, records cannot be written (decisions fail closed); `None` while they can.
+    failing: Mutex<Option<(SystemTime, String)>>,
 }
 
 /// The stats at one moment.
@@ -59,6 +63,7 @@ impl Default for EvidenceStats {
             switches: AtomicU64::new(0),
             group_size: Histogram::plain(GROUP_SIZES),
             sync_seconds: Histogram::seconds(SYNC_SECONDS),
+            failing: Mutex::new(None),
         }
     }
 }
@@ -73,6 +78,24 @@ impl EvidenceStats {
     pub(super) fn failed(&self, records: usize) {
         self.failed_groups.fetch_add(1, Ordering::Relaxed);
         self.failed_records.fetch_add(records as u64, Ordering::Relaxed);
+    }
+
+    /// Records stopped being written (the first failure of an episode), because of `error`.
+    pub(super) fn failing(&self, error: String) {
+        *self.failing.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((SystemTime::now(), error));
+    }
+
+    /// Records are written again.
+    pub(super) fn recovered(&self) {
+        *self.failing.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    }
+
+    /// Since when, and why, records cannot be written; `None` while they can.
+    pub fn failing_since(&self) -> Option<(SystemTime, String)> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     pub(super) fn switched(&self) {

@@ -173,6 +173,11 @@ impl EvidenceLog {
         }
     }
 
+    /// The log's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.shared.path
+    }
+
     /// What the writer has done so far (records, groups, sync times, failures).
     pub fn stats(&self) -> &EvidenceStats {
         &self.shared.stats
@@ -409,6 +414,7 @@ impl Writer {
                 self.len += written;
                 if self.failing {
                     self.failing = false;
+                    self.stats.recovered();
                     tracing::info!(
                         path = %self.config.path.display(),
                         sequence = self.chain.sequence,
@@ -431,6 +437,7 @@ impl Writer {
     fn refuse(&mut self, replies: impl IntoIterator<Item = Reply>, error: &EvidenceError) {
         if !self.failing {
             self.failing = true;
+            self.stats.failing(error.to_string());
             tracing::error!(
                 path = %self.config.path.display(),
                 %error,

@@ -251,6 +251,27 @@ impl Collector for Scrape {
                 ("default_pack", policies.default_pack()),
             ],
         )?;
+        let health = service.health();
+        encode::gauges(
+            e,
+            "cavra_health_status",
+            "1 for the health answer's status now (ok, degraded, failing), 0 for the others.",
+            ["ok", "degraded", "failing"].map(|status| {
+                (
+                    [("status", status)],
+                    f64::from(u8::from(health.health.status == status)),
+                )
+            }),
+        )?;
+        encode::gauges(
+            e,
+            "cavra_health_reason",
+            "1 for each reason the health answer gives now, by its code and the status it calls for.",
+            health
+                .reasons
+                .iter()
+                .map(|reason| ([("code", reason.code), ("status", reason.status.as_str())], 1.0)),
+        )?;
         encode::gauge(
             e,
             "cavra_policy_packs",

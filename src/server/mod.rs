@@ -11,6 +11,8 @@ mod connection;
 mod exposition;
 mod framing;
 mod handler;
+mod headroom;
+mod health;
 pub mod listener;
 pub mod metrics;
 
@@ -28,12 +30,14 @@ use tokio::net::UnixListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::auth::{PackPins, Peer, PeerPolicy, RunnerAuthenticator};
-use crate::contract::{Health, ReloadOutcome, now_timestamp};
+use crate::contract::{Health, ReloadOutcome, now_timestamp, timestamp};
 use crate::engine::{Context, PathCase};
-use crate::evidence::EvidenceLog;
+use crate::evidence::{EvidenceLog, MinFree};
 use crate::policy::PolicySet;
 use crate::supervisor::rate_limit::RateLimited;
 use budget::{Budget, UidSlot, UidSlots};
+use headroom::Headroom;
+pub use health::{HealthAnswer, Reason, Status};
 use metrics::{ConnectionRefused, Metrics};
 
 /// Bounds on what clients can make the server hold or wait for.
@@ -137,18 +141,11 @@ pub struct Service {
     warnings: Warnings,
     metrics: Metrics,
     last_reload: std::sync::Mutex<Option<ReloadOutcome>>,
+    headroom: Option<Headroom>,
 }
 
-/// The answer to a health probe: the contract's fields, the reasons for a `status` other than `ok` (empty when there
-/// are none; each starts with a code, `reload.failed: ...`), and how the last reload ended, if there was one.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct HealthAnswer {
-    #[serde(flatten)]
-    pub health: Health,
-    pub reasons: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_reload: Option<ReloadOutcome>,
-}
+/// Connections open, in tenths of `--max-connections`, from which the daemon reports itself degraded.
+const NEAR_CONNECTION_LIMIT_TENTHS: usize = 9;
 
 impl Service {
     pub fn new(policies: PolicySet, limits: Limits) -> Self {
@@ -164,7 +161,21 @@ impl Service {
             warnings: Warnings::new(),
             metrics: Metrics::default(),
             last_reload: std::sync::Mutex::new(None),
+            headroom: None,
         }
+    }
+
+    /// Reports itself degraded while the evidence log's file system has less than `min` free (only with an
+    /// evidence log: call after [`Service::with_evidence`]). A minimum of 0 turns the check off.
+    pub fn with_evidence_min_free(mut self, min: MinFree) -> Self {
+        self.headroom = match (&self.evidence, min) {
+            (_, MinFree::Bytes(0) | MinFree::Percent(0)) | (None, _) => None,
+            (Some(evidence), min) => {
+                let dir = evidence.path().parent().filter(|dir| !dir.as_os_str().is_empty());
+                Some(Headroom::new(dir.unwrap_or(std::path::Path::new(".")).to_owned(), min))
+            }
+        };
+        self
     }
 
     /// Records every decision in `evidence` before answering it.
@@ -257,18 +268,74 @@ impl Service {
             .clone()
     }
 
+    /// The health answer: the policy in force, and whatever keeps the daemon from `ok` (see `health`).
     pub fn health(&self) -> HealthAnswer {
-        HealthAnswer {
-            health: self.contract_health(),
-            reasons: Vec::new(),
-            last_reload: self.last_reload(),
+        let mut reasons = Vec::new();
+        if let Some(evidence) = &self.evidence
+            && let Some((since, error)) = evidence.stats().failing_since()
+        {
+            reasons.push(Reason {
+                code: "evidence.unavailable",
+                status: Status::Failing,
+                message: format!(
+                    "the evidence log {} cannot be written since {}: {error}; every decision fails closed \
+                     (daemon.evidence.unavailable)",
+                    evidence.path().display(),
+                    timestamp(since.into())
+                ),
+            });
         }
+        reasons.extend(self.headroom.iter().filter_map(Headroom::problem));
+        let last_reload = self.last_reload();
+        if let Some(failed) = last_reload.as_ref().filter(|outcome| outcome.error.is_some()) {
+            reasons.push(Reason {
+                code: "reload.failed",
+                status: Status::Degraded,
+                message: format!(
+                    "reload failed, previous policy still in force since {}: {}",
+                    failed.at,
+                    failed.error.as_deref().unwrap_or_default()
+                ),
+            });
+        }
+        if let Some(oidc) = self.runners.as_ref().and_then(|runners| runners.oidc())
+            && let Some((since, error, have_keys)) = oidc.staleness()
+        {
+            reasons.push(Reason {
+                code: "jwks.stale",
+                status: if have_keys { Status::Degraded } else { Status::Failing },
+                message: format!(
+                    "the runner OIDC key set cannot be loaded since {}: {error}; {}",
+                    timestamp(since.into()),
+                    if have_keys {
+                        "tokens signed with the keys loaded before are still accepted, others are refused"
+                    } else {
+                        "no key set is loaded, so every runner OIDC token is refused"
+                    }
+                ),
+            });
+        }
+        let (open, max) = (
+            self.metrics.open_connections().max(0) as usize,
+            self.limits.max_connections,
+        );
+        if open * 10 >= max * NEAR_CONNECTION_LIMIT_TENTHS {
+            reasons.push(Reason {
+                code: "connections.near_limit",
+                status: Status::Degraded,
+                message: format!(
+                    "{open} of the {max} connections --max-connections allows are open; past it clients are \
+                     refused (daemon.overloaded)"
+                ),
+            });
+        }
+        HealthAnswer::new(self.contract_health(), reasons).with_last_reload(last_reload)
     }
 
     fn contract_health(&self) -> Health {
         let policies = self.policies();
         Health {
-            status: "ok".to_owned(),
+            status: String::new(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_seconds: self.started.elapsed().as_secs(),
             pid: std::process::id(),

@@ -88,7 +88,7 @@ expect_contains "metrics" "$metrics" 'cavra_reloads_total{result="failure"} 1'
 expect_contains "metrics" "$metrics" 'cavra_reloads_total{result="success"} 1'
 status3=$(cavra_status)
 say "StatusText: $status3"
-expect_prefix "StatusText" "$status3" "reload failed, previous policy still in force: "
+expect_prefix "StatusText" "$status3" "degraded: reload.failed: reload failed, previous policy still in force since "
 expect_contains "StatusText" "$status3" "workstation/policy.yaml"
 wait_unit "$CAVRA_SERVICE" SubState running 10
 expect_unit "$CAVRA_SERVICE" ActiveState active

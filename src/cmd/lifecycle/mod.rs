@@ -88,6 +88,20 @@ pub struct Status {
     pub version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uptime_seconds: Option<u64>,
+    /// The health answer's status (ok, degraded, failing) and its reasons, when the daemon answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<serde_json::Value>,
+}
+
+/// The health answer as `status` reads it: the contract's fields and the reasons beside them.
+#[derive(Debug, serde::Deserialize)]
+struct HealthView {
+    #[serde(flatten)]
+    health: Health,
+    #[serde(default)]
+    reasons: Vec<serde_json::Value>,
 }
 
 /// Where the pieces live, from the flags.
@@ -133,10 +147,14 @@ pub fn run(action: LifecycleAction, lifecycle: &LifecycleArgs, serve: &ServeArgs
 /// The daemon's health and who answered (the kernel's record: its pid). Any server is heard: nothing it says is
 /// acted on, and whether it is the daemon is decided by comparing its pid with the PID file's holder.
 fn probe(socket: &Path) -> Option<(Health, Peer)> {
+    probe_reasons(socket).map(|(view, peer)| (view.health, peer))
+}
+
+fn probe_reasons(socket: &Path) -> Option<(HealthView, Peer)> {
     Client::new(socket)
         .with_timeout(Duration::from_millis(500))
         .expect_server(ServerCheck::Anyone)
-        .health_and_server()
+        .health_as::<HealthView>()
         .ok()
 }
 
@@ -152,7 +170,10 @@ fn status(paths: &Paths, pid_file: Option<&PidFile>) -> Result<(Status, ExitCode
         Some(pid_file) if lock == LockState::Held => pid_file.daemon()?,
         _ => None,
     };
-    let health = probe(&paths.socket).map(|(health, _)| health);
+    let (health, reasons) = match probe_reasons(&paths.socket) {
+        Some((view, _)) => (Some(view.health), view.reasons),
+        None => (None, Vec::new()),
+    };
     let process_running = lock == LockState::Held;
     let socket_responsive = health.is_some();
     let running = socket_responsive && (process_running || lock == LockState::Absent);
@@ -175,6 +196,8 @@ fn status(paths: &Paths, pid_file: Option<&PidFile>) -> Result<(Status, ExitCode
         message: message.to_owned(),
         version: health.as_ref().map(|h| h.version.clone()),
         uptime_seconds: health.as_ref().map(|h| h.uptime_seconds),
+        health: health.as_ref().map(|h| h.status.clone()),
+        reasons,
     };
     Ok((status, ExitCode::from(code)))
 }
@@ -399,6 +422,8 @@ fn stop(lifecycle: &LifecycleArgs, paths: &Paths) -> Result<ExitCode, LifecycleE
         message,
         version: None,
         uptime_seconds: None,
+        health: None,
+        reasons: Vec::new(),
     };
     print_json(&status).map_err(LifecycleError::WriteOutput)?;
     Ok(ExitCode::SUCCESS)

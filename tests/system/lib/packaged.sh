@@ -271,7 +271,7 @@ ct_status_changed_from() {
     local status
     status=$(ct_status)
     case "$status" in
-    "reload failed"*) fail "the reload failed: $status" ;;
+    *"reload.failed"*) fail "the reload failed: $status" ;;
     serving*) [ "$status" != "$1" ] ;;
     *) return 1 ;;
     esac
@@ -306,7 +306,7 @@ packaged_check_reload() {
         fail "systemctl reload exited 0 on a broken pack: $out"
     fi
     pass "systemctl reload failed: $out"
-    expect_prefix "StatusText" "$(ct_status)" "reload failed, previous policy still in force: "
+    expect_prefix "StatusText" "$(ct_status)" "degraded: reload.failed: reload failed, previous policy still in force since "
     expect_eq "read notes.txt (the previous policy)" "$(ct_read "$CT_MEMBER" notes.txt)" "block filesystem.read.block"
     ct_expect_unit "$CT_SERVICE" MainPID "$pid"
     printf '%s\n' "$good" >"$CLONE_ROOT$CT_PACKS/systest/policy.yaml"
