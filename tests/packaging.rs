@@ -1245,6 +1245,10 @@ fn deb_contents_and_maintainer_scripts() {
         prerm.contains("if [ -d /run/systemd/system ] && [ \"$1\" = remove ]; then\n\tdeb-systemd-invoke stop cavra-runtime.service cavra-runtime.socket"),
         "prerm:\n{prerm}"
     );
+    assert!(
+        prerm.contains("deb-systemd-invoke stop cavra-runtime-metrics.socket"),
+        "prerm stops the opt-in metrics socket on removal:\n{prerm}"
+    );
     // postrm: the daemon's data goes on purge only.
     let postrm = script("postrm");
     let purge_block = postrm
@@ -1442,7 +1446,7 @@ fn rpm_contents_and_scriptlets() {
     );
     let preun = section("preuninstall");
     assert!(
-        preun.contains("disable --now cavra-runtime.socket cavra-runtime.service"),
+        preun.contains("disable --now cavra-runtime.socket cavra-runtime-metrics.socket cavra-runtime.service"),
         "%preun:\n{preun}"
     );
     assert!(

@@ -23,7 +23,7 @@ _cavra__runtime() {
 
     case "${cmd}" in
         cavra__runtime)
-            opts="-h -V --serve --daemon --verify-evidence --check --reload --completions --metrics --lifecycle --policy --policy-dir --default-pack --registry --pin-pack --pin-pack-for --on-other-pack --workspace-root --path-case --socket --socket-mode --listen-fd-name --metrics-listen-fd-name --max-request-bytes --max-connections --max-connections-per-uid --max-buffered-bytes --request-timeout --idle-timeout --shutdown-grace --log-target --log-format --log-file --evidence-log --evidence-sync --evidence-signing-key-file --evidence-ed25519-key-file --evidence-signing-key-id --evidence-public-key --evidence-recover --log-evidence-records --journal --allow-uid --allow-group --runner-auth-key-file --runner-auth-key-id --runner-auth-window --runner-auth-accept-v1 --runner-oidc-issuer --runner-oidc-audience --runner-oidc-jwks --runner-oidc-jwks-url --runner-oidc-leeway --runner-auth-claims --runner-auth-oidc-token-file --pid --lifecycle-timeout --user --group --input --exit-code --output --reload-timeout --client-timeout --expect-server-uid --help --version"
+            opts="-h -V --serve --daemon --verify-evidence --check --reload --completions --metrics --lifecycle --policy --policy-dir --default-pack --registry --pin-pack --pin-pack-for --on-other-pack --workspace-root --path-case --socket --socket-mode --listen-fd-name --metrics-listen-fd-name --max-request-bytes --max-connections --max-connections-per-uid --max-buffered-bytes --request-timeout --idle-timeout --shutdown-grace --log-target --log-format --log-file --evidence-log --evidence-sync --evidence-signing-key-file --evidence-ed25519-key-file --evidence-signing-key-id --evidence-public-key --evidence-recover --evidence-min-free --log-evidence-records --journal --allow-uid --allow-group --runner-auth-key-file --runner-auth-key-id --runner-auth-window --runner-auth-accept-v1 --runner-oidc-issuer --runner-oidc-audience --runner-oidc-jwks --runner-oidc-jwks-url --runner-oidc-leeway --runner-auth-claims --runner-auth-oidc-token-file --pid --lifecycle-timeout --user --group --input --exit-code --output --reload-timeout --client-timeout --expect-server-uid --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -150,6 +150,10 @@ _cavra__runtime() {
                     return 0
                     ;;
                 --evidence-public-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --evidence-min-free)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
