@@ -20,7 +20,8 @@
 //!
 //! Environment: `CAVRA_LOAD_SECONDS` (measurement window per run, default 1.2), `CAVRA_LOAD_REPS` (default 5);
 //! `CAVRA_LOAD_EVIDENCE_ARGS` (more daemon flags for the evidence rows, split at white space: a signing key, say);
-//! `CAVRA_LOAD_ROTATE_MS` (rename the evidence log every this many milliseconds during a run, as rotation does).
+//! `CAVRA_LOAD_ROTATE_MS` (rename the evidence log every this many milliseconds during a run, as rotation does);
+//! `CAVRA_LOAD_DAEMON` (the daemon binary to measure instead of this build's, to compare two builds).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 #[path = "../tests/common/measure.rs"]
 mod measure;
 
-use measure::{DAEMON, HEALTH, Stream, daemon_command, median, median_duration};
+use measure::{HEALTH, Stream, daemon_binary, daemon_command, median, median_duration};
 
 const CLIENTS: [usize; 3] = [1, 8, 64];
 /// Requests each pipelining stream-mode client keeps outstanding on its connection.
@@ -691,7 +692,7 @@ fn run_benchmark() {
     let load_before = measure::load_average();
     let disk = fdatasync_probe(&evidence_dir);
     let runs = reps * Mode::ALL.len() * CLIENTS.len() * Variant::ALL.len();
-    println!("daemon_load: {DAEMON}");
+    println!("daemon_load: {}", daemon_binary().to_string_lossy());
     println!(
         "{} CPUs, load average {load_before}; {runs} runs of {WARMUP:?} warm-up + {seconds} s; pipeline depth {DEPTH}; \
          open-file limit {nofile}; evidence logs in {} (fdatasync {disk})",

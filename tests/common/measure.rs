@@ -18,6 +18,11 @@ use nix::unistd::{Pid, SysconfVar, sysconf};
 
 /// The daemon measured: the binary cargo built for this profile (only `--release` gives figures that mean anything).
 pub const DAEMON: &str = env!("CARGO_BIN_EXE_cavra-runtime");
+
+/// The daemon to measure: `CAVRA_LOAD_DAEMON` when set (another build, to compare with), else [`DAEMON`].
+pub fn daemon_binary() -> std::ffi::OsString {
+    std::env::var_os("CAVRA_LOAD_DAEMON").unwrap_or_else(|| DAEMON.into())
+}
 /// The health probe: the daemon answers it without a decision or an evidence record.
 pub const HEALTH: &str = r#"{"action_type":"cavra.health"}"#;
 /// The first line of a stream-mode connection.
@@ -211,7 +216,7 @@ impl Stream {
 /// setting, `RUST_LOG`, `NOTIFY_SOCKET` or `LISTEN_FDS` of the caller changes what is measured. No standard input or
 /// output; standard error goes nowhere unless the caller redirects it.
 pub fn daemon_command(socket: &Path) -> Command {
-    let mut command = Command::new(DAEMON);
+    let mut command = Command::new(daemon_binary());
     command
         .env_clear()
         .args(["--serve", "--log-target", "stderr", "--socket"])
