@@ -842,7 +842,7 @@ fn launchd_installer_lays_out_what_the_plist_the_daemon_and_newsyslog_name() {
     let destination = format!("/Library/LaunchDaemons/{label}.plist");
 
     // The daemon's own default on macOS is the socket launchd binds, so clients run as root find it.
-    assert_eq!(socket, cavra_runtime::client::MACOS_SYSTEM_SOCKET);
+    assert_eq!(socket, cavra_runtime_client::MACOS_SYSTEM_SOCKET);
     assert_eq!(user, "_cavra");
     assert_eq!(group, user);
 

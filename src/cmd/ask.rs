@@ -7,13 +7,13 @@ use std::process::ExitCode;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cavra_runtime_client::{Client, ClientError, Retry};
 
 use super::flags::{AuthArgs, ClientArgs, SocketArgs, UnknownServerUser};
 use super::io::{InputError, print_json, read_request};
 use crate::auth::oidc::OidcError;
 use crate::auth::runner::{OIDC_ALGORITHM, reject_line_breaks};
 use crate::auth::{RunnerAuthError, RunnerSigner, SecretError};
-use crate::client::{Client, ClientError};
 use crate::contract::{Decision, RunnerAuthentication, RunnerIdentity};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +44,10 @@ pub enum AskError {
 
 pub fn run(client: &ClientArgs, socket: &SocketArgs, auth: &AuthArgs) -> Result<ExitCode, AskError> {
     let mut request = read_request(&client.input)?;
+    // One attempt, as the reference's client made: what the daemon answers, refusal or decision, is printed.
     let mut daemon = Client::new(&socket.socket)
         .with_timeout(client.client_timeout)
+        .with_retry(Retry::none())
         .expect_server(client.server_check()?);
     if let Some(claims) = &auth.runner_auth_claims {
         match authenticate(auth, claims)? {
@@ -53,12 +55,14 @@ pub fn run(client: &ClientArgs, socket: &SocketArgs, auth: &AuthArgs) -> Result<
             Runner::Hmac(signer) => daemon = daemon.with_runner_signer(signer),
         }
     }
-    let response = daemon.evaluate(&request)?;
+    // A refusal prints as the reference printed it, a block (and exits as one with --exit-code).
+    let response = daemon.evaluate_raw(&request)?;
     print_json(&response).map_err(AskError::WriteOutput)?;
-    Ok(match (client.exit_code, response.decision) {
+    Ok(match (client.exit_code, &response.decision) {
         (false, _) | (true, Decision::Allow) => ExitCode::SUCCESS,
         (true, Decision::RequireApproval) => ExitCode::from(2),
-        (true, Decision::Block) => ExitCode::from(3),
+        // Block, and any decision this version does not know: not allowed.
+        (true, _) => ExitCode::from(3),
     })
 }
 
@@ -95,11 +99,10 @@ fn authenticate(auth: &AuthArgs, claims: &Path) -> Result<Runner, AskError> {
         }));
     }
     let key = auth.runner_key()?.ok_or(AskError::NoKey)?;
-    Ok(Runner::Hmac(RunnerSigner::new(
-        key,
-        auth.runner_auth_key_id.clone(),
-        identity,
-    )?))
+    Ok(Runner::Hmac(
+        RunnerSigner::new(key.expose().to_vec(), auth.runner_auth_key_id.clone(), identity)
+            .map_err(RunnerAuthError::from)?,
+    ))
 }
 
 /// The `kid` of a compact JWT's header (empty if it has none), checking the token's shape as the daemon will.

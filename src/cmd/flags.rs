@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 
+use cavra_runtime_client::{SYSTEM_SOCKET, ServerCheck};
 use clap::ValueEnum;
 
 use crate::auth::oidc::{JwksSource, OidcVerifier};
 use crate::auth::pins::{PackPins, PinError};
 use crate::auth::{HmacRunners, PeerPolicy, PeerPolicyError, RunnerAuthenticator, Secret, SecretError};
-use crate::client::{SYSTEM_SOCKET, ServerCheck};
 use crate::engine::path::workspace_root;
 use crate::engine::{OtherPack, PathCase};
 use crate::evidence::{EvidenceConfig, KeyError, PublicKey, SigningKey, SyncMode, VerifyingKeys};

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use cavra_runtime_client::{Client, Retry, Server, ServerCheck};
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::SFlag;
@@ -28,8 +29,6 @@ use serde::Serialize;
 use super::flags::{LifecycleAction, LifecycleArgs, ServeArgs};
 use super::io::print_json;
 use super::serve::{self, ServeError};
-use crate::auth::Peer;
-use crate::client::{Client, ServerCheck};
 use crate::contract::Health;
 use crate::fsutil::{self, FsError, SafeDir, Trust};
 use crate::server::listener::socket_directory_mode;
@@ -132,9 +131,10 @@ pub fn run(action: LifecycleAction, lifecycle: &LifecycleArgs, serve: &ServeArgs
 
 /// The daemon's health and who answered (the kernel's record: its pid). Any server is heard: nothing it says is
 /// acted on, and whether it is the daemon is decided by comparing its pid with the PID file's holder.
-fn probe(socket: &Path) -> Option<(Health, Peer)> {
+fn probe(socket: &Path) -> Option<(Health, Server)> {
     Client::new(socket)
         .with_timeout(Duration::from_millis(500))
+        .with_retry(Retry::none())
         .expect_server(ServerCheck::Anyone)
         .health_and_server()
         .ok()
