@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt as _, Interest};
 use tokio::net::UnixStream;
 
 use crate::blocking::Client;
@@ -14,7 +14,7 @@ use crate::retry::Retry;
 #[cfg(feature = "runner-auth")]
 use crate::runner_auth::RunnerSigner;
 use crate::server::{Server, ServerCheck};
-use crate::socket::MAX_ANSWER_BYTES;
+use crate::socket::{self, MAX_ANSWER_BYTES};
 use crate::wire::{DecisionResponse, EvaluateRequest, HEALTH_ACTION, Health};
 
 /// An async client of one daemon socket, configured as [`Client`] is (or made from one).
@@ -149,7 +149,10 @@ impl AsyncClient {
     async fn connect(&self) -> Result<UnixStream, ClientError> {
         loop {
             match UnixStream::connect(self.socket()).await {
-                Ok(stream) => return Ok(stream),
+                Ok(stream) => {
+                    socket::no_sigpipe(&stream).map_err(|source| self.client.io(source))?;
+                    return Ok(stream);
+                }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
@@ -164,10 +167,9 @@ impl AsyncClient {
     }
 
     async fn send_and_read(&self, mut stream: UnixStream, line: &[u8]) -> Result<Vec<u8>, ClientError> {
-        let written = stream.write_all(line).await;
-        match written {
+        match write_all(&stream, line).await {
             Ok(()) => self.read_line(&mut stream).await,
-            Err(error) if matches!(error.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
+            Err(error) if socket::closed_by_server(&error) => {
                 self.read_line(&mut stream).await.map_err(|_| self.client.io(error))
             }
             Err(error) => Err(self.client.io(error)),
@@ -211,4 +213,17 @@ impl AsyncClient {
             }
         }
     }
+}
+
+/// Writes all of `bytes` in as few `send` calls as the socket allows, never raising SIGPIPE.
+async fn write_all(stream: &UnixStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_io(Interest::WRITABLE, || socket::send(stream, bytes)) {
+            Ok(sent) => bytes = &bytes[sent..],
+            Err(error) if matches!(error.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }

@@ -2,13 +2,13 @@
 //! may happen (and for the Go daemon it replaces).
 //!
 //! - [`wire`]: the request and answer types, the very ones the daemon uses.
-//! - [`Client`] (blocking) and, with the `async` feature, [`AsyncClient`] (tokio): one deadline for the whole call
+//! - [`Client`] (blocking) and, with the `async` feature, `AsyncClient` (tokio): one deadline for the whole call
 //!   (connect included), [`Retry`] with back-off for refusals worth retrying, and a check of who is answering
 //!   ([`ServerCheck`]) before anything is sent.
 //! - Decisions and refusals are told apart: `Ok` is always a decision of the policy; a daemon that could not or
 //!   would not decide (overloaded, unauthorised peer, evidence log unwritable, ...) is
 //!   [`ClientError::Refused`] with a [`RefusalKind`].
-//! - With the `runner-auth` feature, [`runner_auth::RunnerSigner`] signs each request as a CI runner.
+//! - With the `runner-auth` feature, `runner_auth::RunnerSigner` signs each request as a CI runner.
 //!
 //! ```
 //! use std::time::Duration;

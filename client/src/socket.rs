@@ -2,7 +2,7 @@
 //! read a line at a time, every call given only the time left.
 
 use std::io::{self, Read as _};
-use std::os::fd::{AsRawFd as _, FromRawFd as _};
+use std::os::fd::{AsRawFd, FromRawFd as _};
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -73,13 +73,20 @@ fn socket() -> io::Result<UnixStream> {
     if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
         return Err(io::Error::last_os_error());
     }
+    no_sigpipe(&stream)?;
+    Ok(stream)
+}
+
+/// Makes writes to `socket` fail with `EPIPE` instead of raising SIGPIPE, where that is a socket option (macOS);
+/// elsewhere [`send`] asks it of each write.
+pub(crate) fn no_sigpipe(socket: &impl AsRawFd) -> io::Result<()> {
     #[cfg(target_os = "macos")]
     {
         let on: libc::c_int = 1;
         // SAFETY: the option value is a c_int of the size given.
         let result = unsafe {
             libc::setsockopt(
-                fd,
+                socket.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_NOSIGPIPE,
                 (&raw const on).cast(),
@@ -90,7 +97,23 @@ fn socket() -> io::Result<UnixStream> {
             return Err(io::Error::last_os_error());
         }
     }
-    Ok(stream)
+    #[cfg(not(target_os = "macos"))]
+    let _ = socket;
+    Ok(())
+}
+
+/// One `send` of `bytes`, never raising SIGPIPE (see [`no_sigpipe`]).
+pub(crate) fn send(socket: &impl AsRawFd, bytes: &[u8]) -> io::Result<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    const FLAGS: libc::c_int = 0;
+    // SAFETY: the buffer is valid for `bytes.len()` bytes.
+    let sent = unsafe { libc::send(socket.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), FLAGS) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sent as usize)
 }
 
 /// `path` as a `sockaddr_un`, and its length.
@@ -119,23 +142,16 @@ fn address(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
 /// Writes all of `bytes` by `deadline`, in as few calls as the socket allows: a request and its newline go in one
 /// buffer, so a server that answers and closes as soon as it has read the request cannot fail a second write.
 pub(crate) fn write_all(stream: &UnixStream, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    const FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    const FLAGS: libc::c_int = 0;
     while !bytes.is_empty() {
         stream.set_write_timeout(Some(remaining(deadline)?))?;
-        // SAFETY: the buffer is valid for `bytes.len()` bytes.
-        let sent = unsafe { libc::send(stream.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), FLAGS) };
-        if sent < 0 {
-            let error = io::Error::last_os_error();
-            match error.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => return Err(io::Error::from(io::ErrorKind::TimedOut)),
-                _ => return Err(error),
+        match send(stream, bytes) {
+            Ok(sent) => bytes = &bytes[sent..],
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                return Err(io::Error::from(io::ErrorKind::TimedOut));
             }
+            Err(error) => return Err(error),
         }
-        bytes = &bytes[sent as usize..];
     }
     Ok(())
 }
