@@ -5,7 +5,7 @@
 //!   better, the settings file names only real variables, the policies README's example loads, the man page renders
 //!   and names real flags, the launchd plist has the keys, types and decimal mode launchd needs.
 //! * Packages: `packaging/build-packages.sh` builds revisions 1 and 2 of the .deb (cargo-deb) and the .rpm (rpmbuild,
-//!   from the crate) once for all tests here. Their contents and maintainer scripts are inspected, lintian and
+//!   from a tarball of the workspace) once for all tests here. Their contents and maintainer scripts are inspected, lintian and
 //!   rpmlint must be clean apart from the allow-lists in `packaging/`, and `tests/system/system-{deb,rpm}.sh` install
 //!   them into an overlay clone of this machine booted by systemd-nspawn (see `tests/system/lib/system-manager.sh`).
 //!
