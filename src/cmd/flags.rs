@@ -654,7 +654,7 @@ pub struct ClientArgs {
     #[arg(long)]
     pub exit_code: bool,
 
-    /// With --daemon: how long to wait for the daemon's answer.
+    /// With --daemon: how long the whole exchange may take: connecting, sending and the answer.
     #[arg(long, value_name = "DURATION", env = "CAVRA_CLIENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub client_timeout: Duration,
 
