@@ -54,6 +54,13 @@ pub struct EvaluateRequest {
     /// never allowed a write.
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
     pub workspace_root: String,
+    /// The agent's name for the tool whose call this request asks about (`Bash`, `Write`, `mcp__github__search`),
+    /// and the agent's id of that call: an auditor finds the call in the agent's transcript by them. Recorded, not
+    /// decided on.
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    pub tool_name: String,
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    pub tool_use_id: String,
 }
 
 /// Typed release-governance evidence: the 26 fields of the reference contract, in its order.

@@ -60,6 +60,10 @@ pub(crate) struct RecordRequest {
     record: Option<Map<String, Value>>,
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
     workspace_root: String,
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    tool_name: String,
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    tool_use_id: String,
 }
 
 impl From<EvaluateRequest> for RecordRequest {
@@ -80,6 +84,8 @@ impl From<EvaluateRequest> for RecordRequest {
             capability: request.capability,
             record: request.record,
             workspace_root: request.workspace_root,
+            tool_name: request.tool_name,
+            tool_use_id: request.tool_use_id,
         }
     }
 }
@@ -673,7 +679,8 @@ mod tests {
         let request: EvaluateRequest = serde_json::from_str(
             r#"{"action_type":"mcp_tool_call","target":"github:delete_repo","operation":"push","server":"github",
                 "tool":"delete_repo","capability":"repo","record":{"metadata_kind":"x","n":1.1},
-                "workspace_root":"/repo","runner_auth":{"identity":{"provider":"p"}}}"#,
+                "workspace_root":"/repo","runner_auth":{"identity":{"provider":"p"}},"tool_name":"mcp__github__delete_repo",
+                "tool_use_id":"toolu_01"}"#,
         )
         .unwrap();
         let (line, _) = Chain::default().append(request.into(), allow(), "t".into(), None);
@@ -683,7 +690,7 @@ mod tests {
                 r#""request":{"action_type":"mcp_tool_call","target":"github:delete_repo","#,
                 r#""runner_auth":{"identity":{"provider":"p"}},"operation":"push","server":"github","#,
                 r#""tool":"delete_repo","capability":"repo","record":{"metadata_kind":"x","n":1.1},"#,
-                r#""workspace_root":"/repo"}"#
+                r#""workspace_root":"/repo","tool_name":"mcp__github__delete_repo","tool_use_id":"toolu_01"}"#
             )),
             "{text}"
         );
