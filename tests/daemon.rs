@@ -6,6 +6,7 @@ use std::fs;
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cavra_runtime::contract::{Decision, EvaluateRequest};
@@ -94,17 +95,45 @@ fn client_library_and_daemon_cli_agree() {
 }
 
 #[test]
-fn exit_codes_map_decisions_for_ci_gates() {
+fn exit_codes_map_decisions_for_ci_gates_in_both_client_modes() {
     let daemon = Daemon::start(&[]);
     let socket = daemon.socket.to_str().unwrap();
     for (request, code) in [
         (r#"{"action_type":"execute_command","target":"pytest"}"#, 0),
-        (r#"{"action_type":"execute_command","target":"make deploy"}"#, 2),
+        (r#"{"action_type":"execute_command","target":"make deploy"}"#, 4),
         (r#"{"action_type":"read_file","target":".env"}"#, 3),
     ] {
         let output = common::run(&["--daemon", "--exit-code", "--socket", socket], request);
-        assert_eq!(output.status.code(), Some(code), "{request}");
+        assert_eq!(output.status.code(), Some(code), "--daemon {request}");
+        let output = common::run(&["--exit-code"], request);
+        assert_eq!(output.status.code(), Some(code), "one-shot {request}");
+        assert!(output.stdout.starts_with(b"{"), "the decision is printed too");
     }
+    // No usage error exits with a decision's status: clap's is 2, and a bad value from the environment is one.
+    let usage = Command::new(common::binary())
+        .args(["--daemon", "--exit-code", "--socket", socket])
+        .env("CAVRA_CLIENT_TIMEOUT", "10")
+        .output()
+        .unwrap();
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&usage.stderr)
+    );
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("\"10\" is not a duration"));
+    let flag_value = common::run(
+        &[
+            "--daemon",
+            "--exit-code",
+            "--socket",
+            socket,
+            "--input",
+            "-pending.json",
+        ],
+        "",
+    );
+    assert_eq!(flag_value.status.code(), Some(2));
 }
 
 #[test]

@@ -302,8 +302,8 @@ code=0
 "$runtime" "$@" >"$response" || code=$?
 case $code in
 0) decision=allow ;;
-2) decision=require_approval ;;
 3) decision=block ;;
+4) decision=require_approval ;;
 *) die "cavra-runtime --daemon failed (exit $code); the daemon's log is $daemon_log" ;;
 esac
 

@@ -42,13 +42,33 @@ pub enum AskError {
     WriteOutput(io::Error),
 }
 
-pub fn run(client: &ClientArgs, socket: &SocketArgs, auth: &AuthArgs) -> Result<ExitCode, AskError> {
-    let mut request = read_request(&client.input)?;
-    // One attempt, as the reference's client made: what the daemon answers, refusal or decision, is printed.
-    let mut daemon = Client::new(&socket.socket)
+/// `--exit-code` statuses: none of them is one a usage error (2, clap's) or another error (1) exits with.
+pub const EXIT_BLOCK: u8 = 3;
+pub const EXIT_REQUIRE_APPROVAL: u8 = 4;
+
+/// The daemon the client modes (`--daemon`, `--hook`) ask: the socket, deadline and server check their flags name.
+/// One attempt, as the reference's client made.
+pub fn daemon_client(client: &ClientArgs, socket: &SocketArgs) -> Result<Client, UnknownServerUser> {
+    Ok(Client::new(&socket.socket)
         .with_timeout(client.client_timeout)
         .with_retry(Retry::none())
-        .expect_server(client.server_check()?);
+        .expect_server(client.server_check()?))
+}
+
+/// The `--exit-code` status of a decision: only an explicit allow is 0; block, and any decision this version does
+/// not know, is a block.
+pub fn decision_status(decision: &Decision) -> ExitCode {
+    match decision {
+        Decision::Allow => ExitCode::SUCCESS,
+        Decision::RequireApproval => ExitCode::from(EXIT_REQUIRE_APPROVAL),
+        _ => ExitCode::from(EXIT_BLOCK),
+    }
+}
+
+pub fn run(client: &ClientArgs, socket: &SocketArgs, auth: &AuthArgs) -> Result<ExitCode, AskError> {
+    let mut request = read_request(&client.input)?;
+    // What the daemon answers, refusal or decision, is printed.
+    let mut daemon = daemon_client(client, socket)?;
     if let Some(claims) = &auth.runner_auth_claims {
         match authenticate(auth, claims)? {
             Runner::Oidc(token) => request.runner_auth = Some(token),
@@ -58,11 +78,10 @@ pub fn run(client: &ClientArgs, socket: &SocketArgs, auth: &AuthArgs) -> Result<
     // A refusal prints as the reference printed it, a block (and exits as one with --exit-code).
     let response = daemon.evaluate_raw(&request)?;
     print_json(&response).map_err(AskError::WriteOutput)?;
-    Ok(match (client.exit_code, &response.decision) {
-        (false, _) | (true, Decision::Allow) => ExitCode::SUCCESS,
-        (true, Decision::RequireApproval) => ExitCode::from(2),
-        // Block, and any decision this version does not know: not allowed.
-        (true, _) => ExitCode::from(3),
+    Ok(if client.exit_code {
+        decision_status(&response.decision)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 

@@ -41,6 +41,9 @@ pub struct Cli {
 
     #[command(flatten)]
     pub client: ClientArgs,
+
+    #[command(flatten)]
+    pub hook: HookArgs,
 }
 
 /// Everything `--serve` reads (and `--lifecycle start` passes on to the daemon it starts); the client modes borrow
@@ -86,6 +89,21 @@ pub struct Mode {
     /// stop it. For hosts without a service manager.
     #[arg(long, value_name = "ACTION", value_enum)]
     pub lifecycle: Option<LifecycleAction>,
+
+    /// Answer an AI coding agent's pre-tool hook: read the agent's hook input on standard input, ask the daemon
+    /// about the tool call, and answer in the agent's protocol; anything that goes wrong is a refusal
+    /// (docs/agents.md).
+    #[arg(long, value_name = "AGENT", value_enum)]
+    pub hook: Option<HookAgent>,
+}
+
+/// The agents whose hook protocol `--hook` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HookAgent {
+    /// Claude Code's PreToolUse hook.
+    ClaudeCode,
+    /// Cursor's beforeShellExecution, beforeMCPExecution, beforeReadFile and preToolUse hooks.
+    Cursor,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -650,11 +668,13 @@ pub struct ClientArgs {
     #[arg(long, value_name = "FILE", default_value = "-")]
     pub input: PathBuf,
 
-    /// With --daemon: exit 0 for allow, 2 for require_approval, 3 for block (errors exit 1).
+    /// With --daemon or one-shot: exit 0 for allow, 3 for block (and a refusal, or a decision this version does
+    /// not know), 4 for require_approval. Errors exit 1 and usage errors 2, so neither reads as a decision.
     #[arg(long)]
     pub exit_code: bool,
 
-    /// With --daemon: how long the whole exchange may take: connecting, sending and the answer.
+    /// With --daemon and --hook: how long the whole exchange may take: connecting, sending and the answer. For
+    /// --hook, everything from reading the agent's input to answering it; keep it below the agent's hook timeout.
     #[arg(long, value_name = "DURATION", env = "CAVRA_CLIENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub client_timeout: Duration,
 
@@ -683,6 +703,62 @@ impl ClientArgs {
                 .map(|found| ServerCheck::Uid(found.uid.as_raw()))
                 .ok_or_else(|| UnknownServerUser(user.clone())),
         }
+    }
+}
+
+/// Claude Code's and Cursor's tools that neither read, write, run nor reach out (docs/agents.md): a hook lets them
+/// go ahead without asking the daemon.
+pub const HARMLESS_TOOLS: &[&str] = &[
+    "Agent",
+    "AskUserQuestion",
+    "EnterPlanMode",
+    "ExitPlanMode",
+    "Task",
+    "TaskCreate",
+    "TaskGet",
+    "TaskList",
+    "TaskOutput",
+    "TaskStop",
+    "TaskUpdate",
+    "TodoWrite",
+    "ToolSearch",
+];
+
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Agent hooks (--hook)")]
+pub struct HookArgs {
+    /// Tools that go ahead without asking the daemon (and so without an evidence record): tools that neither read,
+    /// write, run nor reach out. Every tool that is neither listed here nor mapped to a file, command or MCP request
+    /// (WebFetch, WebSearch, tools the hook does not know) is asked about as itself, which the pack's default
+    /// decides: approval. Repeatable or comma-separated; replaces the default list; an empty value lists none.
+    #[arg(
+        long,
+        value_name = "TOOL",
+        env = "CAVRA_HOOK_ALLOW_TOOLS",
+        value_delimiter = ',',
+        default_values = HARMLESS_TOOLS
+    )]
+    pub hook_allow_tool: Vec<String>,
+
+    /// Never answer "ask": require_approval is refused with its reason, as in the permission modes where the agent
+    /// does not enforce an ask (auto, dontAsk, bypassPermissions). For sessions nobody answers (`claude -p`, CI).
+    #[arg(long, env = "CAVRA_HOOK_NO_ASK")]
+    pub hook_no_ask: bool,
+
+    /// Decide in this process with the policy flags (--policy, --policy-dir, --pin-pack, ...) instead of asking the
+    /// daemon. Nothing is recorded as evidence.
+    #[arg(long)]
+    pub hook_in_process: bool,
+
+    /// The policy pack every request names. Default: none, so the daemon's pins or default pack decide.
+    #[arg(long, value_name = "ID", env = "CAVRA_POLICY_PACK")]
+    pub hook_pack: Option<String>,
+}
+
+impl HookArgs {
+    /// Whether `tool` goes ahead without asking.
+    pub fn is_harmless(&self, tool: &str) -> bool {
+        self.hook_allow_tool.iter().any(|listed| listed == tool)
     }
 }
 

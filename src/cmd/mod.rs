@@ -5,12 +5,14 @@
 //! |---|---|
 //! | `--serve` | [`serve`] |
 //! | `--daemon` (ask a running daemon) | [`ask`] |
+//! | `--hook <agent>` (answer an agent's pre-tool hook) | [`hook`] |
 //! | none (evaluate one request here) | [`oneshot`] |
 //! | `--verify-evidence` | [`verify`] |
 //! | `--lifecycle start\|status\|stop` | [`lifecycle`] |
 
 pub mod ask;
 pub mod flags;
+pub mod hook;
 pub mod io;
 pub mod lifecycle;
 pub mod oneshot;
@@ -34,8 +36,15 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
         Ok(ExitCode::SUCCESS)
     } else if mode.daemon {
         Ok(ask::run(&cli.client, &cli.serve.socket, &cli.serve.auth)?)
+    } else if let Some(agent) = mode.hook {
+        Ok(hook::run(
+            agent,
+            &cli.hook,
+            &cli.client,
+            &cli.serve.socket,
+            &cli.serve.policy,
+        ))
     } else {
-        oneshot::run(&cli.serve.policy, &cli.client)?;
-        Ok(ExitCode::SUCCESS)
+        Ok(oneshot::run(&cli.serve.policy, &cli.client)?)
     }
 }
