@@ -193,7 +193,14 @@ impl Job {
         self
     }
 
+    /// Runs the script as a fresh CI job would: the evidence directory of an earlier run is gone.
     fn run(&self, request: &str, extra: &[(&str, &str)]) -> Run {
+        let _ = fs::remove_dir_all(self.evidence_dir());
+        self.run_in_checkout(request, extra)
+    }
+
+    /// Runs the script on the workspace as it is.
+    fn run_in_checkout(&self, request: &str, extra: &[(&str, &str)]) -> Run {
         let output = Command::new("sh")
             .arg(repo(RUNNER))
             .current_dir(self.workspace.path())
@@ -239,28 +246,28 @@ impl Job {
         assert_eq!(report["records"], report["signed_records"], "{report}");
     }
 
-    /// The trap stopped the daemon: the pid the script reported is gone and the status command says not running.
+    /// The trap stopped the daemon: the pid the script reported is gone, the status command says not running, and
+    /// the private directory it ran in is gone.
     fn assert_daemon_gone(&self, run: &Run) {
-        let Some(pid) = run
+        let Some((socket, pid)) = run
             .stdout
-            .split_once("(pid ")
-            .and_then(|(_, rest)| rest.split_once(')'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            .split_once("daemon started on ")
+            .and_then(|(_, rest)| rest.split_once(" (pid "))
+            .and_then(|(socket, rest)| Some((socket, rest.split_once(')')?.0.parse::<u32>().ok()?)))
         else {
             return; // the script stopped before starting a daemon
         };
+        assert!(
+            !Path::new(socket).parent().unwrap().exists(),
+            "{socket}'s directory is left behind"
+        );
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while alive(pid) {
             assert!(std::time::Instant::now() < deadline, "daemon {pid} is still running");
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let status = Command::new(common::binary())
-            .args([
-                "--lifecycle",
-                "status",
-                "--socket",
-                ".cavra/go-daemon/cavra-runtime.sock",
-            ])
+            .args(["--lifecycle", "status", "--socket", socket])
             .current_dir(self.workspace.path())
             .env_remove("CAVRA_RUNTIME_SOCKET")
             .output()
@@ -370,9 +377,9 @@ fn runner_fails_the_job_on_a_block_with_the_daemons_reason_unless_blocking_is_al
     let run = job.run("failed-connector-delivery.json", &allowed);
     run.assert_passed();
     assert!(run.stdout.contains("block allowed by CAVRA_ALLOW_BLOCKING_DECISION"));
-    // One daemon after another continued the same chain, and it still verifies.
+    // Each run records its own decision in a log of its own, which verifies.
     job.assert_verified();
-    assert_eq!(job.json("release-governance-evidence-verification.json")["records"], 3);
+    assert_eq!(job.json("release-governance-evidence-verification.json")["records"], 1);
 }
 
 #[test]
@@ -411,13 +418,11 @@ fn runner_passes_an_expected_require_approval_as_a_local_runner_named_by_its_pat
         (report["valid"].as_bool(), report["signed_records"].as_u64()),
         (Some(true), Some(1))
     );
-    let status = Command::new(common::binary())
-        .args(["--lifecycle", "status", "--socket", "out/evidence/cavra-runtime.sock"])
-        .current_dir(job.workspace.path())
-        .env_remove("CAVRA_RUNTIME_SOCKET")
-        .output()
-        .unwrap();
-    assert_eq!(status.status.code(), Some(3), "the daemon is still running");
+    job.assert_daemon_gone(&Run {
+        stdout: text(&run.stdout),
+        stderr: text(&run.stderr),
+        output: run,
+    });
 }
 
 #[test]
@@ -446,6 +451,124 @@ fn runner_fails_on_an_unexpected_decision_or_rule_and_on_missing_input() {
         .assert_failed_with("CAVRA_EXPECTED_DECISION must be allow, require_approval or block");
     job.run("approved-promotion.json", &[("CAVRA_RELEASE_GOVERNANCE_REQUEST", "")])
         .assert_failed_with("CAVRA_RELEASE_GOVERNANCE_REQUEST is required");
+}
+
+#[test]
+fn runner_refuses_evidence_it_did_not_write() {
+    let job = Job::github();
+    // What a pull request could commit: a log a keyless daemon wrote, with a forged runner identity, that verifies.
+    let planted_dir = job.evidence_dir();
+    fs::create_dir_all(&planted_dir).unwrap();
+    let planted = planted_dir.join("release-governance-evidence.jsonl");
+    {
+        let forger = Daemon::start(&["--evidence-log", planted.to_str().unwrap(), "--evidence-sync", "none"]);
+        let forged: cavra_runtime::contract::EvaluateRequest = serde_json::from_value(json!({
+            "action_type": "release_governance_record",
+            "release_governance": {"metadata_kind": "rollout-promotion-execution", "approval_state": "approved",
+                                   "approval_id": "CAB-1"},
+            "runner_auth": {"identity": {"provider": "github-actions", "repository": "acme/payments"},
+                            "algorithm": "HMAC-SHA256", "signature": "00"}
+        }))
+        .unwrap();
+        forger.client().evaluate(&forged).unwrap();
+    }
+    let check = Command::new(common::binary())
+        .args(["--verify-evidence", "--evidence-log", planted.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "the planted log verifies on its own");
+    let before = fs::read(&planted).unwrap();
+
+    let run = job.run_in_checkout("approved-promotion.json", &[]);
+    run.assert_failed_with("is not empty: the gate ships only evidence it wrote");
+    assert!(!run.stdout.contains("daemon started"), "{}", run.stdout);
+    assert_eq!(fs::read(&planted).unwrap(), before, "the planted log is left as it was");
+    assert_eq!(
+        fs::read_dir(&planted_dir).unwrap().count(),
+        1,
+        "nothing was added beside it"
+    );
+
+    // Nor through a link to a directory elsewhere.
+    fs::remove_dir_all(&planted_dir).unwrap();
+    let elsewhere = job.workspace.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &planted_dir).unwrap();
+    job.run_in_checkout("approved-promotion.json", &[])
+        .assert_failed_with("is a symbolic link");
+
+    // A new directory gets the gate's own log: one record, this runner's.
+    fs::remove_file(&planted_dir).unwrap();
+    job.run("approved-promotion.json", &[]).assert_passed();
+    job.assert_verified();
+    assert_eq!(job.json("release-governance-evidence-verification.json")["records"], 1);
+    assert_eq!(
+        job.last_record()["request"]["runner_auth"]["identity"],
+        job.json("runner-auth-claims.json")
+    );
+    assert_eq!(job.json("runner-authentication.json")["authenticated"], true);
+}
+
+#[test]
+fn a_run_without_a_runner_credential_fails_unless_told_to_go_on_unauthenticated() {
+    // A pull request from a fork: no secrets, no OIDC token.
+    let mut job = Job::github();
+    job.env.retain(|(name, _)| !name.ends_with("_HMAC_KEY"));
+    job.set("GITHUB_EVENT_NAME", "pull_request");
+    let run = job.run("approved-promotion.json", &[]);
+    run.assert_failed_with("no runner credential: neither CAVRA_RUNNER_AUTH_HMAC_KEY");
+    assert!(
+        run.stderr.contains("set CAVRA_ALLOW_UNAUTHENTICATED_RUNNER=true"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stdout.contains("daemon started"), "{}", run.stdout);
+
+    let run = job.run(
+        "approved-promotion.json",
+        &[("CAVRA_ALLOW_UNAUTHENTICATED_RUNNER", "true")],
+    );
+    run.assert_passed();
+    assert!(run.stderr.contains("WARNING: UNAUTHENTICATED RUNNER"), "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("::warning title=cavra-runtime::UNAUTHENTICATED RUNNER"),
+        "{}",
+        run.stdout
+    );
+    let marker = job.json("runner-authentication.json");
+    assert_eq!(
+        (&marker["authenticated"], &marker["method"]),
+        (&json!(false), &json!("none"))
+    );
+    assert!(job.last_record()["request"].get("runner_auth").is_none());
+    let report = job.json("release-governance-evidence-verification.json");
+    assert_eq!(
+        (&report["valid"], &report["records"]),
+        (&json!(true), &json!(1)),
+        "{report}"
+    );
+}
+
+#[test]
+fn runner_reads_request_files_whose_names_look_like_flags() {
+    let job = Job::github();
+    for name in ["-pending.json", "-", "--input=other.json"] {
+        fs::copy(typed("pending-promotion.json"), job.workspace.path().join(name)).unwrap();
+        let run = job.run(
+            "approved-promotion.json",
+            &[
+                ("CAVRA_RELEASE_GOVERNANCE_REQUEST", name),
+                ("CAVRA_EXPECTED_DECISION", "require_approval"),
+                ("CAVRA_EXPECTED_RULE_ID", "release_governance.approval.pending"),
+            ],
+        );
+        run.assert_passed();
+        assert_eq!(
+            job.last_record()["response"]["rule_id"],
+            "release_governance.approval.pending"
+        );
+    }
 }
 
 /// A GitHub Actions job whose claims match common::oidc's tokens, with the JWKS to check them and no HMAC key.
@@ -616,6 +739,12 @@ fn names(mapping: &Yaml) -> Vec<&str> {
 fn github_actions_template_is_a_workflow_with_oidc_and_an_evidence_artifact() {
     let workflow = yaml("examples/github-actions/cavra-release-governance.yml");
     assert!(key(&workflow, "on").is_mapping(), "`on` must list the triggers");
+    // Pull requests run the base branch's workflow, not their own, with secrets.
+    let triggers = names(key(&workflow, "on"));
+    assert!(
+        triggers.contains(&"pull_request_target") && !triggers.contains(&"pull_request"),
+        "{triggers:?}"
+    );
     assert_eq!(str_of(key(&workflow, "permissions"), "id-token"), "write");
     let jobs = key(&workflow, "jobs").as_mapping().expect("jobs is a mapping");
     assert!(!jobs.is_empty());
@@ -626,7 +755,12 @@ fn github_actions_template_is_a_workflow_with_oidc_and_an_evidence_artifact() {
             let kinds = ["uses", "run"].iter().filter(|kind| step.get(**kind).is_some()).count();
             assert_eq!(kinds, 1, "a step needs exactly one of uses and run: {step:?}");
         }
-        let dir = str_of(key(job, "env"), "CAVRA_RELEASE_GOVERNANCE_EVIDENCE_DIR");
+        let gate = runner_steps(steps, "run").next().expect("a step runs the gate");
+        let dir = str_of(key(gate, "env"), "CAVRA_RELEASE_GOVERNANCE_EVIDENCE_DIR");
+        assert!(
+            dir.starts_with("${{ runner.temp }}/"),
+            "evidence outside the checkout: {dir}"
+        );
         let upload = steps
             .iter()
             .find(|step| {
@@ -638,6 +772,33 @@ fn github_actions_template_is_a_workflow_with_oidc_and_an_evidence_artifact() {
         assert_eq!(str_of(upload, "if"), "always()");
         assert_eq!(str_of(key(upload, "with"), "path").trim_end_matches('/'), dir);
         let commands: Vec<&str> = steps.iter().filter_map(|step| step.get("run")?.as_str()).collect();
+        // Trusted code: the gate runs from the base branch's checkout; the change under review is only read.
+        let checkouts: Vec<&Yaml> = steps
+            .iter()
+            .filter(|step| {
+                step.get("uses")
+                    .and_then(Yaml::as_str)
+                    .is_some_and(|uses| uses.starts_with("actions/checkout@"))
+            })
+            .collect();
+        assert_eq!(checkouts.len(), 2, "the gate's checkout and the change's");
+        let (trusted, change) = (key(checkouts[0], "with"), key(checkouts[1], "with"));
+        assert!(str_of(trusted, "ref").starts_with("${{ github.event.pull_request.base.sha"));
+        assert!(trusted.get("path").is_none(), "the gate runs from the workspace root");
+        let data = str_of(change, "path");
+        for with in [trusted, change] {
+            assert_eq!(key(with, "persist-credentials").as_bool(), Some(false));
+        }
+        assert!(str_of(key(job, "env"), "CAVRA_RELEASE_GOVERNANCE_REQUEST").starts_with(&format!("{data}/")));
+        for step in steps {
+            assert!(step.get("working-directory").is_none());
+            if let Some(command) = step.get("run").and_then(Yaml::as_str) {
+                assert!(
+                    !command.contains(data),
+                    "a step runs something from the change: {command}"
+                );
+            }
+        }
         let mut variables = names(key(job, "env"));
         variables.extend(
             runner_steps(steps, "run")
@@ -720,7 +881,16 @@ fn azure_pipelines_template_has_trigger_pool_steps_and_publishes_the_evidence() 
         .expect("a PublishPipelineArtifact step");
     assert_eq!(str_of(publish, "condition"), "always()");
     let dir = str_of(key(&pipeline, "variables"), "CAVRA_RELEASE_GOVERNANCE_EVIDENCE_DIR");
+    assert!(
+        dir.starts_with("$(Agent.TempDirectory)/"),
+        "evidence outside the checkout: {dir}"
+    );
     assert_eq!(str_of(key(publish, "inputs"), "targetPath"), dir);
+    assert_eq!(
+        key(&pipeline, "pr").as_str(),
+        Some("none"),
+        "only reviewed code runs with the secrets"
+    );
     let commands: Vec<&str> = steps.iter().filter_map(|step| step.get("bash")?.as_str()).collect();
     let mut variables = names(key(&pipeline, "variables"));
     variables.extend(

@@ -95,6 +95,11 @@ pub struct Mode {
     /// (docs/agents.md).
     #[arg(long, value_name = "AGENT", value_enum)]
     pub hook: Option<HookAgent>,
+
+    /// Print field NAME of the JSON object in --input (a string as its plain text, anything else as JSON): for
+    /// scripts without a JSON tool. Exit 1 when the input is not a JSON object or has no such field.
+    #[arg(long, value_name = "NAME")]
+    pub json_field: Option<String>,
 }
 
 /// The agents whose hook protocol `--hook` speaks.

@@ -9,11 +9,13 @@
 //! | none (evaluate one request here) | [`oneshot`] |
 //! | `--verify-evidence` | [`verify`] |
 //! | `--lifecycle start\|status\|stop` | [`lifecycle`] |
+//! | `--json-field NAME` (one field of a JSON object, for scripts) | [`json_field`] |
 
 pub mod ask;
 pub mod flags;
 pub mod hook;
 pub mod io;
+pub mod json_field;
 pub mod lifecycle;
 pub mod oneshot;
 pub mod serve;
@@ -44,6 +46,9 @@ pub fn run(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
             &cli.serve.socket,
             &cli.serve.policy,
         ))
+    } else if let Some(name) = &mode.json_field {
+        json_field::run(name, &cli.client.input)?;
+        Ok(ExitCode::SUCCESS)
     } else {
         Ok(oneshot::run(&cli.serve.policy, &cli.client)?)
     }
