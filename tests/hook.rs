@@ -597,6 +597,17 @@ fn spellings_links_and_paths_outside_the_project_cannot_slip_past_a_rule() {
         .collect();
     assert!(linked.len() >= 2, "{linked:?}");
 
+    // A hard link has no name to follow: a write to a file with several names is refused, a read is decided.
+    fs::hard_link(
+        project.root.join(".claude/settings.json"),
+        project.root.join("docs/plain.md"),
+    )
+    .unwrap();
+    let seen = hook.run(&write(format!("{root}/docs/plain.md")));
+    assert_eq!(seen.claude(), "deny");
+    assert!(seen.reason().contains("has 2 hard links"), "{seen:?}");
+    assert_eq!(hook.run(&read(format!("{root}/docs/plain.md"))).claude(), "allow");
+
     // A write outside the project is never allowed: where nobody can be asked it is refused.
     let auto = with(
         write("/root/.ssh/authorized_keys".to_owned()),

@@ -35,7 +35,8 @@ const NEWSYSLOG: &str = "packaging/launchd/newsyslog.d/cavra-runtime-evidence.co
 const EVIDENCE_LOG: &str = "/var/lib/cavra/evidence.jsonl";
 /// The documentation the packages install beside the README: the operator's pages, not the lab notes
 /// (docs/performance.md, docs/robustness.md).
-const OPERATOR_DOCS: [&str; 6] = [
+const OPERATOR_DOCS: [&str; 7] = [
+    "docs/agents.md",
     "docs/evidence.md",
     "docs/migration.md",
     "docs/operating.md",

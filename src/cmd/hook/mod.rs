@@ -258,6 +258,9 @@ fn questions_for(call: &Call, action: &Action, hook: &HookArgs) -> Result<Vec<Qu
     };
     let (named_text, root_text) = (text(&named)?, text(&call.project)?);
     let reached = paths::resolve(&named).map_err(|error| error.to_string())?;
+    if matches!(action, Action::Write(_)) {
+        paths::single_name(&reached)?;
+    }
     let real_root = paths::resolve(&call.project).map_err(|error| error.to_string())?;
     let (reached_text, real_root_text) = (text(&reached)?, text(&real_root)?);
     let mut as_named = request(action_type, named_text.clone());

@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Component, Path, PathBuf};
 
 /// As Linux's `MAXSYMLINKS`: more links than this on one path is a loop.
@@ -69,6 +70,20 @@ pub fn resolve(path: &Path) -> Result<PathBuf, ResolveError> {
         }
     }
     Ok(resolved)
+}
+
+/// Refuses a write to an existing file with other names (hard links): it changes the file under every name, and
+/// only the one asked about is known.
+pub fn single_name(path: &Path) -> Result<(), String> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.is_file() && metadata.nlink() > 1 => Err(format!(
+            "{} has {} hard links: a write changes the file under its other names too, which cannot be judged from \
+             this one",
+            path.display(),
+            metadata.nlink()
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The names and `..`s of a path; the root, `.` and repeated slashes say nothing.
