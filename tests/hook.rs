@@ -820,6 +820,13 @@ fn input_that_never_ends_is_a_deny_from_the_watchdog() {
     let started = Instant::now();
     let mut child = hook.spawn();
     let stdin = child.stdin.take().unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(5) {
+            child.kill().unwrap();
+            panic!("the hook is still waiting for its input after 5 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let output = child.wait_with_output().unwrap();
     drop(stdin);
     assert_eq!(output.status.code(), Some(2));
