@@ -876,6 +876,11 @@ fn input_that_is_not_the_agents_is_a_deny() {
     }
     // The same call, well formed, is allowed: the refusals above are about the input.
     assert_eq!(hook.run(&good).claude(), "allow");
+    // A bad setting is a usage error, whose status (2) both agents read as a block, with clap's reason.
+    let misconfigured = Hook::claude(&daemon.socket, &project).env("CAVRA_CLIENT_TIMEOUT", "10");
+    let seen = misconfigured.run(&good);
+    assert_eq!(seen.code, Some(2), "{seen:?}");
+    assert!(seen.stderr.contains("\"10\" is not a duration"), "{seen:?}");
 }
 
 #[test]

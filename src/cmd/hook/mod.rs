@@ -16,7 +16,7 @@ mod tools;
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use cavra_runtime_client::Client;
@@ -74,6 +74,7 @@ pub fn run(
     socket: &SocketArgs,
     policy: &PolicyArgs,
 ) -> ExitCode {
+    answer_panics(agent);
     let deadline = Instant::now() + client.client_timeout;
     let timeout = client.client_timeout;
     std::thread::spawn(move || {
@@ -96,16 +97,23 @@ pub fn run(
     }
 }
 
-/// Whoever answers first, the hook or its watchdog, is the only one to answer.
-static ANSWERED: Mutex<bool> = Mutex::new(false);
+/// Whoever answers first (the hook, its watchdog, or the panic handler) is the only one to answer; the exit status
+/// of that answer.
+static ANSWERED: Mutex<Option<u8>> = Mutex::new(None);
 
 /// Prints `answer` in the agent's protocol, unless an answer was already given; the exit status to end with.
 fn deliver(agent: HookAgent, answer: &Answer) -> Option<u8> {
-    let mut answered = ANSWERED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if *answered {
+    let answered = ANSWERED.lock().unwrap_or_else(PoisonError::into_inner);
+    if answered.is_some() {
         return None;
     }
-    *answered = true;
+    Some(answer_once(answered, agent, answer))
+}
+
+fn answer_once(mut answered: MutexGuard<'_, Option<u8>>, agent: HookAgent, answer: &Answer) -> u8 {
+    if let Some(code) = *answered {
+        return code;
+    }
     let output = match agent {
         HookAgent::ClaudeCode => claude_code::render(answer),
         HookAgent::Cursor => cursor::render(answer),
@@ -117,7 +125,22 @@ fn deliver(agent: HookAgent, answer: &Answer) -> Option<u8> {
     if !output.stderr.is_empty() {
         let _ = writeln!(io::stderr().lock(), "{}", output.stderr);
     }
-    Some(output.code)
+    *answered = Some(output.code);
+    output.code
+}
+
+/// A panic is a bug, and must still end as a deny: Rust's exit status for it (101) lets the agent's call go ahead.
+fn answer_panics(agent: HookAgent) {
+    std::panic::set_hook(Box::new(move |info| {
+        let deny = Answer::Deny(format!("cavra-runtime refuses this tool call: the hook failed: {info}"));
+        let code = match ANSWERED.try_lock() {
+            Ok(answered) => answer_once(answered, agent, &deny),
+            Err(TryLockError::Poisoned(poisoned)) => answer_once(poisoned.into_inner(), agent, &deny),
+            // This thread panicked while answering; what it printed is incomplete, and 2 is a deny for both agents.
+            Err(TryLockError::WouldBlock) => 2,
+        };
+        std::process::exit(code.into());
+    }));
 }
 
 fn answer(
@@ -370,6 +393,44 @@ mod tests {
         assert_eq!(strictest(vec![Answer::Allow, ask("a"), Answer::Allow]), ask("a"));
         assert_eq!(strictest(vec![ask("a"), deny("d1"), ask("b"), deny("d2")]), deny("d1"));
         assert_eq!(strictest(vec![Answer::Allow, Answer::Allow]), Answer::Allow);
+    }
+
+    /// Run by [`a_panic_is_a_deny`] in a process of its own: it panics with the hook's handler installed.
+    #[test]
+    #[ignore = "run by a_panic_is_a_deny in a child process"]
+    fn panicking_hook() {
+        answer_panics(HookAgent::ClaudeCode);
+        panic!("a bug");
+    }
+
+    #[test]
+    fn a_panic_is_a_deny() {
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "cmd::hook::tests::panicking_hook",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        // After the test harness's own words on the same line.
+        let at = stdout
+            .find("{\"hookSpecificOutput\"")
+            .expect("the deny on standard output");
+        let answer = stdout[at..].lines().next().unwrap();
+        let answer: serde_json::Value = serde_json::from_str(answer).unwrap();
+        let reason = answer["hookSpecificOutput"]["permissionDecisionReason"]
+            .as_str()
+            .unwrap();
+        assert!(
+            reason.contains("the hook failed") && reason.contains("a bug"),
+            "{reason}"
+        );
+        assert_eq!(answer["hookSpecificOutput"]["permissionDecision"], "deny");
     }
 
     #[test]
