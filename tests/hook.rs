@@ -725,11 +725,13 @@ fn raise_file_limit() {
 
 /// Connects without blocking until the listener's queue is full; the connections are kept.
 fn fill_queue(socket: &Path) -> Vec<std::os::fd::OwnedFd> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket as new_socket};
     let address = UnixAddr::new(socket).unwrap();
     let mut queued = Vec::new();
     loop {
-        let fd = new_socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_NONBLOCK, None).unwrap();
+        let fd = new_socket(AddressFamily::Unix, SockType::Stream, SockFlag::empty(), None).unwrap();
+        fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK)).unwrap();
         match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &address) {
             Ok(()) => queued.push(fd),
             Err(nix::errno::Errno::EAGAIN) => return queued,
