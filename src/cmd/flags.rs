@@ -224,12 +224,8 @@ impl SocketArgs {
 #[command(next_help_heading = "Limits (daemon)")]
 pub struct LimitArgs {
     /// Largest request accepted, in bytes; a larger one is answered daemon.request.too_large without being read.
-    #[arg(
-        long,
-        value_name = "BYTES",
-        env = "CAVRA_MAX_REQUEST_BYTES",
-        default_value = "1048576"
-    )]
+    /// Each field has its own maximum besides (docs/protocol.md).
+    #[arg(long, value_name = "BYTES", env = "CAVRA_MAX_REQUEST_BYTES", default_value = "65536")]
     pub max_request_bytes: usize,
 
     /// Connections served at once; past it a client is answered daemon.overloaded.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Service;
+use super::bounds::{self, FieldTooLarge};
 use crate::auth::runner::Check;
 use crate::auth::{Peer, RunnerAuthError};
 use crate::contract::{DecisionResponse, EvaluateRequest, HEALTH_ACTION, Severity};
@@ -33,11 +34,25 @@ pub(super) fn answer(service: &Arc<Service>, peer: &Peer, bytes: &[u8]) -> Reply
     let request: EvaluateRequest = match serde_json::from_slice(bytes) {
         Ok(request) => request,
         Err(error) => {
-            tracing::info!(peer_uid = peer.uid, peer_pid = peer.pid, %error, "invalid request");
+            if service.warnings.invalid.allow() {
+                tracing::info!(peer_uid = peer.uid, peer_pid = peer.pid, %error, "invalid request");
+            }
             let reason = format!("Request is not a valid EvaluateRequest: {error}.");
             return Reply::Ready(refusal("daemon.request.invalid", Severity::High, reason));
         }
     };
+    if let Err(error) = bounds::check(&request) {
+        if service.warnings.field_too_large.allow() {
+            tracing::warn!(
+                peer_uid = peer.uid,
+                peer_pid = peer.pid,
+                field = %error.field,
+                %error,
+                "refused a request with a field past its maximum"
+            );
+        }
+        return Reply::Ready(field_too_large(&error));
+    }
     if request.action_type == HEALTH_ACTION {
         let mut health = serde_json::to_vec(&service.health()).expect("health serialises");
         health.push(b'\n');
@@ -70,7 +85,9 @@ fn decide(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest) -> Repl
     match engine::evaluate(&service.policies(), &request, &context) {
         Ok(response) => deliver(service, peer, request, response),
         Err(invalid) => {
-            tracing::info!(peer_uid = peer.uid, peer_pid = peer.pid, %invalid, "invalid request");
+            if service.warnings.invalid.allow() {
+                tracing::info!(peer_uid = peer.uid, peer_pid = peer.pid, %invalid, "invalid request");
+            }
             let reason = format!("Request is not a valid EvaluateRequest: {invalid}.");
             Reply::Ready(refusal("daemon.request.invalid", Severity::High, reason))
         }
@@ -80,7 +97,9 @@ fn decide(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest) -> Repl
 /// The reference's answer to a runner that did not prove itself: not evaluated, echoing the request as sent, with
 /// none of the metadata an evaluated decision carries.
 fn refuse_runner(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, error: &RunnerAuthError) -> Reply {
-    tracing::warn!(peer_uid = peer.uid, peer_pid = peer.pid, %error, "runner authentication failed");
+    if service.warnings.runner_auth.allow() {
+        tracing::warn!(peer_uid = peer.uid, peer_pid = peer.pid, %error, "runner authentication failed");
+    }
     let refusal = DecisionResponse::refusal(
         "runner_auth.invalid",
         Severity::Critical,
@@ -159,6 +178,15 @@ fn log_decision(response: &DecisionResponse, peer: &Peer, record: Option<(i64, &
 /// The answer to a request over `--max-request-bytes`.
 pub(super) fn too_large(limit: usize) -> Vec<u8> {
     let reason = format!("Request exceeds the {limit}-byte limit (--max-request-bytes); it was not read.");
+    refusal("daemon.request.too_large", Severity::High, reason)
+}
+
+/// The answer to a request with a field past its maximum (see `bounds`).
+fn field_too_large(error: &FieldTooLarge) -> Vec<u8> {
+    let reason = format!(
+        "Request not decided: field `{}` is {} {}; at most {} are accepted (field limits: docs/protocol.md).",
+        error.field, error.size, error.unit, error.limit
+    );
     refusal("daemon.request.too_large", Severity::High, reason)
 }
 

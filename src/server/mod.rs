@@ -6,6 +6,7 @@
 //! `budget` bounds what they hold together; `connection` speaks the protocol modes; `handler` turns a request line
 //! into an answer.
 
+mod bounds;
 mod budget;
 mod connection;
 mod framing;
@@ -51,7 +52,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_request_bytes: 1024 * 1024,
+            max_request_bytes: 64 * 1024,
             max_connections: 1024,
             max_connections_per_uid: 256,
             max_buffered_bytes: 8 * 1024 * 1024,
@@ -92,6 +93,9 @@ struct Warnings {
     overloaded: RateLimited,
     budget: RateLimited,
     accept: RateLimited,
+    invalid: RateLimited,
+    field_too_large: RateLimited,
+    runner_auth: RateLimited,
 }
 
 impl Warnings {
@@ -104,10 +108,13 @@ impl Warnings {
             overloaded: limited("connections refused past --max-connections"),
             budget: limited("requests refused with --max-buffered-bytes in use"),
             accept: limited("failed accepts"),
+            invalid: limited("invalid requests"),
+            field_too_large: limited("requests refused with a field past its maximum"),
+            runner_auth: limited("failed runner authentications"),
         }
     }
 
-    fn all(&self) -> [&RateLimited; 6] {
+    fn all(&self) -> [&RateLimited; 9] {
         [
             &self.credentials,
             &self.refused_peer,
@@ -115,6 +122,9 @@ impl Warnings {
             &self.overloaded,
             &self.budget,
             &self.accept,
+            &self.invalid,
+            &self.field_too_large,
+            &self.runner_auth,
         ]
     }
 }
