@@ -87,6 +87,7 @@ fn ten_thousand_concurrent_decisions_form_one_signed_gapless_chain() {
     let scratch = tempfile::tempdir().unwrap();
     let key = key_file(scratch.path());
     let log = scratch.path().join("evidence/log.jsonl");
+    // One uid asks for all of them at once: its per-uid rates are lifted (tests/group_member.rs tests them).
     let daemon = Daemon::start(&[
         "--evidence-log",
         log.to_str().unwrap(),
@@ -94,6 +95,10 @@ fn ten_thousand_concurrent_decisions_form_one_signed_gapless_chain() {
         key.to_str().unwrap(),
         "--evidence-signing-key-id",
         "test-key",
+        "--max-decisions-per-second-per-uid",
+        "0",
+        "--max-evidence-bytes-per-second-per-uid",
+        "0",
     ]);
     let answered = Arc::new(Mutex::new(Vec::new()));
     std::thread::scope(|scope| {

@@ -17,7 +17,7 @@ use crate::engine::{OtherPack, PathCase};
 use crate::evidence::{EvidenceConfig, KeyError, PublicKey, SigningKey, SyncMode, VerifyingKeys};
 use crate::policy::{PolicyConfig, PolicySet, PolicySource};
 use crate::server::listener::ListenOptions;
-use crate::server::{Decisions, Limits};
+use crate::server::{Decisions, Limits, Rate};
 use crate::supervisor::logging::{LogFormat, LogTarget};
 
 #[derive(Debug, Parser)]
@@ -260,6 +260,37 @@ pub struct LimitArgs {
     /// Time requests in flight get to finish after SIGTERM.
     #[arg(long, value_name = "DURATION", env = "CAVRA_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Decisions a second one peer uid may ask for, sustained; past it (and its burst) that uid is answered
+    /// daemon.rate_limited and others are still served. 0: no limit.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CAVRA_MAX_DECISIONS_PER_SECOND_PER_UID",
+        default_value = "100"
+    )]
+    pub max_decisions_per_second_per_uid: u64,
+
+    /// Decisions one peer uid may ask for at once above --max-decisions-per-second-per-uid.
+    #[arg(long, value_name = "N", env = "CAVRA_DECISION_BURST_PER_UID", default_value = "1000",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub decision_burst_per_uid: u64,
+
+    /// Bytes of evidence a second one peer uid's decisions may have recorded, sustained; past it (and its burst)
+    /// that uid is answered daemon.rate_limited and nothing is recorded. 0: no limit.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "CAVRA_MAX_EVIDENCE_BYTES_PER_SECOND_PER_UID",
+        default_value = "1048576"
+    )]
+    pub max_evidence_bytes_per_second_per_uid: u64,
+
+    /// Bytes of evidence one peer uid's decisions may have recorded at once above
+    /// --max-evidence-bytes-per-second-per-uid.
+    #[arg(long, value_name = "BYTES", env = "CAVRA_EVIDENCE_BURST_BYTES_PER_UID", default_value = "8388608",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub evidence_burst_bytes_per_uid: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -287,8 +318,18 @@ impl LimitArgs {
             request_timeout: self.request_timeout,
             idle_timeout: self.idle_timeout,
             shutdown_grace: self.shutdown_grace,
+            decisions_per_uid: rate(self.max_decisions_per_second_per_uid, self.decision_burst_per_uid),
+            evidence_bytes_per_uid: rate(
+                self.max_evidence_bytes_per_second_per_uid,
+                self.evidence_burst_bytes_per_uid,
+            ),
         })
     }
+}
+
+/// A per-uid rate; none when `per_second` is 0.
+fn rate(per_second: u64, burst: u64) -> Option<Rate> {
+    (per_second > 0).then_some(Rate { per_second, burst })
 }
 
 #[derive(Debug, Clone, Args)]

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::Service;
 use super::bounds::{self, FieldTooLarge};
+use super::budget::OverRate;
 use crate::auth::runner::Check;
 use crate::auth::{Peer, RunnerAuthError};
 use crate::contract::{DecisionResponse, EvaluateRequest, HEALTH_ACTION, Severity};
@@ -57,6 +58,10 @@ pub(super) fn answer(service: &Arc<Service>, peer: &Peer, bytes: &[u8]) -> Reply
         let mut health = serde_json::to_vec(&service.health()).expect("health serialises");
         health.push(b'\n');
         return Reply::Ready(health);
+    }
+    // Before anything is checked, decided or recorded for it: a flood costs its sender, not everyone.
+    if let Err(over) = service.spend_decision(peer.uid) {
+        return Reply::Ready(decision_rate_limited(service, peer, over));
     }
     let Some(runners) = service.runner_auth() else {
         return decide(service, peer, request);
@@ -121,16 +126,21 @@ fn refuse_runner(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, 
     deliver(service, peer, request, response)
 }
 
-/// Sends `response`, after its evidence record is durable when a log is kept.
+/// Sends `response`, after its evidence record is durable when a log is kept (and the peer's evidence budget has
+/// room for it).
 fn deliver(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, response: DecisionResponse) -> Reply {
     let Some(evidence) = service.evidence() else {
         log_decision(&response, peer, None);
         return Reply::Ready(line(&response));
     };
-    // The answer waits for its record: no client acts on a decision the log does not hold.
-    let peer = peer.clone();
     let session_id = response.session_id.clone();
-    let recorded = evidence.record(request, response);
+    let draft = evidence.draft(request, response, Some(peer));
+    if let Err(over) = service.spend_evidence(peer.uid, draft.bytes()) {
+        return Reply::Ready(evidence_rate_limited(service, peer, draft.bytes(), over));
+    }
+    // The answer waits for its record: no client acts on a decision the log does not hold.
+    let recorded = evidence.record_draft(draft);
+    let peer = peer.clone();
     Reply::Waiting(Box::pin(async move {
         match recorded.await {
             Ok(recorded) => {
@@ -173,6 +183,56 @@ fn log_decision(response: &DecisionResponse, peer: &Peer, record: Option<(i64, &
         evidence_record_hash = record.map(|(_, hash)| hash),
         "decision",
     );
+}
+
+/// The answer to a uid past `--max-decisions-per-second-per-uid`; logged at most once an interval.
+fn decision_rate_limited(service: &Service, peer: &Peer, over: OverRate) -> Vec<u8> {
+    let rate = service.limits().decisions_per_uid.expect("a rate refused the request");
+    if service.warnings.decision_rate.allow() {
+        tracing::warn!(
+            peer_uid = peer.uid,
+            peer_pid = peer.pid,
+            per_second = rate.per_second,
+            burst = rate.burst,
+            "refused a request: its uid is past --max-decisions-per-second-per-uid"
+        );
+    }
+    let reason = format!(
+        "uid {} is past its rate of {} decisions a second (burst {}; --max-decisions-per-second-per-uid); the request \
+         was not decided. Retry in {:.2} s.",
+        peer.uid,
+        rate.per_second,
+        rate.burst,
+        over.retry_after.as_secs_f64()
+    );
+    refusal("daemon.rate_limited", Severity::High, reason)
+}
+
+/// The answer to a uid past `--max-evidence-bytes-per-second-per-uid`; logged at most once an interval.
+fn evidence_rate_limited(service: &Service, peer: &Peer, bytes: usize, over: OverRate) -> Vec<u8> {
+    let rate = service
+        .limits()
+        .evidence_bytes_per_uid
+        .expect("a rate refused the request");
+    if service.warnings.evidence_rate.allow() {
+        tracing::warn!(
+            peer_uid = peer.uid,
+            peer_pid = peer.pid,
+            per_second = rate.per_second,
+            burst = rate.burst,
+            record_bytes = bytes,
+            "refused a request: its uid is past --max-evidence-bytes-per-second-per-uid"
+        );
+    }
+    let reason = format!(
+        "uid {} is past its rate of {} bytes of evidence a second (burst {}; --max-evidence-bytes-per-second-per-uid); \
+         the decision, about {bytes} bytes of evidence, was neither recorded nor answered. Retry in {:.2} s.",
+        peer.uid,
+        rate.per_second,
+        rate.burst,
+        over.retry_after.as_secs_f64()
+    );
+    refusal("daemon.rate_limited", Severity::High, reason)
 }
 
 /// The answer to a request over `--max-request-bytes`.

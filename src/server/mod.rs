@@ -30,7 +30,8 @@ use crate::engine::{Context, PathCase};
 use crate::evidence::EvidenceLog;
 use crate::policy::PolicySet;
 use crate::supervisor::rate_limit::RateLimited;
-use budget::{Budget, UidSlot, UidSlots};
+pub use budget::Rate;
+use budget::{Budget, OverRate, UidRates, UidSlot, UidSlots};
 
 /// Bounds on what clients can make the server hold or wait for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,10 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long requests in flight may take to finish once shutdown begins.
     pub shutdown_grace: Duration,
+    /// Decisions one peer uid may ask for (a second, and in a burst); `None`: no limit.
+    pub decisions_per_uid: Option<Rate>,
+    /// Bytes of evidence one peer uid's decisions may have recorded (a second, and in a burst); `None`: no limit.
+    pub evidence_bytes_per_uid: Option<Rate>,
 }
 
 impl Default for Limits {
@@ -59,6 +64,14 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
+            decisions_per_uid: Some(Rate {
+                per_second: 100,
+                burst: 1000,
+            }),
+            evidence_bytes_per_uid: Some(Rate {
+                per_second: 1024 * 1024,
+                burst: 8 * 1024 * 1024,
+            }),
         }
     }
 }
@@ -96,6 +109,8 @@ struct Warnings {
     invalid: RateLimited,
     field_too_large: RateLimited,
     runner_auth: RateLimited,
+    decision_rate: RateLimited,
+    evidence_rate: RateLimited,
 }
 
 impl Warnings {
@@ -111,10 +126,12 @@ impl Warnings {
             invalid: limited("invalid requests"),
             field_too_large: limited("requests refused with a field past its maximum"),
             runner_auth: limited("failed runner authentications"),
+            decision_rate: limited("requests refused past a uid's --max-decisions-per-second-per-uid"),
+            evidence_rate: limited("requests refused past a uid's --max-evidence-bytes-per-second-per-uid"),
         }
     }
 
-    fn all(&self) -> [&RateLimited; 9] {
+    fn all(&self) -> [&RateLimited; 11] {
         [
             &self.credentials,
             &self.refused_peer,
@@ -125,6 +142,8 @@ impl Warnings {
             &self.invalid,
             &self.field_too_large,
             &self.runner_auth,
+            &self.decision_rate,
+            &self.evidence_rate,
         ]
     }
 }
@@ -139,6 +158,8 @@ pub struct Service {
     decisions: Decisions,
     started: Instant,
     budget: Arc<Budget>,
+    decision_rates: Option<UidRates>,
+    evidence_rates: Option<UidRates>,
     warnings: Warnings,
 }
 
@@ -147,6 +168,8 @@ impl Service {
         Self {
             policies: RwLock::new(Arc::new(policies)),
             budget: Budget::new(limits.max_buffered_bytes),
+            decision_rates: limits.decisions_per_uid.map(UidRates::new),
+            evidence_rates: limits.evidence_bytes_per_uid.map(UidRates::new),
             limits,
             evidence: None,
             peers: PeerPolicy::default(),
@@ -218,6 +241,22 @@ impl Service {
 
     fn budget(&self) -> &Arc<Budget> {
         &self.budget
+    }
+
+    /// Takes one decision from `uid`'s rate, if it has one left.
+    fn spend_decision(&self, uid: u32) -> Result<(), OverRate> {
+        match &self.decision_rates {
+            Some(rates) => rates.spend(uid, 1, tokio::time::Instant::now()),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes `bytes` of evidence from `uid`'s rate, if it has any left.
+    fn spend_evidence(&self, uid: u32, bytes: usize) -> Result<(), OverRate> {
+        match &self.evidence_rates {
+            Some(rates) => rates.spend(uid, bytes as u64, tokio::time::Instant::now()),
+            None => Ok(()),
+        }
     }
 
     pub fn health(&self) -> Health {
