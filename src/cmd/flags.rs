@@ -17,7 +17,7 @@ use crate::engine::{OtherPack, PathCase};
 use crate::evidence::{EvidenceConfig, KeyError, PublicKey, SigningKey, SyncMode, VerifyingKeys};
 use crate::policy::{PolicyConfig, PolicySet, PolicySource};
 use crate::server::listener::ListenOptions;
-use crate::server::{Decisions, Limits, Rate};
+use crate::server::{DecisionLogMode, Decisions, Limits, Rate};
 use crate::supervisor::logging::{LogFormat, LogTarget};
 
 #[derive(Debug, Parser)]
@@ -355,6 +355,17 @@ pub struct LogArgs {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+
+    /// Which decisions get a log line (a journal entry) of their own: all; non-allow (blocks and approvals, with the
+    /// allowed ones counted in one summary line per interval); none. The evidence log keeps every decision anyway.
+    #[arg(
+        long,
+        value_name = "MODE",
+        env = "CAVRA_LOG_DECISIONS",
+        value_enum,
+        default_value = "non-allow"
+    )]
+    pub log_decisions: DecisionLogMode,
 
     /// Append the log (and everything else on stderr) to this file. When log rotation renames or removes it, the
     /// daemon opens a new one at the path before its next line, so newsyslog or logrotate need not signal it.

@@ -79,7 +79,8 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     }
     let mut service = Service::new(policies, limits)
         .with_peers(peers)
-        .with_decisions(decisions);
+        .with_decisions(decisions)
+        .with_decision_log(args.logging.log_decisions);
     if let Some(evidence) = &evidence {
         service = service.with_evidence(evidence.clone());
     }

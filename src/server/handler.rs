@@ -130,7 +130,7 @@ fn refuse_runner(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, 
 /// room for it).
 fn deliver(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, response: DecisionResponse) -> Reply {
     let Some(evidence) = service.evidence() else {
-        log_decision(&response, peer, None);
+        service.decision_log().decided(&response, peer, None);
         return Reply::Ready(line(&response));
     };
     let session_id = response.session_id.clone();
@@ -140,11 +140,11 @@ fn deliver(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, respon
     }
     // The answer waits for its record: no client acts on a decision the log does not hold.
     let recorded = evidence.record_draft(draft);
-    let peer = peer.clone();
+    let (service, peer) = (Arc::clone(service), peer.clone());
     Reply::Waiting(Box::pin(async move {
         match recorded.await {
             Ok(recorded) => {
-                log_decision(
+                service.decision_log().decided(
                     &recorded.response,
                     &peer,
                     Some((recorded.sequence, &recorded.record_hash)),
@@ -162,27 +162,6 @@ fn deliver(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, respon
             }
         }
     }))
-}
-
-/// One event per decision. With an evidence log, the event names the decision's record (its sequence and hash):
-/// the journal, which leaves the host, then anchors the chain, and shows records later removed from the log.
-fn log_decision(response: &DecisionResponse, peer: &Peer, record: Option<(i64, &str)>) {
-    tracing::info!(
-        target: "cavra::decision",
-        decision = response.decision.as_str(),
-        rule_id = %response.rule_id,
-        severity = response.severity.as_str(),
-        policy_pack = %response.policy_pack,
-        requested_policy_pack = %response.requested_policy_pack,
-        action_type = %response.action_type,
-        decision_id = %response.decision_id,
-        peer_uid = peer.uid,
-        peer_gid = peer.gid,
-        peer_pid = peer.pid,
-        evidence_sequence = record.map(|(sequence, _)| sequence),
-        evidence_record_hash = record.map(|(_, hash)| hash),
-        "decision",
-    );
 }
 
 /// The answer to a uid past `--max-decisions-per-second-per-uid`; logged at most once an interval.

@@ -9,6 +9,7 @@
 mod bounds;
 mod budget;
 mod connection;
+mod decision_log;
 mod framing;
 mod handler;
 pub mod listener;
@@ -32,6 +33,8 @@ use crate::policy::PolicySet;
 use crate::supervisor::rate_limit::RateLimited;
 pub use budget::Rate;
 use budget::{Budget, OverRate, UidRates, UidSlot, UidSlots};
+use decision_log::DecisionLog;
+pub use decision_log::DecisionLogMode;
 
 /// Bounds on what clients can make the server hold or wait for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +164,7 @@ pub struct Service {
     decision_rates: Option<UidRates>,
     evidence_rates: Option<UidRates>,
     warnings: Warnings,
+    decision_log: DecisionLog,
 }
 
 impl Service {
@@ -177,7 +181,14 @@ impl Service {
             decisions: Decisions::default(),
             started: Instant::now(),
             warnings: Warnings::new(),
+            decision_log: DecisionLog::new(DecisionLogMode::default(), WARNING_INTERVAL),
         }
+    }
+
+    /// Logs decisions as `mode` says (`--log-decisions`).
+    pub fn with_decision_log(mut self, mode: DecisionLogMode) -> Self {
+        self.decision_log = DecisionLog::new(mode, WARNING_INTERVAL);
+        self
     }
 
     /// Records every decision in `evidence` before answering it.
@@ -241,6 +252,10 @@ impl Service {
 
     fn budget(&self) -> &Arc<Budget> {
         &self.budget
+    }
+
+    fn decision_log(&self) -> &DecisionLog {
+        &self.decision_log
     }
 
     /// Takes one decision from `uid`'s rate, if it has one left.
@@ -338,6 +353,7 @@ pub async fn run(listener: UnixListener, shutdown: impl Future<Output = ()>, ser
     for warning in service.warnings.all() {
         warning.summarize();
     }
+    service.decision_log().summarize(true);
     Ok(())
 }
 
@@ -394,7 +410,8 @@ fn admit(
     Ok((peer, permit, slot))
 }
 
-/// Logs, once an interval, how many of each rate-limited warning were left out.
+/// Logs, once an interval, how many of each rate-limited warning were left out, and the allowed decisions not
+/// logged one by one.
 async fn summarize_warnings(service: Arc<Service>) {
     let mut ticks = tokio::time::interval(WARNING_INTERVAL);
     loop {
@@ -402,6 +419,7 @@ async fn summarize_warnings(service: Arc<Service>) {
         for warning in service.warnings.all() {
             warning.summarize();
         }
+        service.decision_log().summarize(false);
     }
 }
 
