@@ -14,7 +14,7 @@ use crate::auth::{HmacRunners, PeerPolicy, PeerPolicyError, RunnerAuthenticator,
 use crate::client::{SYSTEM_SOCKET, ServerCheck};
 use crate::engine::path::workspace_root;
 use crate::engine::{OtherPack, PathCase};
-use crate::evidence::{EvidenceConfig, KeyError, PublicKey, SigningKey, SyncMode, VerifyingKeys};
+use crate::evidence::{EvidenceConfig, KeyError, MinFree, PublicKey, SigningKey, SyncMode, VerifyingKeys};
 use crate::policy::{PolicyConfig, PolicySet, PolicySource};
 use crate::server::listener::ListenOptions;
 use crate::server::{DecisionLogMode, Decisions, Limits, Rate};
@@ -573,6 +573,12 @@ pub struct EvidenceArgs {
     #[arg(long)]
     pub evidence_recover: bool,
 
+    /// Free space the evidence log's file system should keep: a percentage of its size (5%) or bytes (2G, 512M);
+    /// below it the health answer says degraded, with the reason, and a warning is logged. 0 turns it off.
+    #[arg(long, value_name = "SIZE|N%", env = "CAVRA_EVIDENCE_MIN_FREE", default_value = "5%",
+          value_parser = parse_min_free)]
+    pub evidence_min_free: MinFree,
+
     /// With --verify-evidence: journal entries to cross-check the log against, as `journalctl -o json` writes them
     /// (a file), or a journal directory (read with `journalctl -D`); repeatable. Records the journal saw that the
     /// log lacks are reported.
@@ -760,6 +766,10 @@ fn parse_mode(text: &str) -> Result<u32, String> {
         .ok()
         .filter(|mode| *mode <= 0o777)
         .ok_or_else(|| format!("{text:?} is not an octal file mode such as 0660"))
+}
+
+fn parse_min_free(text: &str) -> Result<MinFree, String> {
+    text.parse()
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -82,7 +82,9 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         .with_decisions(decisions)
         .with_decision_log(args.logging.log_decisions);
     if let Some(evidence) = &evidence {
-        service = service.with_evidence(evidence.clone());
+        service = service
+            .with_evidence(evidence.clone())
+            .with_evidence_min_free(args.evidence.evidence_min_free);
     }
     if let Some(runners) = runners {
         service = service.with_runner_auth(runners);

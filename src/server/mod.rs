@@ -12,10 +12,13 @@ mod connection;
 mod decision_log;
 mod framing;
 mod handler;
+mod headroom;
+mod health;
 pub mod listener;
 
 use std::future::Future;
 use std::io;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -28,13 +31,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use crate::auth::{PackPins, Peer, PeerPolicy, RunnerAuthenticator};
 use crate::contract::Health;
 use crate::engine::{Context, PathCase};
-use crate::evidence::EvidenceLog;
+use crate::evidence::{EvidenceLog, MinFree};
 use crate::policy::PolicySet;
 use crate::supervisor::rate_limit::RateLimited;
 pub use budget::Rate;
 use budget::{Budget, OverRate, UidRates, UidSlot, UidSlots};
 use decision_log::DecisionLog;
 pub use decision_log::DecisionLogMode;
+use headroom::Headroom;
+pub use health::{HealthAnswer, Reason, Status};
 
 /// Bounds on what clients can make the server hold or wait for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +170,7 @@ pub struct Service {
     evidence_rates: Option<UidRates>,
     warnings: Warnings,
     decision_log: DecisionLog,
+    headroom: Option<Headroom>,
 }
 
 impl Service {
@@ -182,7 +188,21 @@ impl Service {
             started: Instant::now(),
             warnings: Warnings::new(),
             decision_log: DecisionLog::new(DecisionLogMode::default(), WARNING_INTERVAL),
+            headroom: None,
         }
+    }
+
+    /// Reports itself degraded while the evidence log's file system has less than `min` free (only with an
+    /// evidence log: call after [`Service::with_evidence`]). A minimum of 0 turns the check off.
+    pub fn with_evidence_min_free(mut self, min: MinFree) -> Self {
+        self.headroom = match (&self.evidence, min) {
+            (_, MinFree::Bytes(0) | MinFree::Percent(0)) | (None, _) => None,
+            (Some(evidence), min) => {
+                let dir = evidence.path().parent().filter(|dir| !dir.as_os_str().is_empty());
+                Some(Headroom::new(dir.unwrap_or(Path::new(".")).to_owned(), min))
+            }
+        };
+        self
     }
 
     /// Logs decisions as `mode` says (`--log-decisions`).
@@ -274,10 +294,12 @@ impl Service {
         }
     }
 
-    pub fn health(&self) -> Health {
+    /// The health answer: the policy in force, and whatever keeps the daemon from `ok`.
+    pub fn health(&self) -> HealthAnswer {
         let policies = self.policies();
-        Health {
-            status: "ok".to_owned(),
+        let reasons = self.headroom.iter().filter_map(Headroom::problem).collect();
+        let health = Health {
+            status: String::new(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_seconds: self.started.elapsed().as_secs(),
             pid: std::process::id(),
@@ -285,7 +307,8 @@ impl Service {
             default_pack: policies.default_pack().to_owned(),
             packs: policies.packs().count(),
             policy_digest: policies.digest().to_owned(),
-        }
+        };
+        HealthAnswer::new(health, reasons)
     }
 }
 
@@ -420,6 +443,10 @@ async fn summarize_warnings(service: Arc<Service>) {
             warning.summarize();
         }
         service.decision_log().summarize(false);
+        // Looks at the free space now and then even when nobody asks for health, so that a change is logged.
+        if let Some(headroom) = &service.headroom {
+            headroom.problem();
+        }
     }
 }
 
