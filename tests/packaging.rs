@@ -1041,7 +1041,8 @@ fn deb_contents_and_maintainer_scripts() {
     let file = |mode: &str| format!("{mode} 0/0");
     let mut expected = BTreeMap::from([
         ("/etc/cavra/policies/README".to_owned(), file("-rw-r--r--")),
-        ("/etc/default/cavra-runtime".to_owned(), file("-rw-r--r--")),
+        // Root-only: the daemon refuses to start when a key is set in a settings file others can read.
+        ("/etc/default/cavra-runtime".to_owned(), file("-rw-------")),
         ("/etc/logrotate.d/cavra-runtime".to_owned(), file("-rw-r--r--")),
         ("/usr/bin/cavra-runtime".to_owned(), file("-rwxr-xr-x")),
         (
@@ -1212,7 +1213,7 @@ fn rpm_contents_and_scriptlets() {
         ),
         (
             "/etc/sysconfig/cavra-runtime".to_owned(),
-            "-rw-r--r-- root root cn".to_owned(),
+            "-rw------- root root cn".to_owned(),
         ),
         (
             "/etc/logrotate.d/cavra-runtime".to_owned(),

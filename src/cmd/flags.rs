@@ -10,6 +10,7 @@ use clap::ValueEnum;
 
 use crate::auth::oidc::{JwksSource, OidcVerifier};
 use crate::auth::pins::{PackPins, PinError};
+use crate::auth::secret::Source;
 use crate::auth::{HmacRunners, PeerPolicy, PeerPolicyError, RunnerAuthenticator, Secret, SecretError};
 use crate::client::{SYSTEM_SOCKET, ServerCheck};
 use crate::engine::path::workspace_root;
@@ -65,6 +66,54 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub auth: AuthArgs,
 }
+
+/// A key the daemon takes from an environment variable, and the systemd credential it belongs in instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvironmentKey {
+    pub variable: &'static str,
+    pub credential: &'static str,
+    /// The flag that names a key file instead.
+    pub flag: &'static str,
+}
+
+impl ServeArgs {
+    /// The keys the daemon would take from the environment (the reference's variables), because no key file and
+    /// no credential gives them.
+    pub fn keys_from_environment(&self) -> Vec<EnvironmentKey> {
+        let mut keys = vec![(
+            self.auth.runner_auth_key_file.as_deref(),
+            EnvironmentKey {
+                variable: RUNNER_KEY_VARIABLE,
+                credential: RUNNER_KEY_CREDENTIAL,
+                flag: "--runner-auth-key-file",
+            },
+        )];
+        if !self.evidence.evidence_log.is_empty() {
+            keys.push((
+                self.evidence.evidence_signing_key_file.as_deref(),
+                EnvironmentKey {
+                    variable: EVIDENCE_KEY_VARIABLE,
+                    credential: EVIDENCE_KEY_CREDENTIAL,
+                    flag: "--evidence-signing-key-file",
+                },
+            ));
+        }
+        keys.into_iter()
+            .filter(|(file, key)| {
+                matches!(
+                    Secret::source(*file, key.credential, Some(key.variable)),
+                    Some(Source::Environment(_))
+                )
+            })
+            .map(|(_, key)| key)
+            .collect()
+    }
+}
+
+const RUNNER_KEY_CREDENTIAL: &str = "runner-auth-key";
+const RUNNER_KEY_VARIABLE: &str = "CAVRA_RUNNER_AUTH_HMAC_KEY";
+const EVIDENCE_KEY_CREDENTIAL: &str = "evidence-signing-key";
+const EVIDENCE_KEY_VARIABLE: &str = "CAVRA_DAEMON_EVIDENCE_HMAC_KEY";
 
 #[derive(Debug, Clone, Args)]
 #[group(multiple = false)]
@@ -480,8 +529,8 @@ impl AuthArgs {
     pub fn runner_key(&self) -> Result<Option<Secret>, SecretError> {
         Secret::locate(
             self.runner_auth_key_file.as_deref(),
-            "runner-auth-key",
-            Some("CAVRA_RUNNER_AUTH_HMAC_KEY"),
+            RUNNER_KEY_CREDENTIAL,
+            Some(RUNNER_KEY_VARIABLE),
         )
     }
 
@@ -612,8 +661,8 @@ impl EvidenceArgs {
     pub fn signing_key(&self) -> Result<Option<SigningKey>, EvidenceKeyError> {
         let hmac = Secret::locate(
             self.evidence_signing_key_file.as_deref(),
-            "evidence-signing-key",
-            Some("CAVRA_DAEMON_EVIDENCE_HMAC_KEY"),
+            EVIDENCE_KEY_CREDENTIAL,
+            Some(EVIDENCE_KEY_VARIABLE),
         )?;
         let ed25519 = Secret::locate(self.evidence_ed25519_key_file.as_deref(), ED25519_CREDENTIAL, None)?;
         let key_id = Some(self.evidence_signing_key_id.as_str()).filter(|id| !id.is_empty());
