@@ -936,7 +936,7 @@ fn launchd_installer_lays_out_what_the_plist_the_daemon_and_newsyslog_name() {
     }
     let purged = uninstall(&["--purge"]);
     for line in [
-        format!("rm -rf {evidence_dir}"),
+        format!("rm -rfx {evidence_dir}"),
         "find /var/log -maxdepth 1 -name 'cavra-runtime.log*' -delete".to_owned(),
         format!("dscl . -delete /Users/{user}"),
         format!("dscl . -delete /Groups/{group}"),
@@ -1164,22 +1164,124 @@ fn deb_contents_and_maintainer_scripts() {
         prerm.contains("if [ -d /run/systemd/system ] && [ \"$1\" = remove ]; then\n\tdeb-systemd-invoke stop cavra-runtime.service cavra-runtime.socket"),
         "prerm:\n{prerm}"
     );
-    // postrm: the daemon's data goes on purge only.
+    // postrm: the evidence is deleted only on an operator's request, and never across a file system boundary
+    // (deb_purge_keeps_the_evidence_unless_asked_and_never_crosses_a_mount runs it).
     let postrm = script("postrm");
-    let purge_block = postrm
-        .split("if [ \"$1\" = purge ]; then\n")
-        .last()
-        .and_then(|rest| rest.split("\nfi").next())
-        .unwrap_or_default();
-    assert_eq!(purge_block.trim(), "rm -rf /var/lib/cavra", "postrm:\n{postrm}");
     let deletions: Vec<&str> = postrm
         .lines()
-        .filter(|line| line.trim_start().starts_with("rm ") && line.contains("/var/lib/cavra"))
+        .map(str::trim_start)
+        .filter(|line| line.starts_with("rm ") || line.starts_with("find "))
         .collect();
     assert_eq!(
-        deletions.len(),
-        1,
-        "postrm deletes /var/lib/cavra in one place, the purge branch:\n{postrm}"
+        deletions,
+        [
+            "rm -rf --one-file-system \"$state\"",
+            "find \"$state\" -mindepth 1 \"$@\" ! -type d -delete",
+            "find \"$state\" -mindepth 1 -depth \"$@\" -type d -empty -delete",
+        ],
+        "postrm:\n{postrm}"
+    );
+    assert!(
+        postrm.contains("if [ \"${CAVRA_PURGE_EVIDENCE:-}\" = yes ]; then"),
+        "{postrm}"
+    );
+}
+
+/// What `postrm purge` does to /var/lib/cavra, run for real in a private mount namespace whose /var/lib and /run are
+/// fresh tmpfs (the host's are not touched): `setup` prepares the namespace after the evidence log and a rotated file
+/// are in place; `env` is put before the script. Returns every path under /var/lib afterwards (with the content of
+/// each regular file) and what the script said.
+fn purge_in_namespace(setup: &str, env: &str) -> (Vec<String>, String) {
+    let script = format!(
+        "set -e
+mount -t tmpfs cavra-test /var/lib
+mount -t tmpfs cavra-test /run
+mkdir -p /var/lib/cavra/rotated /run/cavra
+echo record >/var/lib/cavra/evidence.jsonl
+echo older >/var/lib/cavra/rotated/evidence.jsonl.1
+{setup}
+{env} sh {REPO}/packaging/debian/postrm purge
+find /var/lib | sort | while read -r path; do
+    if [ -f \"$path\" ]; then echo \"$path: $(cat \"$path\")\"; else echo \"$path\"; fi
+done"
+    );
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    (
+        text(&output.stdout).lines().map(str::to_owned).collect(),
+        text(&output.stderr),
+    )
+}
+
+#[test]
+fn deb_purge_keeps_the_evidence_unless_asked_and_never_crosses_a_mount() {
+    if !prerequisites(true, &["unshare", "find"]) {
+        return;
+    }
+    let untouched = [
+        "/var/lib",
+        "/var/lib/cavra",
+        "/var/lib/cavra/evidence.jsonl: record",
+        "/var/lib/cavra/rotated",
+        "/var/lib/cavra/rotated/evidence.jsonl.1: older",
+    ];
+    // A purge keeps the evidence, and says so.
+    let (kept, said) = purge_in_namespace("", "");
+    assert_eq!(kept, untouched);
+    assert!(
+        said.contains("cavra-runtime: kept /var/lib/cavra, the evidence log"),
+        "{said}"
+    );
+
+    // Asked to, it deletes it.
+    let (gone, said) = purge_in_namespace("", "CAVRA_PURGE_EVIDENCE=yes");
+    assert_eq!(gone, ["/var/lib"]);
+    assert!(said.contains("deleted /var/lib/cavra, the evidence log"), "{said}");
+
+    // Asked to, with an evidence volume (a tmpfs, its mount point's name with a space) and a bind mount of the same
+    // file system below it: what lies on /var/lib itself goes, the mounts keep everything.
+    let mounts = "mkdir '/var/lib/cavra/archive volume' /var/lib/cavra/bound /var/lib/elsewhere
+mount -t tmpfs cavra-volume '/var/lib/cavra/archive volume'
+echo archived >'/var/lib/cavra/archive volume/evidence.jsonl.9'
+echo bound >/var/lib/elsewhere/evidence.jsonl.5
+mount --bind /var/lib/elsewhere /var/lib/cavra/bound";
+    let (left, said) = purge_in_namespace(mounts, "CAVRA_PURGE_EVIDENCE=yes");
+    assert_eq!(
+        left,
+        [
+            "/var/lib",
+            "/var/lib/cavra",
+            "/var/lib/cavra/archive volume",
+            "/var/lib/cavra/archive volume/evidence.jsonl.9: archived",
+            "/var/lib/cavra/bound",
+            "/var/lib/cavra/bound/evidence.jsonl.5: bound",
+            "/var/lib/elsewhere",
+            "/var/lib/elsewhere/evidence.jsonl.5: bound",
+        ]
+    );
+    assert!(
+        said.contains("kept, with everything in them, the file systems mounted at: /var/lib/cavra/archive volume"),
+        "{said}"
+    );
+
+    // /var/lib/cavra itself a volume: nothing in it is deleted.
+    let own = "mount -t tmpfs cavra-volume /var/lib/cavra
+mkdir /var/lib/cavra/rotated
+echo record >/var/lib/cavra/evidence.jsonl
+echo older >/var/lib/cavra/rotated/evidence.jsonl.1";
+    let (kept, said) = purge_in_namespace(own, "CAVRA_PURGE_EVIDENCE=yes");
+    assert_eq!(kept, untouched);
+    assert!(
+        said.contains("kept /var/lib/cavra: it is a file system of its own"),
+        "{said}"
     );
 }
 

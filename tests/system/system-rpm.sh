@@ -68,6 +68,8 @@ packaged_check_upgrade "$SECOND" "$SECOND_VERSION"
 packaged_check_remove
 
 step "after rpm -e: disabled, the changed settings file kept as .rpmsave, no package left"
+expect_contains "what rpm -e said" "$(cat "$SYSTEST_WORK/remove.log")" \
+    "cavra-runtime: kept /var/lib/cavra, the evidence log (the record of every decision)."
 if ct_exists /etc/systemd/system/sockets.target.wants/cavra-runtime.socket; then
     fail "cavra-runtime.socket is still enabled after rpm -e"
 fi
