@@ -57,7 +57,7 @@ packaged_check_listening
 packaged_check_first_connection
 packaged_check_outsider
 packaged_check_journal
-packaged_check_journal_keeps_every_decision
+packaged_check_journal_under_a_flood
 packaged_check_evidence
 packaged_check_reload
 packaged_check_network_dropin
