@@ -324,12 +324,12 @@ fn three_hundred_unread_megabyte_requests_stay_within_the_memory_bound() {
         peak <= MEMORY_BOUND_KIB,
         "daemon resident memory {peak} KiB exceeds {MEMORY_BOUND_KIB} KiB"
     );
-    // Each was read only once the budget had room for it (eight at a time), then answered with a small decision
-    // (answers no longer echo a megabyte target); one that found no room before its deadline was refused.
+    // Each was read only once the budget had room for it (eight at a time) and decided; one that found no room
+    // before its deadline was refused unread (overloaded), or, read too slowly on a busy machine, timed out. Every
+    // client got one of those answers.
+    let answered = ["filesystem.read.allow", "daemon.overloaded", "daemon.request.timeout"];
     assert!(
-        outcomes
-            .keys()
-            .all(|rule| rule == "filesystem.read.allow" || rule == "daemon.overloaded"),
+        outcomes.keys().all(|rule| answered.contains(&rule.as_str())),
         "every client was answered: {outcomes:?}"
     );
 }
