@@ -573,7 +573,8 @@ fn every_record_names_the_member_that_asked_and_changing_it_breaks_the_chain() {
             "-c",
             &script,
             daemon.socket.to_str().unwrap(),
-            r#"{"action_type":"read_file","target":".env"}"#,
+            // A peer of its own choosing in the request is not who asked: the record says who did.
+            r#"{"action_type":"read_file","target":".env","peer":{"uid":0,"gid":0,"pid":1}}"#,
         ],
     )
     .output()
@@ -594,6 +595,11 @@ fn every_record_names_the_member_that_asked_and_changing_it_breaks_the_chain() {
     assert_eq!(
         stored[0].0["peer"],
         json!({"uid": NOBODY, "gid": NOBODY, "pid": pid.trim().parse::<u32>().unwrap()})
+    );
+    assert!(
+        stored[0].0["request"].get("peer").is_none(),
+        "the request's own `peer` is not stored: {}",
+        stored[0].0
     );
     assert_eq!(stored[1].0["peer"]["uid"], 0, "root too");
     let text = fs::read_to_string(evidence_path(&daemon)).unwrap();
