@@ -70,7 +70,7 @@ async fn the_deadline_holds_for_a_connect_that_waits_in_a_full_queue() {
     assert!(
         error
             .to_string()
-            .contains("within 300ms: its queue of connections stayed full"),
+            .contains("within 300ms: not answering: its queue of connections stayed full"),
         "{error}"
     );
 }
