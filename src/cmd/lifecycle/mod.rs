@@ -98,7 +98,7 @@ struct Paths {
 
 impl Paths {
     fn of(lifecycle: &LifecycleArgs, serve: &ServeArgs) -> Self {
-        let socket = serve.socket.socket.clone();
+        let socket = serve.socket.path();
         let pid = lifecycle.pid.clone().unwrap_or_else(|| {
             let mut path = socket.clone().into_os_string();
             path.push(".pid");
