@@ -154,6 +154,26 @@ fn overloaded_is_retried_until_a_decision_and_a_decision_is_not_retried() {
 }
 
 #[test]
+fn no_decision_of_the_policy_is_retried_whatever_its_value() {
+    for (rule_id, decision) in [
+        ("filesystem.read.allow", "allow"),
+        ("filesystem.write.require_approval", "require_approval"),
+        ("filesystem.read.block", "block"),
+        ("future.rule", "defer"),
+        // Not a daemon refusal: only `daemon.` rule ids and `runner_auth.invalid` are.
+        ("daemonx.overloaded", "block"),
+    ] {
+        let server = TestServer::start(answering(answer(rule_id, decision, "high")));
+        let answer = client(&server)
+            .with_retry(Retry::new(5, Duration::from_millis(1)))
+            .evaluate(&request("a"))
+            .unwrap_or_else(|error| panic!("{rule_id}: {error}"));
+        assert_eq!(answer.decision.as_str(), decision);
+        assert_eq!(server.connections(), 1, "{rule_id} {decision}: asked once");
+    }
+}
+
+#[test]
 fn a_refusal_that_outlasts_the_retries_is_an_error_and_raw_gives_the_answer() {
     let server = TestServer::start(answering(answer("daemon.overloaded", "block", "high")));
     let client = client(&server).with_retry(Retry::new(4, Duration::from_millis(5)));
