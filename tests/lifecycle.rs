@@ -375,7 +375,8 @@ fn readme_usage_lines_work_as_written() {
 
 /// A stand-in for the Go daemon, as a separate process: it writes its pid to its PID file without locking it,
 /// listens on the socket, answers each request with a decision (it has no health probe) and closes, and on SIGTERM
-/// removes its socket and exits. `silent` accepts connections and never answers.
+/// removes its socket and exits. It appends each request it decides to `<PID file>.requests`, as the Go daemon
+/// records them as evidence. `silent` accepts connections and never answers.
 const GO_DAEMON: &str = r#"
 import json, os, signal, socket, sys
 path, pid_path, mode = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -408,6 +409,8 @@ while True:
         except ValueError:
             continue
     if data.strip():
+        with open(pid_path + ".requests", "ab") as requests:
+            requests.write(data.strip() + b"\n")
         answer = {"decision": "allow", "rule_id": "runtime.default.allow", "severity": "low", "reason": "go"}
         connection.sendall(json.dumps(answer).encode() + b"\n")
     connection.close()
@@ -482,6 +485,9 @@ fn a_daemon_whose_pid_file_has_no_lock_is_recognised_by_the_process_on_its_socke
     );
     let stopped = json(&stopped);
     assert_eq!(stopped["message"], "daemon stopped");
+    // Status asked it one health probe, which a Go daemon decides and records; start and stop asked nothing.
+    let requests = fs::read_to_string(format!("{}.requests", scratch.pid_file().display())).unwrap();
+    assert_eq!(requests, "{\"action_type\":\"cavra.health\"}\n");
     assert_eq!(
         running_fields(&stopped),
         (Some(false), Some(false), Some(false), None),

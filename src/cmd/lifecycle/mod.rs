@@ -178,6 +178,16 @@ struct AtSocket {
 }
 
 impl AtSocket {
+    /// Who listens, without asking anything: enough to tell which process a PID file names, and nothing a daemon
+    /// would record.
+    fn listening(socket: &Path) -> Self {
+        Self {
+            listener: prober(socket, PROBE).listener().ok(),
+            ..Self::default()
+        }
+    }
+
+    /// Who listens, and whether it answers the health probe.
     fn look(socket: &Path, timeout: Duration) -> Self {
         let client = prober(socket, timeout);
         let Ok(listener) = client.listener() else {
@@ -317,7 +327,7 @@ fn start(lifecycle: &LifecycleArgs, serve: &ServeArgs, paths: &Paths) -> Result<
         source,
     })?;
     let pid_file = PidFile::at(&paths.pid, Some(fsutil::mode(DIR_MODE)))?.expect("created when missing");
-    let at = AtSocket::look(&paths.socket, PROBE);
+    let at = AtSocket::listening(&paths.socket);
     match named(Some(&pid_file), &at)? {
         Named::Locked(pid) | Named::Unlocked(pid) => {
             return Err(LifecycleError::AlreadyRunning {
@@ -492,7 +502,7 @@ fn last_lines(log: &Path) -> String {
 
 fn stop(lifecycle: &LifecycleArgs, paths: &Paths) -> Result<ExitCode, LifecycleError> {
     let pid_file = PidFile::at(&paths.pid, None)?;
-    let at = AtSocket::look(&paths.socket, PROBE);
+    let at = AtSocket::listening(&paths.socket);
     let limit = lifecycle.lifecycle_timeout;
     let message = match (named(pid_file.as_ref(), &at)?, &pid_file) {
         (Named::Locked(pid), Some(pid_file)) => {
