@@ -8,7 +8,9 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use cavra_runtime_client::{AsyncClient, Client, ClientError, Decision, EvaluateRequest, RefusalKind, Retry};
-use common::{FullQueue, TestServer, answer, go_daemon, read_object};
+#[cfg(target_os = "linux")]
+use common::FullQueue;
+use common::{TestServer, answer, go_daemon, read_object};
 
 fn request(target: &str) -> EvaluateRequest {
     EvaluateRequest {

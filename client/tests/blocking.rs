@@ -9,7 +9,9 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use cavra_runtime_client::{Client, ClientError, Decision, EvaluateRequest, RefusalKind, Retry, Severity};
-use common::{FullQueue, TestServer, answer, go_daemon, read_object};
+#[cfg(target_os = "linux")]
+use common::FullQueue;
+use common::{TestServer, answer, go_daemon, read_object};
 
 fn request(target: &str) -> EvaluateRequest {
     EvaluateRequest {
