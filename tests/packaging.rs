@@ -548,6 +548,42 @@ fn man_page_covers_every_flag_group_every_flag_and_the_exit_codes() {
     }
 }
 
+#[test]
+fn the_readme_links_the_migration_guide_whose_rows_each_say_what_to_do() {
+    assert!(read("README.md").contains("](docs/migration.md)"));
+    let guide = read("docs/migration.md");
+    let rows: Vec<Vec<&str>> = guide
+        .lines()
+        .filter(|line| line.starts_with("| ") && !line.starts_with("| area ") && !line.starts_with("|---"))
+        .map(|line| line.trim_matches('|').split(" | ").map(str::trim).collect())
+        .collect();
+    assert!(rows.len() >= 50, "{} rows", rows.len());
+    for row in &rows {
+        assert_eq!(
+            row.len(),
+            4,
+            "area | Go daemon | cavra-runtime | why, and what to do: {row:?}"
+        );
+        assert!(row.iter().all(|cell| !cell.is_empty()), "{row:?}");
+    }
+    // The differences a Go daemon's user meets first, by the words they would search for.
+    for needle in [
+        "`--evidence-signing-key K`",
+        "`--runner-auth-oidc-token T`",
+        "unlocked PID file",
+        "`--lifecycle status` exit code",
+        "`--daemon --evidence-log L`",
+        "flags a mode does not read",
+        "`--policy` given a YAML pack",
+        "permission denied (you are not in group cavra)",
+        "`examples/go-runtime/typed-release-governance/`",
+        "daemon refusals",
+        "framing",
+    ] {
+        assert!(guide.contains(needle), "the migration guide lacks {needle:?}");
+    }
+}
+
 const PLIST: &str = "packaging/launchd/com.cavra.runtime.plist";
 const NEWSYSLOG_ENTRY: &str = "packaging/launchd/newsyslog.d/cavra-runtime-log.conf";
 /// The shared harness beside the checkout: the launchd plist checker, Apple's plist DTD and a catalog for it.
