@@ -138,7 +138,8 @@ fn stream_mode_answers_1000_pipelined_requests_in_order() {
         .collect();
     let answers = stream.evaluate_all(&requests).unwrap();
     assert_eq!(answers.len(), 1000);
-    for (index, answer) in answers.iter().enumerate() {
+    for (index, answer) in answers.into_iter().enumerate() {
+        let answer = answer.unwrap();
         assert_eq!(answer.session_id, format!("s-{index}"));
         let expected = if index % 3 == 0 {
             Decision::Block

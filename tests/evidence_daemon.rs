@@ -12,8 +12,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cavra_runtime::client::Client;
 use cavra_runtime::contract::{DecisionResponse, EvaluateRequest};
+use cavra_runtime_client::{Client, RefusalKind};
 use common::daemon::Daemon;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -118,7 +118,10 @@ fn ten_thousand_concurrent_decisions_form_one_signed_gapless_chain() {
             scope.spawn(move || {
                 let requests: Vec<_> = (0..1000).map(|index| request(100_000 * (stream + 1) + index)).collect();
                 let responses = client.stream().unwrap().evaluate_all(&requests).unwrap();
-                answered.lock().unwrap().extend(responses);
+                answered
+                    .lock()
+                    .unwrap()
+                    .extend(responses.into_iter().map(Result::unwrap));
             });
         }
     });
@@ -549,7 +552,7 @@ fn a_full_tmpfs_fails_decisions_closed_and_recording_resumes_when_space_returns(
     // Records still fit in the log's last, partly used page; the first one that needs a new page is refused.
     let mut acknowledged = 1;
     let refused = (2..200)
-        .map(|index| client.evaluate(&request(index)).unwrap())
+        .map(|index| client.evaluate_raw(&request(index)).unwrap())
         .find(|response| {
             let refused = response.rule_id == "daemon.evidence.unavailable";
             acknowledged += usize::from(!refused);
@@ -559,7 +562,7 @@ fn a_full_tmpfs_fails_decisions_closed_and_recording_resumes_when_space_returns(
     assert_eq!(refused.severity.as_str(), "critical");
     assert!(refused.reason.contains("No space left on device"), "{}", refused.reason);
     assert_eq!(
-        client.evaluate(&request(500)).unwrap().rule_id,
+        client.evaluate_raw(&request(500)).unwrap().rule_id,
         "daemon.evidence.unavailable",
         "still full, still refused"
     );
@@ -679,7 +682,18 @@ fn a_full_disk_fails_decisions_closed_and_recording_resumes_with_the_chain_intac
 
     prlimit_fsize(daemon.pid(), &format!("{size}:unlimited"));
     for index in 2..5 {
-        let refused = client.evaluate(&request(index)).unwrap();
+        // Not a decision: the client reports the daemon's refusal as an error of its own kind.
+        let error = client.evaluate(&request(index)).unwrap_err();
+        let refusal = error.refusal().unwrap_or_else(|| panic!("{error}"));
+        assert_eq!(refusal.kind(), RefusalKind::EvidenceUnavailable);
+        assert!(!refusal.is_retryable(), "the request was evaluated");
+        assert!(
+            error.to_string().contains(
+                "refused the request (daemon.evidence.unavailable: the decision could not be recorded as evidence)"
+            ),
+            "{error}"
+        );
+        let refused = refusal.response();
         assert_eq!(refused.rule_id, "daemon.evidence.unavailable");
         assert_eq!(refused.decision.as_str(), "block");
         assert_eq!(refused.severity.as_str(), "critical");

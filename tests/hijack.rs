@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cavra_runtime::client::{Client, ClientError, ServerCheck};
 use cavra_runtime::contract::EvaluateRequest;
+use cavra_runtime_client::{Client, ClientError, ServerCheck};
 use common::users::{self, Background, NOBODY};
 use nix::fcntl::{Flock, FlockArg};
 

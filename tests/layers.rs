@@ -16,7 +16,6 @@ const LAYERS: &[&str] = &[
     "evidence",
     "supervisor",
     "server",
-    "client",
     "cmd",
 ];
 

@@ -5,7 +5,7 @@
 //!   better, the settings file names only real variables, the policies README's example loads, the man page renders
 //!   and names real flags, the launchd plist has the keys, types and decimal mode launchd needs.
 //! * Packages: `packaging/build-packages.sh` builds revisions 1 and 2 of the .deb (cargo-deb) and the .rpm (rpmbuild,
-//!   from the crate) once for all tests here. Their contents and maintainer scripts are inspected, lintian and
+//!   from a tarball of the workspace) once for all tests here. Their contents and maintainer scripts are inspected, lintian and
 //!   rpmlint must be clean apart from the allow-lists in `packaging/`, and `tests/system/system-{deb,rpm}.sh` install
 //!   them into an overlay clone of this machine booted by systemd-nspawn (see `tests/system/lib/system-manager.sh`).
 //!
@@ -96,15 +96,32 @@ fn help() -> &'static str {
     HELP.get_or_init(|| succeed(BINARY, &["--help"]))
 }
 
-/// The environment variables `--help` names (`[env: NAME=]`).
+/// The environment variables `--help` names: those of flags (`[env: NAME=]`), and those its texts name
+/// (`$CAVRA_...`, such as the reference's key variables).
 fn help_variables() -> BTreeSet<String> {
-    help()
+    let of_flags = help()
         .split("[env: ")
         .skip(1)
         .filter_map(|rest| rest.split('=').next())
-        .map(str::to_owned)
-        .collect()
+        .map(str::to_owned);
+    let named = help()
+        .split('$')
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|name| name.starts_with("CAVRA_"));
+    of_flags.chain(named).collect()
 }
+
+/// The reference's secret-bearing flags: accepted only to be refused, so `--help` does not list them.
+const REFUSED_FLAGS: [&str; 3] = [
+    "--evidence-signing-key",
+    "--runner-auth-key",
+    "--runner-auth-oidc-token",
+];
 
 /// A unit file as (section, key, value) entries, in order; comments and blank lines dropped.
 fn unit_entries(relative: &str) -> Vec<(String, String, String)> {
@@ -455,6 +472,12 @@ fn man_page_renders_cleanly_and_names_real_flags() {
         .collect();
     assert!(flags.contains("--serve"), "{flags:?}");
     for flag in &flags {
+        if REFUSED_FLAGS.contains(flag) {
+            let refused = Command::new(BINARY).args([flag, "x"]).output().unwrap();
+            assert_eq!(refused.status.code(), Some(1), "{flag}");
+            assert!(text(&refused.stderr).contains("is not accepted"), "{flag}");
+            continue;
+        }
         assert!(
             help().contains(&format!("{flag} ")) || help().contains(&format!("{flag}\n")),
             "the man page names {flag}, which --help does not list"
@@ -473,6 +496,96 @@ fn man_page_renders_cleanly_and_names_real_flags() {
                 "the man page names {word}, which --help does not list"
             );
         }
+    }
+}
+
+#[test]
+fn man_page_covers_every_flag_group_every_flag_and_the_exit_codes() {
+    let page = read("packaging/man/cavra-runtime.1");
+    let plain = page.replace("\\-", "-");
+    // The groups `--help` shows ("Policy:", "Limits (daemon):", ...): a section each, modes in MODES.
+    let groups: Vec<&str> = help()
+        .lines()
+        .filter(|line| !line.starts_with(' ') && line.ends_with(':') && *line != "Options:")
+        .map(|line| line.trim_end_matches(':').split(" (").next().unwrap())
+        .collect();
+    assert!(groups.len() >= 9, "{groups:?}");
+    for group in groups {
+        let section = if group == "Modes" {
+            ".SH MODES".to_owned()
+        } else {
+            format!(".SS {group}")
+        };
+        assert!(page.lines().any(|line| line == section), "no {section} in the man page");
+    }
+    // Every flag `--help` lists, named as itself (not only as the start of a longer flag).
+    let flags: BTreeSet<&str> = help()
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix("--"))
+        .filter_map(|rest| rest.split([' ', '\n']).next())
+        .filter(|name| !name.is_empty() && *name != "help" && *name != "version")
+        .collect();
+    assert!(flags.len() >= 50, "{flags:?}");
+    for flag in flags {
+        let named = plain
+            .match_indices(&format!("--{flag}"))
+            .any(|(at, found)| !plain[at + found.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-'));
+        assert!(named, "the man page does not cover --{flag}");
+    }
+    let exit_status = plain
+        .split(".SH EXIT STATUS")
+        .nth(1)
+        .and_then(|rest| rest.split(".SH ").next())
+        .expect("an EXIT STATUS section");
+    for needle in [
+        "--daemon --exit-code",
+        "0 allow, 2 require_approval, 3 block",
+        "--lifecycle status",
+        "0 running;",
+        "1 not running, but a PID file was left behind;",
+        "3 not running;",
+        "4 the daemon's process runs but its socket does not answer",
+    ] {
+        assert!(
+            exit_status.contains(needle),
+            "EXIT STATUS lacks {needle:?}:\n{exit_status}"
+        );
+    }
+}
+
+#[test]
+fn the_readme_links_the_migration_guide_whose_rows_each_say_what_to_do() {
+    assert!(read("README.md").contains("](docs/migration.md)"));
+    let guide = read("docs/migration.md");
+    let rows: Vec<Vec<&str>> = guide
+        .lines()
+        .filter(|line| line.starts_with("| ") && !line.starts_with("| area ") && !line.starts_with("|---"))
+        .map(|line| line.trim_matches('|').split(" | ").map(str::trim).collect())
+        .collect();
+    assert!(rows.len() >= 50, "{} rows", rows.len());
+    for row in &rows {
+        assert_eq!(
+            row.len(),
+            4,
+            "area | Go daemon | cavra-runtime | why, and what to do: {row:?}"
+        );
+        assert!(row.iter().all(|cell| !cell.is_empty()), "{row:?}");
+    }
+    // The differences a Go daemon's user meets first, by the words they would search for.
+    for needle in [
+        "`--evidence-signing-key K`",
+        "`--runner-auth-oidc-token T`",
+        "unlocked PID file",
+        "`--lifecycle status` exit code",
+        "`--daemon --evidence-log L`",
+        "flags a mode does not read",
+        "`--policy` given a YAML pack",
+        "permission denied (you are not in group cavra)",
+        "`examples/go-runtime/typed-release-governance/`",
+        "daemon refusals",
+        "framing",
+    ] {
+        assert!(guide.contains(needle), "the migration guide lacks {needle:?}");
     }
 }
 
@@ -847,7 +960,7 @@ fn launchd_installer_lays_out_what_the_plist_the_daemon_and_newsyslog_name() {
     let destination = format!("/Library/LaunchDaemons/{label}.plist");
 
     // The daemon's own default on macOS is the socket launchd binds, so clients run as root find it.
-    assert_eq!(socket, cavra_runtime::client::MACOS_SYSTEM_SOCKET);
+    assert_eq!(socket, cavra_runtime_client::MACOS_SYSTEM_SOCKET);
     assert_eq!(user, "_cavra");
     assert_eq!(group, user);
 

@@ -4,15 +4,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser};
 
+use cavra_runtime_client::ServerCheck;
 use clap::ValueEnum;
 
 use crate::auth::oidc::{JwksSource, OidcVerifier};
 use crate::auth::pins::{PackPins, PinError};
 use crate::auth::secret::Source;
 use crate::auth::{HmacRunners, PeerPolicy, PeerPolicyError, RunnerAuthenticator, Secret, SecretError};
-use crate::client::{SYSTEM_SOCKET, ServerCheck};
 use crate::engine::path::workspace_root;
 use crate::engine::{OtherPack, PathCase};
 use crate::evidence::{EvidenceConfig, KeyError, MinFree, PublicKey, SigningKey, SyncMode, VerifyingKeys};
@@ -42,6 +43,74 @@ pub struct Cli {
 
     #[command(flatten)]
     pub client: ClientArgs,
+
+    #[command(flatten)]
+    pub removed: RemovedArgs,
+
+    /// The flags given on the command line (their clap ids), filled by [`Cli::from_command_line`]: a flag the mode
+    /// does not read is an error ([`super::mode_flags`]); one set only in the environment is not.
+    #[arg(skip)]
+    pub given: Vec<String>,
+}
+
+impl Cli {
+    /// Parses the process's arguments (on an error, clap prints it and exits) and notes which flags were given.
+    pub fn from_command_line() -> Self {
+        Self::from_matches(&Self::command().get_matches())
+    }
+
+    /// As [`Cli::from_command_line`], from `args` (the program name first).
+    pub fn try_from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Ok(Self::from_matches(&Self::command().try_get_matches_from(args)?))
+    }
+
+    fn from_matches(matches: &clap::ArgMatches) -> Self {
+        let mut cli = Self::from_arg_matches(matches).unwrap_or_else(|error| error.exit());
+        cli.given = Self::command()
+            .get_arguments()
+            .map(|arg| arg.get_id().as_str())
+            .filter(|id| matches.value_source(id) == Some(ValueSource::CommandLine))
+            .map(str::to_owned)
+            .collect();
+        cli
+    }
+}
+
+/// The reference's flags that carry a secret on the command line, accepted only to be refused with what to use
+/// instead (see [`super::mode_flags`]). Without them clap would suggest the "similar" `--evidence-signing-key-id`,
+/// which would put the secret into a key id and leave the log unsigned.
+#[derive(Debug, Clone, Args)]
+pub struct RemovedArgs {
+    #[arg(long, hide = true, value_name = "KEY")]
+    pub evidence_signing_key: Option<GivenSecret>,
+
+    #[arg(long, hide = true, value_name = "KEY")]
+    pub runner_auth_key: Option<GivenSecret>,
+
+    #[arg(long, hide = true, value_name = "TOKEN")]
+    pub runner_auth_oidc_token: Option<GivenSecret>,
+}
+
+/// A secret given on the command line: its text is dropped at once and never shown.
+#[derive(Clone)]
+pub struct GivenSecret;
+
+impl std::fmt::Debug for GivenSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<not kept>")
+    }
+}
+
+impl std::str::FromStr for GivenSecret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(_: &str) -> Result<Self, Self::Err> {
+        Ok(GivenSecret)
+    }
 }
 
 /// Everything `--serve` reads (and `--lifecycle start` passes on to the daemon it starts); the client modes borrow
@@ -239,11 +308,12 @@ impl PolicyArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Socket")]
 pub struct SocketArgs {
-    /// Unix socket to serve on or connect to. Default: /run/cavra/cavra-runtime.sock for root
-    /// (/var/run/cavra-runtime.sock on macOS), $XDG_RUNTIME_DIR/cavra/cavra-runtime.sock otherwise
-    /// (.cavra/cavra-runtime.sock without it).
-    #[arg(long, value_name = "PATH", env = SOCKET_ENV, default_value_os_t = default_socket_path())]
-    pub socket: PathBuf,
+    /// Unix socket to serve on or connect to. Default for --serve and --lifecycle: /run/cavra/cavra-runtime.sock
+    /// for root (/var/run/cavra-runtime.sock on macOS), $XDG_RUNTIME_DIR/cavra/cavra-runtime.sock otherwise
+    /// (.cavra/cavra-runtime.sock without it); --daemon asks that socket of yours if a daemon listens there, else
+    /// the system socket.
+    #[arg(long, value_name = "PATH", env = SOCKET_ENV)]
+    pub socket: Option<PathBuf>,
 
     /// File mode of a socket the daemon binds itself (octal). Activated sockets keep their unit's mode.
     #[arg(long, value_name = "MODE", env = "CAVRA_SOCKET_MODE", default_value = "0660", value_parser = parse_mode)]
@@ -260,9 +330,15 @@ pub struct SocketArgs {
 }
 
 impl SocketArgs {
+    /// The socket a daemon binds and `--lifecycle` manages: --socket, else [`default_socket_path`]. Client modes
+    /// find theirs with [`cavra_runtime_client::find_socket`] instead.
+    pub fn path(&self) -> PathBuf {
+        self.socket.clone().unwrap_or_else(default_socket_path)
+    }
+
     pub fn listen_options(&self) -> ListenOptions {
         ListenOptions {
-            socket: self.socket.clone(),
+            socket: self.path(),
             mode: self.socket_mode,
             fd_name: self.listen_fd_name.clone(),
         }
@@ -431,7 +507,8 @@ pub struct LifecycleArgs {
     #[arg(long, value_name = "PATH", env = "CAVRA_PID_FILE")]
     pub pid: Option<PathBuf>,
 
-    /// How long start waits for the daemon to answer, and stop waits for it to exit before SIGKILL.
+    /// How long start waits for the daemon to answer, status for its answer, and stop for it to exit before
+    /// SIGKILL.
     #[arg(long, value_name = "DURATION", env = "CAVRA_LIFECYCLE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub lifecycle_timeout: Duration,
 
@@ -757,7 +834,7 @@ pub struct ClientArgs {
     #[arg(long)]
     pub exit_code: bool,
 
-    /// With --daemon: how long to wait for the daemon's answer.
+    /// With --daemon: how long the whole exchange may take: connecting, sending and the answer.
     #[arg(long, value_name = "DURATION", env = "CAVRA_CLIENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub client_timeout: Duration,
 
@@ -790,24 +867,14 @@ impl ClientArgs {
 }
 
 /// The environment variable that names the socket for every mode.
-pub const SOCKET_ENV: &str = "CAVRA_RUNTIME_SOCKET";
+pub use cavra_runtime_client::SOCKET_ENV;
 
-/// Where the socket lives when nobody says, one rule for the daemon, its clients and the lifecycle commands:
+/// Where the daemon's socket lives when --socket does not say, for the daemon and the lifecycle commands:
 /// `$CAVRA_RUNTIME_SOCKET`, else the system socket for root (`/run/cavra/cavra-runtime.sock`; on macOS
 /// `/var/run/cavra-runtime.sock`), else `$XDG_RUNTIME_DIR/cavra/cavra-runtime.sock`, else
-/// `.cavra/cavra-runtime.sock`.
+/// `.cavra/cavra-runtime.sock` ([`cavra_runtime_client::own_socket`]).
 pub fn default_socket_path() -> PathBuf {
-    let non_empty = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
-    if let Some(path) = non_empty(SOCKET_ENV) {
-        return path.into();
-    }
-    if nix::unistd::geteuid().is_root() {
-        return SYSTEM_SOCKET.into();
-    }
-    match non_empty("XDG_RUNTIME_DIR") {
-        Some(runtime_dir) => PathBuf::from(runtime_dir).join("cavra/cavra-runtime.sock"),
-        None => PathBuf::from(".cavra/cavra-runtime.sock"),
-    }
+    cavra_runtime_client::discovery::socket_from_env().unwrap_or_else(cavra_runtime_client::own_socket)
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {

@@ -115,12 +115,12 @@ pub fn evaluate(record: Option<&Map<String, Value>>, action_type: &str, target: 
         .unwrap_or_default()
         .to_owned();
     let requested = if requested.is_empty() { "verify" } else { requested };
-    let verdict = |decision, severity, rule_id, reason: String| Verdict {
+    let verdict = |decision: Decision, severity, rule_id, reason: String| Verdict {
+        approver_group: if decision == Decision::Allow { "" } else { APPROVER },
         decision,
         severity,
         rule_id,
         reason,
-        approver_group: if decision == Decision::Allow { "" } else { APPROVER },
         action_type: action_type.to_owned(),
         target: target.clone(),
         requested_operation: requested.to_owned(),
@@ -348,12 +348,12 @@ mod tests {
         ];
         for (record, decision, rule_id, reason) in cases {
             let verdict = judge(record.clone());
+            let expected_group = if decision == Decision::Allow { "" } else { APPROVER };
             assert_eq!(
                 (verdict.decision, verdict.rule_id, verdict.reason.as_str()),
                 (decision, rule_id, reason),
                 "{record}"
             );
-            let expected_group = if decision == Decision::Allow { "" } else { APPROVER };
             assert_eq!(verdict.approver_group, expected_group);
         }
     }

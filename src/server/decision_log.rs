@@ -124,7 +124,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::contract::Severity;
+    use crate::contract::{Refusal, Severity};
 
     /// What the log said, as the JSON lines `--log-format json` writes.
     fn logged(mode: DecisionLogMode, act: impl FnOnce(&DecisionLog)) -> Vec<Value> {

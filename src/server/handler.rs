@@ -12,7 +12,7 @@ use super::bounds::{self, FieldTooLarge};
 use super::budget::OverRate;
 use crate::auth::runner::Check;
 use crate::auth::{Peer, RunnerAuthError};
-use crate::contract::{DecisionResponse, EvaluateRequest, HEALTH_ACTION, Severity};
+use crate::contract::{DecisionResponse, EvaluateRequest, HEALTH_ACTION, Refusal as _, Severity};
 use crate::engine;
 
 /// One answer line: ready now, or waiting (for its evidence record to be durable, or for a key set).

@@ -655,6 +655,7 @@ mod tests {
             Decision::Block => "block",
             Decision::Allow => "allow",
             Decision::RequireApproval => "approve",
+            other => panic!("the engine decided {other}"),
         }
     }
 
