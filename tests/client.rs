@@ -197,3 +197,53 @@ fn a_stopped_daemon_is_a_connection_error_not_a_decision() {
     assert!(matches!(error, ClientError::Connect { .. }), "{error}");
     assert!(error.is_retryable(), "nothing was sent");
 }
+
+/// The client crate's example program (`client/examples/ask.rs`), built beside this test by `cargo test`.
+fn ask_example() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent()?.parent()?.join("examples/ask");
+    common::skip::require_file(&path).then_some(path)
+}
+
+#[test]
+fn the_example_program_asks_the_daemon_and_exits_with_the_decision() {
+    let Some(example) = ask_example() else {
+        return;
+    };
+    let daemon = Daemon::start(&[]);
+    let ask = |env: Option<&std::path::Path>, args: &[&str]| {
+        let mut command = std::process::Command::new(&example);
+        command.args(args).env_remove("XDG_RUNTIME_DIR");
+        match env {
+            Some(socket) => command.env("CAVRA_RUNTIME_SOCKET", socket),
+            None => command.env_remove("CAVRA_RUNTIME_SOCKET"),
+        };
+        command.output().unwrap()
+    };
+    let socket = daemon.socket.to_str().unwrap();
+    let allowed = ask(None, &["--socket", socket, "terraform", "plan"]);
+    assert_eq!(
+        allowed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&allowed.stdout).starts_with("allow: "));
+    // Found through the environment, as --daemon finds it.
+    let blocked = ask(Some(&daemon.socket), &["terraform", "apply", "-auto-approve"]);
+    assert_eq!(
+        blocked.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&blocked.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&blocked.stdout).starts_with("block: Matched blocked command policy: terraform apply"),
+        "{}",
+        String::from_utf8_lossy(&blocked.stdout)
+    );
+    let refused = Daemon::start(&["--allow-uid", "4242"]);
+    let output = ask(None, &["--socket", refused.socket.to_str().unwrap(), "ls"]);
+    assert_eq!(output.status.code(), Some(4), "a refusal, not a decision");
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("refused: daemon.peer.unauthorized"));
+}

@@ -190,9 +190,10 @@ fn health_reports_version_and_policy_without_evaluating() {
     assert_eq!(health.packs, 20);
     assert!(health.policy_digest.starts_with("sha256:"));
     // The log is written in order: once a later decision is in it, the probe would be too.
+    // (A block: allowed decisions are summarised, not logged one by one, by default.)
     let later = daemon
         .client()
-        .evaluate(&request(json!({"action_type": "read_file", "target": "README.md"})))
+        .evaluate(&request(json!({"action_type": "read_file", "target": ".env"})))
         .unwrap();
     let log = daemon.wait_log(&later.decision_id);
     assert!(!log.contains("cavra.health"), "a probe is not a decision:\n{log}");
@@ -416,10 +417,11 @@ fn the_log_file_follows_rotation_without_a_signal() {
     let logs = tempfile::tempdir().unwrap();
     let path = logs.path().join("cavra-runtime.log");
     let mut daemon = Daemon::start(&["--log-file", path.to_str().unwrap()]);
+    // Blocks, which are logged one by one (allowed decisions are summarised by default).
     let decide = || {
         daemon
             .client()
-            .evaluate(&request(json!({"action_type": "read_file", "target": "README.md"})))
+            .evaluate(&request(json!({"action_type": "read_file", "target": ".env"})))
             .unwrap()
             .decision_id
     };
@@ -483,10 +485,11 @@ fn another_user_cannot_redirect_or_stall_a_rotated_log() {
     let victim = victim_dir.path().join("victim");
     fs::write(&victim, "root's file\n").unwrap();
     let daemon = Daemon::start(&["--log-file", path.to_str().unwrap()]);
+    // Blocks, which are logged one by one (allowed decisions are summarised by default).
     let decide = || {
         daemon
             .client()
-            .evaluate(&request(json!({"action_type": "read_file", "target": "README.md"})))
+            .evaluate(&request(json!({"action_type": "read_file", "target": ".env"})))
             .unwrap()
             .decision_id
     };

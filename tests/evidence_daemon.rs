@@ -87,6 +87,7 @@ fn ten_thousand_concurrent_decisions_form_one_signed_gapless_chain() {
     let scratch = tempfile::tempdir().unwrap();
     let key = key_file(scratch.path());
     let log = scratch.path().join("evidence/log.jsonl");
+    // One uid asks for all of them at once: its per-uid rates are lifted (tests/group_member.rs tests them).
     let daemon = Daemon::start(&[
         "--evidence-log",
         log.to_str().unwrap(),
@@ -94,6 +95,10 @@ fn ten_thousand_concurrent_decisions_form_one_signed_gapless_chain() {
         key.to_str().unwrap(),
         "--evidence-signing-key-id",
         "test-key",
+        "--max-decisions-per-second-per-uid",
+        "0",
+        "--max-evidence-bytes-per-second-per-uid",
+        "0",
     ]);
     let answered = Arc::new(Mutex::new(Vec::new()));
     std::thread::scope(|scope| {
@@ -572,6 +577,98 @@ fn a_full_tmpfs_fails_decisions_closed_and_recording_resumes_when_space_returns(
     assert_eq!(last["sequence"].as_u64(), Some(acknowledged as u64 + 1));
     assert_eq!(last["record_id"].as_str(), Some(id.as_str()));
     assert_eq!(verify(&seen, None).0, 0);
+}
+
+/// The health answer with its reasons (the client library's `Health` has only the contract's fields).
+fn health(daemon: &Daemon) -> Value {
+    let mut stream = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
+    stream.write_all(b"{\"action_type\":\"cavra.health\"}\n").unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stream), &mut line).unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+/// Polls the health answer until its status is `status` (the free space is looked at every 5 s at most).
+fn wait_for_health(daemon: &Daemon, status: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = health(daemon);
+        if answer["status"] == status {
+            return answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "never {status}: {answer}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Headroom: a 1 MiB tmpfs (in a private mount namespace around the daemon) with `--evidence-min-free 512K`. Filled
+/// past the minimum, not to the brim, the daemon says `degraded` with the reason, still deciding and recording;
+/// emptied again, `ok`. Needs root (CI runs as root).
+#[test]
+fn too_little_free_space_for_the_evidence_log_is_reported_as_degraded_before_the_disk_is_full() {
+    let root = nix::unistd::geteuid().is_root();
+    let tools = ["unshare", "nsenter"]
+        .iter()
+        .all(|tool| Command::new(tool).arg("--version").output().is_ok());
+    if !root || !tools {
+        common::skip::skip("the headroom test needs root, unshare and nsenter");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("evidence");
+    fs::create_dir(&mount).unwrap();
+    let log = mount.join("log.jsonl");
+    let script = format!(
+        "mount -t tmpfs -o size=1m cavra-test {} && exec \"$0\" \"$@\"",
+        mount.display()
+    );
+    let daemon = Daemon::launch(
+        dir,
+        &["unshare", "--mount", "--propagation", "private", "sh", "-c", &script],
+        &["--evidence-log", log.to_str().unwrap(), "--evidence-min-free", "512K"],
+        &[],
+    );
+    daemon.wait_notification("READY=1");
+    let in_namespace = |command: &str| {
+        let status = Command::new("nsenter")
+            .args(["--target", &daemon.pid().to_string(), "--mount", "sh", "-c", command])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{command}");
+    };
+    let ok = health(&daemon);
+    assert_eq!((&ok["status"], &ok["reasons"]), (&json!("ok"), &json!([])), "{ok}");
+
+    // 768 KiB of the 1 MiB: about 256 KiB left, below the minimum, far from full.
+    let filler = mount.join("filler");
+    in_namespace(&format!(
+        "dd if=/dev/zero of={} bs=4k count=192 2>/dev/null",
+        filler.display()
+    ));
+    let degraded = wait_for_health(&daemon, "degraded");
+    let reasons = degraded["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 1, "{degraded}");
+    assert_eq!(
+        (&reasons[0]["code"], &reasons[0]["status"]),
+        (&json!("evidence.low_space"), &json!("degraded"))
+    );
+    let message = reasons[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("the evidence log's file system ({}) has ", mount.display()))
+            && message.ends_with("below --evidence-min-free 524288 bytes"),
+        "{message}"
+    );
+    assert!(
+        degraded["policy_digest"].is_string(),
+        "the contract's fields stay: {degraded}"
+    );
+    daemon.wait_log("the daemon reports itself degraded");
+    // Degraded is a warning, not a refusal: decisions are still recorded and answered.
+    record_id(&daemon.client().evaluate(&request(1)).unwrap());
+
+    in_namespace(&format!("rm {}", filler.display()));
+    wait_for_health(&daemon, "ok");
+    daemon.wait_log("evidence log headroom is back");
 }
 
 #[test]

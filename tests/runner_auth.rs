@@ -147,7 +147,14 @@ fn without_allow_lists_the_socket_mode_decides() {
     fs::set_permissions(daemon.dir(), fs::Permissions::from_mode(0o755)).unwrap();
     let nobody = unprivileged(&["--daemon", "--socket", daemon.socket.to_str().unwrap()], REQUEST);
     assert_eq!(nobody.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&nobody.stderr).contains("Permission denied"));
+    let stderr = String::from_utf8_lossy(&nobody.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "permission denied (you are not in group root): socket {} (owner root (uid 0), group root, mode 0660)",
+            daemon.socket.display()
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -7,21 +7,24 @@
 //! Exit status: 0 allowed, 2 approval required, 3 blocked (or a decision this version does not know), 4 the daemon
 //! refused to decide (overloaded after retries, not authorised, ...), 1 no answer at all.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cavra_runtime_client::{Client, ClientError, Decision, EvaluateRequest, RefusalKind, Retry, SYSTEM_SOCKET};
+use cavra_runtime_client::{Client, ClientError, Decision, EvaluateRequest, RefusalKind, Retry, find_socket};
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let socket = match args.first().map(String::as_str) {
+    let named = match args.first().map(String::as_str) {
         Some("--socket") if args.len() >= 2 => {
-            let socket = args[1].clone();
+            let socket = PathBuf::from(&args[1]);
             args.drain(..2);
-            socket
+            Some(socket)
         }
-        _ => SYSTEM_SOCKET.to_owned(),
+        _ => None,
     };
+    // As `cavra-runtime --daemon` finds it: the socket named, $CAVRA_RUNTIME_SOCKET, your own daemon, the system's.
+    let socket = find_socket(named.as_deref()).path;
     if args.is_empty() {
         eprintln!("usage: ask [--socket PATH] COMMAND...");
         return ExitCode::from(1);

@@ -135,6 +135,14 @@ impl Client {
         })
     }
 
+    /// Who listens on the socket, as the kernel recorded it: connects within the deadline (no retries), checks the
+    /// server as every call does, and closes without sending anything, so the daemon records nothing. Tells a
+    /// listening daemon from a socket file left behind, whether or not the daemon has a health probe.
+    pub fn listener(&self) -> Result<Server, ClientError> {
+        let (_, server) = self.connect(Instant::now() + self.timeout)?;
+        Ok(server)
+    }
+
     /// Opens a stream-mode connection (connect and handshake within the deadline).
     pub fn stream(&self) -> Result<Stream, ClientError> {
         let deadline = Instant::now() + self.timeout;

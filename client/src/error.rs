@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::discovery::{SOCKET_ENV, refused_access};
 use crate::server::{LocationError, user_name};
 use crate::wire::{DecisionResponse, STREAM_PROTOCOL};
 
@@ -75,25 +76,41 @@ impl ClientError {
 impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ClientError::Connect { path, source } => write!(
-                f,
-                "cannot connect to cavra-runtime at {0}: {source}; is it running? Start it with `cavra-runtime \
-                 --lifecycle start --socket {0}` or `systemctl start cavra-runtime.socket`",
-                path.display()
-            ),
+            ClientError::Connect { path, source } => {
+                write!(f, "cannot connect to cavra-runtime at {}: ", path.display())?;
+                match source.kind() {
+                    io::ErrorKind::NotFound => write!(
+                        f,
+                        "no such socket; start the daemon (`sudo systemctl start cavra-runtime.socket` for the \
+                         system service, `cavra-runtime --lifecycle start --socket {0}` for your own), or name the \
+                         socket it listens on with --socket or ${SOCKET_ENV}",
+                        path.display()
+                    ),
+                    io::ErrorKind::PermissionDenied => {
+                        write!(f, "permission denied {}", refused_access(path))
+                    }
+                    io::ErrorKind::ConnectionRefused => write!(
+                        f,
+                        "not answering: the socket is there but no daemon listens on it (it stopped or crashed); \
+                         start it again (`sudo systemctl restart cavra-runtime.socket`, or `cavra-runtime \
+                         --lifecycle start --socket {0}`)",
+                        path.display()
+                    ),
+                    _ => write!(f, "{source}"),
+                }
+            }
             ClientError::ConnectTimedOut { path, timeout } => write!(
                 f,
-                "cannot connect to cavra-runtime at {} within {timeout:?}: its queue of connections stayed full (it \
-                 is overloaded, or not accepting); nothing was sent",
+                "cannot connect to cavra-runtime at {} within {timeout:?}: not answering: its queue of connections \
+                 stayed full (it is overloaded, or not accepting); nothing was sent",
                 path.display()
             ),
-            ClientError::TimedOut { path, timeout } => {
-                write!(
-                    f,
-                    "no answer from cavra-runtime at {} within {timeout:?}",
-                    path.display()
-                )
-            }
+            ClientError::TimedOut { path, timeout } => write!(
+                f,
+                "no answer from cavra-runtime at {0} within {timeout:?}: it is not answering (hung, or too busy); \
+                 check it with `cavra-runtime --lifecycle status --socket {0}` or `systemctl status cavra-runtime`",
+                path.display()
+            ),
             ClientError::Io { path, source } => {
                 write!(f, "connection to cavra-runtime at {} failed: {source}", path.display())
             }
@@ -338,7 +355,7 @@ mod tests {
         assert!(
             connect
                 .to_string()
-                .contains("within 300ms: its queue of connections stayed full"),
+                .contains("within 300ms: not answering: its queue of connections stayed full"),
             "{connect}"
         );
         for (kind, retryable) in [
@@ -359,7 +376,9 @@ mod tests {
         assert!(!timed_out.is_retryable(), "the request may have been decided");
         assert_eq!(
             timed_out.to_string(),
-            "no answer from cavra-runtime at /run/x.sock within 1s"
+            "no answer from cavra-runtime at /run/x.sock within 1s: it is not answering (hung, or too busy); \
+             check it with `cavra-runtime --lifecycle status --socket /run/x.sock` or `systemctl status \
+             cavra-runtime`"
         );
     }
 }

@@ -8,6 +8,8 @@
 //! - Decisions and refusals are told apart: `Ok` is always a decision of the policy; a daemon that could not or
 //!   would not decide (overloaded, unauthorised peer, evidence log unwritable, ...) is
 //!   [`ClientError::Refused`] with a [`RefusalKind`].
+//! - [`find_socket`] finds the daemon as users expect (`--socket`, `$CAVRA_RUNTIME_SOCKET`, the user's own daemon,
+//!   the system socket); a connection refused permission says which group the user lacks.
 //! - With the `runner-auth` feature, `runner_auth::RunnerSigner` signs each request as a CI runner.
 //!
 //! ```
@@ -30,12 +32,15 @@
 //!     .with_retry(Retry::none());
 //! // No daemon there: an error, never an allow.
 //! let error = may_run(&client, "terraform apply").unwrap_err();
-//! assert!(error.to_string().starts_with("cannot connect to cavra-runtime at /nonexistent/cavra-runtime.sock"));
+//! assert!(error.to_string().starts_with(
+//!     "cannot connect to cavra-runtime at /nonexistent/cavra-runtime.sock: no such socket; start the daemon"
+//! ));
 //! ```
 //!
 //! The wire protocol, the daemon's refusals and their rule ids are described in the daemon's `docs/protocol.md`.
 
 mod blocking;
+pub mod discovery;
 mod error;
 mod retry;
 mod server;
@@ -50,6 +55,7 @@ pub mod runner_auth;
 #[cfg(feature = "async")]
 pub use asynchronous::AsyncClient;
 pub use blocking::{Client, DEFAULT_TIMEOUT, Stream};
+pub use discovery::{FoundSocket, SOCKET_ENV, SocketOrigin, find_socket, own_socket};
 pub use error::{ClientError, Refusal, RefusalKind};
 pub use retry::Retry;
 pub use server::{

@@ -9,7 +9,9 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use cavra_runtime_client::{Client, ClientError, Decision, EvaluateRequest, RefusalKind, Retry, Severity};
-use common::{FullQueue, TestServer, answer, go_daemon, read_object};
+#[cfg(target_os = "linux")]
+use common::FullQueue;
+use common::{TestServer, answer, go_daemon, read_object};
 
 fn request(target: &str) -> EvaluateRequest {
     EvaluateRequest {
@@ -88,8 +90,8 @@ fn the_deadline_holds_for_a_connect_that_waits_in_a_full_queue() {
     assert_eq!(
         error.to_string(),
         format!(
-            "cannot connect to cavra-runtime at {} within 300ms: its queue of connections stayed full (it is \
-             overloaded, or not accepting); nothing was sent",
+            "cannot connect to cavra-runtime at {} within 300ms: not answering: its queue of connections stayed full \
+             (it is overloaded, or not accepting); nothing was sent",
             full.socket.display()
         )
     );
@@ -118,12 +120,12 @@ fn the_deadline_holds_for_the_whole_exchange_not_each_read() {
         took >= Duration::from_millis(400) && took < Duration::from_secs(3),
         "{took:?}"
     );
-    assert_eq!(
-        error.to_string(),
-        format!(
-            "no answer from cavra-runtime at {} within 400ms",
+    assert!(
+        error.to_string().starts_with(&format!(
+            "no answer from cavra-runtime at {} within 400ms: it is not answering",
             server.socket.display()
-        )
+        )),
+        "{error}"
     );
     assert_eq!(
         server.connections(),
@@ -151,6 +153,26 @@ fn overloaded_is_retried_until_a_decision_and_a_decision_is_not_retried() {
     // A block is the policy's answer: asked once.
     retrying.evaluate(&request(".env")).unwrap();
     assert_eq!(server.connections(), 4);
+}
+
+#[test]
+fn no_decision_of_the_policy_is_retried_whatever_its_value() {
+    for (rule_id, decision) in [
+        ("filesystem.read.allow", "allow"),
+        ("filesystem.write.require_approval", "require_approval"),
+        ("filesystem.read.block", "block"),
+        ("future.rule", "defer"),
+        // Not a daemon refusal: only `daemon.` rule ids and `runner_auth.invalid` are.
+        ("daemonx.overloaded", "block"),
+    ] {
+        let server = TestServer::start(answering(answer(rule_id, decision, "high")));
+        let answer = client(&server)
+            .with_retry(Retry::new(5, Duration::from_millis(1)))
+            .evaluate(&request("a"))
+            .unwrap_or_else(|error| panic!("{rule_id}: {error}"));
+        assert_eq!(answer.decision.as_str(), decision);
+        assert_eq!(server.connections(), 1, "{rule_id} {decision}: asked once");
+    }
 }
 
 #[test]
@@ -253,7 +275,10 @@ fn a_socket_that_appears_while_retrying_is_reached() {
             .starts_with(&format!("cannot connect to cavra-runtime at {}: ", missing.display())),
         "{error}"
     );
-    assert!(error.to_string().contains("is it running?"), "{error}");
+    assert!(
+        error.to_string().contains(": no such socket; start the daemon"),
+        "{error}"
+    );
 }
 
 #[test]

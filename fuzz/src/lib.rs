@@ -356,6 +356,9 @@ fn server() -> &'static Server {
             request_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(3),
             shutdown_grace: Duration::from_secs(1),
+            // Every input must reach the decision path, however fast the fuzzer sends them.
+            decisions_per_uid: None,
+            evidence_bytes_per_uid: None,
         };
         let service = Arc::new(Service::new(policies, limits));
         let _context = runtime.enter();

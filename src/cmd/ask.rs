@@ -1,4 +1,5 @@
-//! `--daemon`: ask a running daemon about one request and print its decision.
+//! `--daemon`: ask a running daemon about one request and print its decision. The socket is found as every client
+//! finds it ([`find_socket`]): `--socket`, `$CAVRA_RUNTIME_SOCKET`, the user's own daemon, the system socket.
 
 use std::fs;
 use std::io;
@@ -7,7 +8,7 @@ use std::process::ExitCode;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use cavra_runtime_client::{Client, ClientError, Retry};
+use cavra_runtime_client::{Client, ClientError, Retry, find_socket};
 
 use super::flags::{AuthArgs, ClientArgs, SocketArgs, UnknownServerUser};
 use super::io::{InputError, print_json, read_request};
@@ -36,6 +37,9 @@ pub enum AskError {
     Claims(#[from] RunnerAuthError),
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// The system socket could not be reached, after looking for the user's own daemon first.
+    #[error("{error}; {looked}")]
+    NotFound { error: ClientError, looked: String },
     #[error(transparent)]
     ServerUser(#[from] UnknownServerUser),
     #[error("cannot write the decision to standard output: {0}")]
@@ -46,10 +50,10 @@ pub enum AskError {
 pub const EXIT_BLOCK: u8 = 3;
 pub const EXIT_REQUIRE_APPROVAL: u8 = 4;
 
-/// The daemon the client modes (`--daemon`, `--hook`) ask: the socket, deadline and server check their flags name.
-/// One attempt, as the reference's client made.
-pub fn daemon_client(client: &ClientArgs, socket: &SocketArgs) -> Result<Client, UnknownServerUser> {
-    Ok(Client::new(&socket.socket)
+/// The daemon the client modes (`--daemon`, `--hook`) ask at `socket` (found by [`find_socket`]), with the deadline
+/// and server check their flags name. One attempt, as the reference's client made.
+pub fn daemon_client(client: &ClientArgs, socket: &Path) -> Result<Client, UnknownServerUser> {
+    Ok(Client::new(socket)
         .with_timeout(client.client_timeout)
         .with_retry(Retry::none())
         .expect_server(client.server_check()?))
@@ -67,8 +71,9 @@ pub fn decision_status(decision: &Decision) -> ExitCode {
 
 pub fn run(client: &ClientArgs, socket: &SocketArgs, auth: &AuthArgs) -> Result<ExitCode, AskError> {
     let mut request = read_request(&client.input)?;
+    let found = find_socket(socket.socket.as_deref());
     // What the daemon answers, refusal or decision, is printed.
-    let mut daemon = daemon_client(client, socket)?;
+    let mut daemon = daemon_client(client, &found.path)?;
     if let Some(claims) = &auth.runner_auth_claims {
         match authenticate(auth, claims)? {
             Runner::Oidc(token) => request.runner_auth = Some(token),
@@ -76,7 +81,12 @@ pub fn run(client: &ClientArgs, socket: &SocketArgs, auth: &AuthArgs) -> Result<
         }
     }
     // A refusal prints as the reference printed it, a block (and exits as one with --exit-code).
-    let response = daemon.evaluate_raw(&request)?;
+    let response = daemon
+        .evaluate_raw(&request)
+        .map_err(|error| match (&error, found.looked_elsewhere()) {
+            (ClientError::Connect { .. }, Some(looked)) => AskError::NotFound { error, looked },
+            _ => AskError::Client(error),
+        })?;
     print_json(&response).map_err(AskError::WriteOutput)?;
     Ok(if client.exit_code {
         decision_status(&response.decision)

@@ -1,5 +1,5 @@
 //! The command line: the flags, and one module per mode. Each mode takes the flag groups it reads, not the whole
-//! command line.
+//! command line. A flag the mode does not read is an error ([`mode_flags`]).
 //!
 //! | mode | module |
 //! |---|---|
@@ -17,6 +17,7 @@ pub mod hook;
 pub mod io;
 pub mod json_field;
 pub mod lifecycle;
+pub mod mode_flags;
 pub mod oneshot;
 pub mod serve;
 pub mod verify;
@@ -28,6 +29,7 @@ pub use flags::Cli;
 
 /// Runs the mode the flags select; the exit code is the mode's, an error is printed by `main`.
 pub fn run(cli: &Cli) -> Result<ExitCode, Box<dyn Error>> {
+    mode_flags::check(cli)?;
     let mode = &cli.mode;
     if let Some(action) = mode.lifecycle {
         Ok(lifecycle::run(action, &cli.lifecycle, &cli.serve)?)

@@ -6,14 +6,19 @@
 //! `budget` bounds what they hold together; `connection` speaks the protocol modes; `handler` turns a request line
 //! into an answer.
 
+mod bounds;
 mod budget;
 mod connection;
+mod decision_log;
 mod framing;
 mod handler;
+mod headroom;
+mod health;
 pub mod listener;
 
 use std::future::Future;
 use std::io;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -26,10 +31,15 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use crate::auth::{PackPins, Peer, PeerPolicy, RunnerAuthenticator};
 use crate::contract::Health;
 use crate::engine::{Context, PathCase};
-use crate::evidence::EvidenceLog;
+use crate::evidence::{EvidenceLog, MinFree};
 use crate::policy::PolicySet;
 use crate::supervisor::rate_limit::RateLimited;
-use budget::{Budget, UidSlot, UidSlots};
+pub use budget::Rate;
+use budget::{Budget, OverRate, UidRates, UidSlot, UidSlots};
+use decision_log::DecisionLog;
+pub use decision_log::DecisionLogMode;
+use headroom::Headroom;
+pub use health::{HealthAnswer, Reason, Status};
 
 /// Bounds on what clients can make the server hold or wait for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,18 +56,30 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long requests in flight may take to finish once shutdown begins.
     pub shutdown_grace: Duration,
+    /// Decisions one peer uid may ask for (a second, and in a burst); `None`: no limit.
+    pub decisions_per_uid: Option<Rate>,
+    /// Bytes of evidence one peer uid's decisions may have recorded (a second, and in a burst); `None`: no limit.
+    pub evidence_bytes_per_uid: Option<Rate>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_request_bytes: 1024 * 1024,
+            max_request_bytes: 64 * 1024,
             max_connections: 1024,
             max_connections_per_uid: 256,
             max_buffered_bytes: 8 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
+            decisions_per_uid: Some(Rate {
+                per_second: 100,
+                burst: 1000,
+            }),
+            evidence_bytes_per_uid: Some(Rate {
+                per_second: 1024 * 1024,
+                burst: 8 * 1024 * 1024,
+            }),
         }
     }
 }
@@ -92,6 +114,11 @@ struct Warnings {
     overloaded: RateLimited,
     budget: RateLimited,
     accept: RateLimited,
+    invalid: RateLimited,
+    field_too_large: RateLimited,
+    runner_auth: RateLimited,
+    decision_rate: RateLimited,
+    evidence_rate: RateLimited,
 }
 
 impl Warnings {
@@ -104,10 +131,15 @@ impl Warnings {
             overloaded: limited("connections refused past --max-connections"),
             budget: limited("requests refused with --max-buffered-bytes in use"),
             accept: limited("failed accepts"),
+            invalid: limited("invalid requests"),
+            field_too_large: limited("requests refused with a field past its maximum"),
+            runner_auth: limited("failed runner authentications"),
+            decision_rate: limited("requests refused past a uid's --max-decisions-per-second-per-uid"),
+            evidence_rate: limited("requests refused past a uid's --max-evidence-bytes-per-second-per-uid"),
         }
     }
 
-    fn all(&self) -> [&RateLimited; 6] {
+    fn all(&self) -> [&RateLimited; 11] {
         [
             &self.credentials,
             &self.refused_peer,
@@ -115,6 +147,11 @@ impl Warnings {
             &self.overloaded,
             &self.budget,
             &self.accept,
+            &self.invalid,
+            &self.field_too_large,
+            &self.runner_auth,
+            &self.decision_rate,
+            &self.evidence_rate,
         ]
     }
 }
@@ -129,7 +166,11 @@ pub struct Service {
     decisions: Decisions,
     started: Instant,
     budget: Arc<Budget>,
+    decision_rates: Option<UidRates>,
+    evidence_rates: Option<UidRates>,
     warnings: Warnings,
+    decision_log: DecisionLog,
+    headroom: Option<Headroom>,
 }
 
 impl Service {
@@ -137,6 +178,8 @@ impl Service {
         Self {
             policies: RwLock::new(Arc::new(policies)),
             budget: Budget::new(limits.max_buffered_bytes),
+            decision_rates: limits.decisions_per_uid.map(UidRates::new),
+            evidence_rates: limits.evidence_bytes_per_uid.map(UidRates::new),
             limits,
             evidence: None,
             peers: PeerPolicy::default(),
@@ -144,7 +187,28 @@ impl Service {
             decisions: Decisions::default(),
             started: Instant::now(),
             warnings: Warnings::new(),
+            decision_log: DecisionLog::new(DecisionLogMode::default(), WARNING_INTERVAL),
+            headroom: None,
         }
+    }
+
+    /// Reports itself degraded while the evidence log's file system has less than `min` free (only with an
+    /// evidence log: call after [`Service::with_evidence`]). A minimum of 0 turns the check off.
+    pub fn with_evidence_min_free(mut self, min: MinFree) -> Self {
+        self.headroom = match (&self.evidence, min) {
+            (_, MinFree::Bytes(0) | MinFree::Percent(0)) | (None, _) => None,
+            (Some(evidence), min) => {
+                let dir = evidence.path().parent().filter(|dir| !dir.as_os_str().is_empty());
+                Some(Headroom::new(dir.unwrap_or(Path::new(".")).to_owned(), min))
+            }
+        };
+        self
+    }
+
+    /// Logs decisions as `mode` says (`--log-decisions`).
+    pub fn with_decision_log(mut self, mode: DecisionLogMode) -> Self {
+        self.decision_log = DecisionLog::new(mode, WARNING_INTERVAL);
+        self
     }
 
     /// Records every decision in `evidence` before answering it.
@@ -210,10 +274,32 @@ impl Service {
         &self.budget
     }
 
-    pub fn health(&self) -> Health {
+    fn decision_log(&self) -> &DecisionLog {
+        &self.decision_log
+    }
+
+    /// Takes one decision from `uid`'s rate, if it has one left.
+    fn spend_decision(&self, uid: u32) -> Result<(), OverRate> {
+        match &self.decision_rates {
+            Some(rates) => rates.spend(uid, 1, tokio::time::Instant::now()),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes `bytes` of evidence from `uid`'s rate, if it has any left.
+    fn spend_evidence(&self, uid: u32, bytes: usize) -> Result<(), OverRate> {
+        match &self.evidence_rates {
+            Some(rates) => rates.spend(uid, bytes as u64, tokio::time::Instant::now()),
+            None => Ok(()),
+        }
+    }
+
+    /// The health answer: the policy in force, and whatever keeps the daemon from `ok`.
+    pub fn health(&self) -> HealthAnswer {
         let policies = self.policies();
-        Health {
-            status: "ok".to_owned(),
+        let reasons = self.headroom.iter().filter_map(Headroom::problem).collect();
+        let health = Health {
+            status: String::new(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_seconds: self.started.elapsed().as_secs(),
             pid: std::process::id(),
@@ -221,7 +307,8 @@ impl Service {
             default_pack: policies.default_pack().to_owned(),
             packs: policies.packs().count(),
             policy_digest: policies.digest().to_owned(),
-        }
+        };
+        HealthAnswer::new(health, reasons)
     }
 }
 
@@ -289,6 +376,7 @@ pub async fn run(listener: UnixListener, shutdown: impl Future<Output = ()>, ser
     for warning in service.warnings.all() {
         warning.summarize();
     }
+    service.decision_log().summarize(true);
     Ok(())
 }
 
@@ -345,13 +433,19 @@ fn admit(
     Ok((peer, permit, slot))
 }
 
-/// Logs, once an interval, how many of each rate-limited warning were left out.
+/// Logs, once an interval, how many of each rate-limited warning were left out, and the allowed decisions not
+/// logged one by one.
 async fn summarize_warnings(service: Arc<Service>) {
     let mut ticks = tokio::time::interval(WARNING_INTERVAL);
     loop {
         ticks.tick().await;
         for warning in service.warnings.all() {
             warning.summarize();
+        }
+        service.decision_log().summarize(false);
+        // Looks at the free space now and then even when nobody asks for health, so that a change is logged.
+        if let Some(headroom) = &service.headroom {
+            headroom.problem();
         }
     }
 }

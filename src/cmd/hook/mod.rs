@@ -26,6 +26,7 @@ use super::flags::{ClientArgs, HookAgent, HookArgs, PolicyArgs, SocketArgs};
 use super::oneshot::Evaluator;
 use crate::contract::{Decision, DecisionResponse, EvaluateRequest};
 use crate::engine::path::normalize_path;
+use cavra_runtime_client::find_socket;
 use tools::{Action, Mapped, OTHER_ACTION};
 
 /// The largest hook input read: a `Write` carries the whole file.
@@ -315,7 +316,7 @@ impl Asker {
             let evaluator = Evaluator::load(policy).map_err(|error| error.to_string())?;
             return Ok(Asker::InProcess(Box::new(evaluator)));
         }
-        daemon_client(client, socket)
+        daemon_client(client, &find_socket(socket.socket.as_deref()).path)
             .map(|client| Asker::Daemon(Box::new(client)))
             .map_err(|error| error.to_string())
     }
