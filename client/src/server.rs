@@ -35,9 +35,11 @@ const MAX_LINKS: usize = 40;
 #[non_exhaustive]
 pub enum ServerCheck {
     /// The user the socket's location names: the service user ([`SERVICE_USER`]) for [`SYSTEM_SOCKET`]; otherwise
-    /// the owner of the socket's directory, or of the socket itself in a shared directory with the sticky bit (like
-    /// `/tmp`). Every directory on the way must belong to root, the caller or that user, and none may be writable by
-    /// others without the sticky bit: a location another user controls vouches for no one.
+    /// the owner of the socket's directory, or of the socket itself in a shared directory with the sticky bit that
+    /// only its group may write (1770). In one every user may write (like `/tmp`, 1777) anyone can bind a name
+    /// first, so only the caller's or root's socket is accepted there. Every directory on the way must belong to
+    /// root, the caller or that user, and none may be writable by others without the sticky bit: a location another
+    /// user controls vouches for no one.
     #[default]
     Location,
     /// This uid.
@@ -191,6 +193,13 @@ pub enum LocationError {
         uid: u32,
         mode: u32,
     },
+    /// A socket of another user in a directory where every user may create names: it may have been bound first by
+    /// anyone.
+    TakenFirst {
+        path: PathBuf,
+        uid: u32,
+        trusted: String,
+    },
     NotADirectory {
         path: PathBuf,
     },
@@ -226,6 +235,15 @@ impl fmt::Display for LocationError {
                 path.display(),
                 user_name(*uid)
             ),
+            LocationError::TakenFirst { path, uid, trusted } => write!(
+                f,
+                "socket {} belongs to {} in a directory every user may create names in, where anyone can bind a \
+                 name first: only a socket of {trusted} vouches for itself there; if {} runs the daemon you mean, \
+                 expect that user (--expect-server-uid, ServerCheck::Uid)",
+                path.display(),
+                user_name(*uid),
+                user_name(*uid)
+            ),
             LocationError::NotADirectory { path } => write!(f, "{} is not a directory", path.display()),
             LocationError::TooManyLinks { path } => {
                 write!(f, "{}: too many symbolic links on the way", path.display())
@@ -253,15 +271,22 @@ fn location_owner(socket: &Path) -> Result<u32, LocationError> {
     };
     // A first look names the candidate; the walk then checks every directory on the way against it.
     let directory = std::fs::metadata(parent).map_err(io_error("inspect", parent))?;
-    let candidate = if is_shared(&directory) {
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    // In a directory every user may create names in (like /tmp), whoever binds a name first owns it, so the owner of
+    // a socket there vouches for nothing unless it is root or the caller. Where only the directory's group may create
+    // names (1770), the members are users its owner chose.
+    let open_to_all = is_shared(&directory) && directory.mode() & 0o002 != 0;
+    let candidate = if is_shared(&directory) && !open_to_all {
         std::fs::symlink_metadata(socket)
             .map_err(io_error("inspect", socket))?
             .uid()
+    } else if open_to_all {
+        me
     } else {
         directory.uid()
     };
-    // SAFETY: geteuid cannot fail.
-    let trust = Trust::user(unsafe { libc::geteuid() }).also(candidate);
+    let trust = Trust::user(me).also(candidate);
     let (shared, owner) = walk(parent, &trust)?;
     if !shared {
         return Ok(owner);
@@ -270,6 +295,12 @@ fn location_owner(socket: &Path) -> Result<u32, LocationError> {
     let entry = std::fs::symlink_metadata(&path).map_err(io_error("find", &path))?;
     if entry.file_type().is_socket() && trust.trusts(entry.uid()) {
         Ok(entry.uid())
+    } else if entry.file_type().is_socket() && open_to_all {
+        Err(LocationError::TakenFirst {
+            path,
+            uid: entry.uid(),
+            trusted: trust.describe(),
+        })
     } else {
         Err(untrusted("socket", path, &entry, &trust))
     }
@@ -447,7 +478,12 @@ mod tests {
             "{error}"
         );
         let error = location_owner(&shared.join("missing")).unwrap_err();
-        assert!(error.to_string().starts_with("cannot inspect "), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("cannot find {}: ", shared.join("missing").display())),
+            "{error}"
+        );
     }
 
     #[test]
@@ -494,6 +530,36 @@ mod tests {
             )),
             "{error}"
         );
+    }
+
+    #[test]
+    fn another_users_socket_vouches_only_where_not_everyone_may_create_names() {
+        if me() != 0 {
+            eprintln!("skipped: handing a socket to another user needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for (mode, trusted) in [(0o1777, false), (0o1770, true)] {
+            let shared = dir.path().join(format!("{mode:o}"));
+            fs::create_dir(&shared).unwrap();
+            fs::set_permissions(&shared, fs::Permissions::from_mode(mode)).unwrap();
+            let socket = shared.join("cavra.sock");
+            let _listener = UnixListener::bind(&socket).unwrap();
+            // As if nobody had bound it first.
+            std::os::unix::fs::chown(&socket, Some(65534), None).unwrap();
+            match location_owner(&socket) {
+                Ok(owner) if trusted => assert_eq!(owner, 65534),
+                Err(error @ LocationError::TakenFirst { .. }) if !trusted => assert!(
+                    error.to_string().starts_with(&format!(
+                        "socket {} belongs to {} in a directory every user may create names in",
+                        socket.display(),
+                        user_name(65534)
+                    )),
+                    "{error}"
+                ),
+                other => panic!("mode {mode:o}: {other:?}"),
+            }
+        }
     }
 
     #[test]
