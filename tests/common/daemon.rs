@@ -99,6 +99,8 @@ impl Daemon {
                         return message;
                     }
                 }
+                // A signal to the test process (a child exiting) is no reason to stop waiting.
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(error) => panic!("no {needle} notification ({error}); daemon log:\n{}", self.log()),
             }
         }

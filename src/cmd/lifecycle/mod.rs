@@ -443,8 +443,10 @@ fn wait_ready(limit: Duration, paths: &Paths, pid_file: &PidFile) -> Result<Exit
     let deadline = Instant::now() + limit;
     let mut daemon = None;
     let failure = loop {
-        let lock = pid_file.lock_state().unwrap_or(LockState::Absent);
-        if lock == LockState::Held && daemon.is_none() {
+        // A look at the lock that fails says nothing about the daemon (`None`): only a look that works may end the
+        // wait early.
+        let lock = pid_file.lock_state().ok();
+        if lock == Some(LockState::Held) && daemon.is_none() {
             // The holder once it has written its own pid: a probe's momentary lock is not the daemon.
             daemon = pid_file
                 .holder()
@@ -461,9 +463,10 @@ fn wait_ready(limit: Duration, paths: &Paths, pid_file: &PidFile) -> Result<Exit
             return Ok(ExitCode::SUCCESS);
         }
         // The pid is written after the lock is taken, so a written pid without a holder is a daemon that died.
-        let died = match daemon {
-            Some(_) => lock != LockState::Held,
-            None => lock == LockState::Stale && pid_file.read_pid().is_some(),
+        let died = match (daemon, lock) {
+            (_, None) => false,
+            (Some(_), Some(lock)) => lock != LockState::Held,
+            (None, Some(lock)) => lock == LockState::Stale && pid_file.read_pid().is_some(),
         };
         if died {
             break "daemon exited during start-up".to_owned();
