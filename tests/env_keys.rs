@@ -59,11 +59,13 @@ fn keys_from_the_environment_are_warned_about_at_start_and_a_key_file_is_not() {
         !text.contains(RUNNER_KEY) && !text.contains(EVIDENCE_KEY),
         "the keys themselves are not logged:\n{text}"
     );
-    // The keys are used all the same: evidence is signed.
+    // The keys are used all the same: runners must authenticate (this request names no runner) and evidence is
+    // signed.
     let answer = daemon
         .client()
-        .evaluate(&serde_json::from_str(r#"{"action_type":"read_file","target":".env"}"#).unwrap());
-    assert!(answer.is_ok(), "{answer:?}");
+        .evaluate_raw(&serde_json::from_str(r#"{"action_type":"read_file","target":".env"}"#).unwrap())
+        .unwrap();
+    assert_eq!(answer.rule_id, "runner_auth.invalid", "{answer:?}");
     let record = fs::read_to_string(&log).unwrap();
     assert!(record.contains(r#""signature":{"algorithm":"HMAC-SHA256""#), "{record}");
 

@@ -74,8 +74,8 @@ fn a_flag_the_mode_does_not_read_is_refused_naming_the_flag_and_the_mode() {
         ),
         (
             &["--lifecycle", "status", "--policy", "p.json"],
-            "--policy is not used by --lifecycle status: only --serve, --lifecycle start and the one-shot mode (no \
-             mode flag) read it",
+            "--policy is not used by --lifecycle status: only --serve, --hook, --lifecycle start and the one-shot mode \
+             (no mode flag) read it",
         ),
         (
             &["--lifecycle", "stop", "--user", "nobody"],
