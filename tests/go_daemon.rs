@@ -89,6 +89,67 @@ fn the_daemon_mode_gets_every_answer_from_a_server_that_closes_once_it_has_the_o
     assert_eq!(answered.load(Ordering::SeqCst), 300);
 }
 
+/// The race the Go daemon loses clients to (it closes once it has the object, before a separate newline arrives) is
+/// too rare to catch by repetition, so the system calls are counted: the request, newline included, leaves in one.
+#[test]
+fn the_daemon_mode_sends_its_request_in_one_system_call() {
+    if !common::skip::require_programs(&["strace"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("go.sock");
+    let answered = go_like_server(&socket);
+    let trace = dir.path().join("trace");
+    let request = r#"{"action_type":"read_file","target":"src/lib.rs"}"#;
+    let output = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-s",
+            "65536",
+            "-e",
+            "trace=write,writev,sendto,sendmsg",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(common::binary())
+        .args(["--daemon", "--socket", socket.to_str().unwrap()])
+        .env_remove("CAVRA_RUNTIME_SOCKET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{request}\n").as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(answered.load(Ordering::SeqCst), 1);
+    let trace = fs::read_to_string(&trace).unwrap();
+    // strace writes the bytes as a C string: quotes escaped, the newline as \n.
+    let printed = |line: &str| ["write(1,", "write(2,"].iter().any(|call| line.contains(call));
+    let sends: Vec<&str> = trace
+        .lines()
+        .filter(|line| line.contains("action_type") && !printed(line))
+        .collect();
+    assert_eq!(
+        sends.len(),
+        1,
+        "the request left in {} system calls:\n{trace}",
+        sends.len()
+    );
+    assert!(
+        sends[0].contains(r#"\"target\":\"src/lib.rs\"}\n""#),
+        "the newline left with the object: {}",
+        sends[0]
+    );
+}
+
 /// The Go daemon's documented command lines (its "Go Daemon Transport" page), with `go run ./cmd/cavra-runtime`
 /// replaced by the installed binary, run from the Go module's directory as that page says (`cd go/cavra-runtime`).
 const SERVE: &str = "cavra-runtime --serve --socket .cavra/cavra-runtime.sock --policy testdata/compiled_policy.json";
