@@ -540,7 +540,9 @@ fn man_page_covers_every_flag_group_every_flag_and_the_exit_codes() {
         .expect("an EXIT STATUS section");
     for needle in [
         "--daemon --exit-code",
-        "0 allow, 2 require_approval, 3 block",
+        "0 allow, 3 block",
+        "4 require_approval",
+        "--hook",
         "--lifecycle status",
         "0 running;",
         "1 not running, but a PID file was left behind;",
