@@ -466,7 +466,7 @@ fn wait_ready(limit: Duration, paths: &Paths, pid_file: &PidFile) -> Result<Exit
         let died = match (daemon, lock) {
             (_, None) => false,
             (Some(_), Some(lock)) => lock != LockState::Held,
-            (None, Some(lock)) => lock == LockState::Stale && pid_file.read_pid().is_some(),
+            (None, Some(lock)) => lock == LockState::Stale && matches!(pid_file.abandoned_pid(), Ok(Some(_))),
         };
         if died {
             break "daemon exited during start-up".to_owned();
