@@ -506,32 +506,43 @@ fn extension_fields_are_recorded_and_covered_by_the_hash() {
     }
 }
 
-/// A real full file system: a 256 KiB tmpfs, mounted in a private mount namespace around the daemon, filled up and
-/// then emptied again. Needs root (CI runs as root).
-#[test]
-fn a_full_tmpfs_fails_decisions_closed_and_recording_resumes_when_space_returns() {
+/// A daemon whose evidence log is on a tmpfs of `size`, mounted in a private mount namespace around it (with
+/// `args`), and the mount point and log path; `None`, said loudly, without root, unshare and nsenter.
+fn on_tmpfs(size: &str, args: &[&str], what: &str) -> Option<(Daemon, PathBuf, PathBuf)> {
     let root = nix::unistd::geteuid().is_root();
     let tools = ["unshare", "nsenter"]
         .iter()
         .all(|tool| Command::new(tool).arg("--version").output().is_ok());
     if !root || !tools {
-        common::skip::skip("the tmpfs disk-full test needs root, unshare and nsenter");
-        return;
+        common::skip::skip(&format!("{what} needs root, unshare and nsenter"));
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let mount = dir.path().join("evidence");
     fs::create_dir(&mount).unwrap();
     let log = mount.join("log.jsonl");
     let script = format!(
-        "mount -t tmpfs -o size=256k cavra-test {} && exec \"$0\" \"$@\"",
+        "mount -t tmpfs -o size={size} cavra-test {} && exec \"$0\" \"$@\"",
         mount.display()
     );
+    let mut all = vec!["--evidence-log", log.to_str().unwrap()];
+    all.extend_from_slice(args);
     let daemon = Daemon::launch(
         dir,
         &["unshare", "--mount", "--propagation", "private", "sh", "-c", &script],
-        &["--evidence-log", log.to_str().unwrap()],
+        &all,
         &[],
     );
+    Some((daemon, mount, log))
+}
+
+/// A real full file system: a 256 KiB tmpfs, mounted in a private mount namespace around the daemon, filled up and
+/// then emptied again. Needs root (CI runs as root).
+#[test]
+fn a_full_tmpfs_fails_decisions_closed_and_recording_resumes_when_space_returns() {
+    let Some((daemon, mount, log)) = on_tmpfs("256k", &[], "the tmpfs disk-full test") else {
+        return;
+    };
     daemon.wait_notification("READY=1");
     let in_namespace = |command: &str| {
         let status = Command::new("nsenter")
@@ -606,28 +617,9 @@ fn wait_for_health(daemon: &Daemon, status: &str) -> Value {
 /// emptied again, `ok`. Needs root (CI runs as root).
 #[test]
 fn too_little_free_space_for_the_evidence_log_is_reported_as_degraded_before_the_disk_is_full() {
-    let root = nix::unistd::geteuid().is_root();
-    let tools = ["unshare", "nsenter"]
-        .iter()
-        .all(|tool| Command::new(tool).arg("--version").output().is_ok());
-    if !root || !tools {
-        common::skip::skip("the headroom test needs root, unshare and nsenter");
+    let Some((daemon, mount, _log)) = on_tmpfs("1m", &["--evidence-min-free", "512K"], "the headroom test") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mount = dir.path().join("evidence");
-    fs::create_dir(&mount).unwrap();
-    let log = mount.join("log.jsonl");
-    let script = format!(
-        "mount -t tmpfs -o size=1m cavra-test {} && exec \"$0\" \"$@\"",
-        mount.display()
-    );
-    let daemon = Daemon::launch(
-        dir,
-        &["unshare", "--mount", "--propagation", "private", "sh", "-c", &script],
-        &["--evidence-log", log.to_str().unwrap(), "--evidence-min-free", "512K"],
-        &[],
-    );
+    };
     daemon.wait_notification("READY=1");
     let in_namespace = |command: &str| {
         let status = Command::new("nsenter")

@@ -78,34 +78,16 @@ pub fn require_identity(identity: &RunnerIdentity) -> Result<(), IdentityError> 
 /// identities sign alike (`provider="p\nrepository=r"` against `provider="p", repository="r"`); such an identity is
 /// refused before its signature is looked at.
 pub fn reject_line_breaks(identity: &RunnerIdentity) -> Result<(), IdentityError> {
-    if identity_fields(identity)
-        .iter()
-        .any(|(_, value)| value.contains(['\n', '\r']))
-    {
+    if identity.fields().iter().any(|(_, value)| value.contains(['\n', '\r'])) {
         return Err(IdentityError::LineBreak);
     }
     Ok(())
 }
 
-fn identity_fields(identity: &RunnerIdentity) -> [(&'static str, &str); 10] {
-    [
-        ("provider", &identity.provider),
-        ("repository", &identity.repository),
-        ("workflow", &identity.workflow),
-        ("run_id", &identity.run_id),
-        ("run_attempt", &identity.run_attempt),
-        ("ref", &identity.git_ref),
-        ("sha", &identity.sha),
-        ("actor", &identity.actor),
-        ("job", &identity.job),
-        ("runner_name", &identity.runner_name),
-    ]
-}
-
 /// The version line and the identity lines both versions sign.
 fn payload_start(version: &str, identity: &RunnerIdentity) -> String {
     let mut payload = version.to_owned();
-    for (name, value) in identity_fields(identity) {
+    for (name, value) in identity.fields() {
         let _ = write!(payload, "\n{name}={value}");
     }
     payload

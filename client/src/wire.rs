@@ -173,6 +173,24 @@ pub struct RunnerIdentity {
     pub runner_name: String,
 }
 
+impl RunnerIdentity {
+    /// Each field with its JSON name, in the order the runner signature covers them.
+    pub fn fields(&self) -> [(&'static str, &str); 10] {
+        [
+            ("provider", &self.provider),
+            ("repository", &self.repository),
+            ("workflow", &self.workflow),
+            ("run_id", &self.run_id),
+            ("run_attempt", &self.run_attempt),
+            ("ref", &self.git_ref),
+            ("sha", &self.sha),
+            ("actor", &self.actor),
+            ("job", &self.job),
+            ("runner_name", &self.runner_name),
+        ]
+    }
+}
+
 /// The answer to an [`EvaluateRequest`]. A caller that enforces should allow only on [`Decision::Allow`] and treat
 /// anything else, `Unknown` included, as not allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

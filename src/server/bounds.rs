@@ -179,18 +179,7 @@ fn release_governance(evidence: &ReleaseGovernanceEvidence) -> Result<(), FieldT
 
 fn runner_auth(auth: &RunnerAuthentication) -> Result<(), FieldTooLarge> {
     let identity = &auth.identity;
-    for (field, value) in [
-        ("provider", &identity.provider),
-        ("repository", &identity.repository),
-        ("workflow", &identity.workflow),
-        ("run_id", &identity.run_id),
-        ("run_attempt", &identity.run_attempt),
-        ("ref", &identity.git_ref),
-        ("sha", &identity.sha),
-        ("actor", &identity.actor),
-        ("job", &identity.job),
-        ("runner_name", &identity.runner_name),
-    ] {
+    for (field, value) in identity.fields() {
         text(&format!("runner_auth.identity.{field}"), value, MAX_IDENTITY_FIELD)?;
     }
     for (field, value, limit) in [
