@@ -16,7 +16,11 @@ use cavra_runtime::server::metrics::Metrics;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn decision(policies: &PolicySet) -> DecisionResponse {
-    let mut response = DecisionResponse::refusal("filesystem.read.block", Severity::High, String::new());
+    let mut response = <DecisionResponse as cavra_runtime::contract::Refusal>::refusal(
+        "filesystem.read.block",
+        Severity::High,
+        String::new(),
+    );
     response.policy_pack = policies.default_pack().to_owned();
     response
 }
@@ -24,7 +28,7 @@ fn decision(policies: &PolicySet) -> DecisionResponse {
 fn per_decision(metrics: &Metrics, policies: &PolicySet, response: &DecisionResponse) {
     let started = Instant::now();
     let slot = metrics.decision_slot(policies, black_box(response));
-    metrics.decided(slot, Decision::Block);
+    metrics.decided(slot, &Decision::Block);
     metrics.answered(started.elapsed());
 }
 

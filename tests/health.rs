@@ -171,7 +171,7 @@ fn a_full_evidence_file_system_is_degraded_then_failing_and_clears() {
     let ask = |index: usize| {
         daemon
             .client()
-            .evaluate(
+            .evaluate_raw(
                 &serde_json::from_value(
                     json!({"action_type": "read_file", "target": ".env", "session_id": format!("s{index}")}),
                 )

@@ -17,7 +17,6 @@ const LAYERS: &[&str] = &[
     "evidence",
     "supervisor",
     "server",
-    "client",
     "cmd",
 ];
 

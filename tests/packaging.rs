@@ -5,7 +5,7 @@
 //!   better, the settings file names only real variables, the policies README's example loads, the man page renders
 //!   and names real flags, the launchd plist has the keys, types and decimal mode launchd needs.
 //! * Packages: `packaging/build-packages.sh` builds revisions 1 and 2 of the .deb (cargo-deb) and the .rpm (rpmbuild,
-//!   from the crate) once for all tests here. Their contents and maintainer scripts are inspected, lintian and
+//!   from a tarball of the workspace) once for all tests here. Their contents and maintainer scripts are inspected, lintian and
 //!   rpmlint must be clean apart from the allow-lists in `packaging/`, and `tests/system/system-{deb,rpm}.sh` install
 //!   them into an overlay clone of this machine booted by systemd-nspawn (see `tests/system/lib/system-manager.sh`).
 //!
@@ -37,7 +37,8 @@ const NEWSYSLOG: &str = "packaging/launchd/newsyslog.d/cavra-runtime-evidence.co
 const EVIDENCE_LOG: &str = "/var/lib/cavra/evidence.jsonl";
 /// The documentation the packages install beside the README: the operator's pages, not the lab notes
 /// (docs/performance.md, docs/robustness.md).
-const OPERATOR_DOCS: [&str; 6] = [
+const OPERATOR_DOCS: [&str; 7] = [
+    "docs/agents.md",
     "docs/evidence.md",
     "docs/migration.md",
     "docs/operating.md",
@@ -98,15 +99,32 @@ fn help() -> &'static str {
     HELP.get_or_init(|| succeed(BINARY, &["--help"]))
 }
 
-/// The environment variables `--help` names (`[env: NAME=]`).
+/// The environment variables `--help` names: those of flags (`[env: NAME=]`), and those its texts name
+/// (`$CAVRA_...`, such as the reference's key variables).
 fn help_variables() -> BTreeSet<String> {
-    help()
+    let of_flags = help()
         .split("[env: ")
         .skip(1)
         .filter_map(|rest| rest.split('=').next())
-        .map(str::to_owned)
-        .collect()
+        .map(str::to_owned);
+    let named = help()
+        .split('$')
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|name| name.starts_with("CAVRA_"));
+    of_flags.chain(named).collect()
 }
+
+/// The reference's secret-bearing flags: accepted only to be refused, so `--help` does not list them.
+const REFUSED_FLAGS: [&str; 3] = [
+    "--evidence-signing-key",
+    "--runner-auth-key",
+    "--runner-auth-oidc-token",
+];
 
 /// A unit file as (section, key, value) entries, in order; comments and blank lines dropped.
 fn unit_entries(relative: &str) -> Vec<(String, String, String)> {
@@ -518,6 +536,12 @@ fn man_page_renders_cleanly_and_names_real_flags() {
         .collect();
     assert!(flags.contains("--serve"), "{flags:?}");
     for flag in &flags {
+        if REFUSED_FLAGS.contains(flag) {
+            let refused = Command::new(BINARY).args([flag, "x"]).output().unwrap();
+            assert_eq!(refused.status.code(), Some(1), "{flag}");
+            assert!(text(&refused.stderr).contains("is not accepted"), "{flag}");
+            continue;
+        }
         assert!(
             help().contains(&format!("{flag} ")) || help().contains(&format!("{flag}\n")),
             "the man page names {flag}, which --help does not list"
@@ -526,11 +550,108 @@ fn man_page_renders_cleanly_and_names_real_flags() {
     let variables = help_variables();
     for word in page.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')) {
         if word.starts_with("CAVRA_") {
+            // A flag's variable, one a flag's help names as where a key may come from instead, or one the package's
+            // purge reads.
+            let postrm = read("packaging/debian/postrm");
             assert!(
-                variables.contains(word),
+                variables.contains(word)
+                    || help().contains(&format!("${word}"))
+                    || postrm.contains(&format!("${{{word}:-}}")),
                 "the man page names {word}, which --help does not list"
             );
         }
+    }
+}
+
+#[test]
+fn man_page_covers_every_flag_group_every_flag_and_the_exit_codes() {
+    let page = read("packaging/man/cavra-runtime.1");
+    let plain = page.replace("\\-", "-");
+    // The groups `--help` shows ("Policy:", "Limits (daemon):", ...): a section each, modes in MODES.
+    let groups: Vec<&str> = help()
+        .lines()
+        .filter(|line| !line.starts_with(' ') && line.ends_with(':') && *line != "Options:")
+        .map(|line| line.trim_end_matches(':').split(" (").next().unwrap())
+        .collect();
+    assert!(groups.len() >= 9, "{groups:?}");
+    for group in groups {
+        let section = if group == "Modes" {
+            ".SH MODES".to_owned()
+        } else {
+            format!(".SS {group}")
+        };
+        assert!(page.lines().any(|line| line == section), "no {section} in the man page");
+    }
+    // Every flag `--help` lists, named as itself (not only as the start of a longer flag).
+    let flags: BTreeSet<&str> = help()
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix("--"))
+        .filter_map(|rest| rest.split([' ', '\n']).next())
+        .filter(|name| !name.is_empty() && *name != "help" && *name != "version")
+        .collect();
+    assert!(flags.len() >= 50, "{flags:?}");
+    for flag in flags {
+        let named = plain
+            .match_indices(&format!("--{flag}"))
+            .any(|(at, found)| !plain[at + found.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-'));
+        assert!(named, "the man page does not cover --{flag}");
+    }
+    let exit_status = plain
+        .split(".SH EXIT STATUS")
+        .nth(1)
+        .and_then(|rest| rest.split(".SH ").next())
+        .expect("an EXIT STATUS section");
+    for needle in [
+        "--daemon --exit-code",
+        "0 allow, 3 block",
+        "4 require_approval",
+        "--hook",
+        "--lifecycle status",
+        "0 running;",
+        "1 not running, but a PID file was left behind;",
+        "3 not running;",
+        "4 the daemon's process runs but its socket does not answer",
+    ] {
+        assert!(
+            exit_status.contains(needle),
+            "EXIT STATUS lacks {needle:?}:\n{exit_status}"
+        );
+    }
+}
+
+#[test]
+fn the_readme_links_the_migration_guide_whose_rows_each_say_what_to_do() {
+    assert!(read("README.md").contains("](docs/migration.md)"));
+    let guide = read("docs/migration.md");
+    let rows: Vec<Vec<&str>> = guide
+        .lines()
+        .filter(|line| line.starts_with("| ") && !line.starts_with("| area ") && !line.starts_with("|---"))
+        .map(|line| line.trim_matches('|').split(" | ").map(str::trim).collect())
+        .collect();
+    assert!(rows.len() >= 50, "{} rows", rows.len());
+    for row in &rows {
+        assert_eq!(
+            row.len(),
+            4,
+            "area | Go daemon | cavra-runtime | why, and what to do: {row:?}"
+        );
+        assert!(row.iter().all(|cell| !cell.is_empty()), "{row:?}");
+    }
+    // The differences a Go daemon's user meets first, by the words they would search for.
+    for needle in [
+        "`--evidence-signing-key K`",
+        "`--runner-auth-oidc-token T`",
+        "unlocked PID file",
+        "`--lifecycle status` exit code",
+        "`--daemon --evidence-log L`",
+        "flags a mode does not read",
+        "`--policy` given a YAML pack",
+        "permission denied (you are not in group cavra)",
+        "`examples/go-runtime/typed-release-governance/`",
+        "daemon refusals",
+        "framing",
+    ] {
+        assert!(guide.contains(needle), "the migration guide lacks {needle:?}");
     }
 }
 
@@ -905,7 +1026,7 @@ fn launchd_installer_lays_out_what_the_plist_the_daemon_and_newsyslog_name() {
     let destination = format!("/Library/LaunchDaemons/{label}.plist");
 
     // The daemon's own default on macOS is the socket launchd binds, so clients run as root find it.
-    assert_eq!(socket, cavra_runtime::client::MACOS_SYSTEM_SOCKET);
+    assert_eq!(socket, cavra_runtime_client::MACOS_SYSTEM_SOCKET);
     assert_eq!(user, "_cavra");
     assert_eq!(group, user);
 
@@ -999,7 +1120,7 @@ fn launchd_installer_lays_out_what_the_plist_the_daemon_and_newsyslog_name() {
     }
     let purged = uninstall(&["--purge"]);
     for line in [
-        format!("rm -rf {evidence_dir}"),
+        format!("rm -rfx {evidence_dir}"),
         "find /var/log -maxdepth 1 -name 'cavra-runtime.log*' -delete".to_owned(),
         format!("dscl . -delete /Users/{user}"),
         format!("dscl . -delete /Groups/{group}"),
@@ -1104,7 +1225,8 @@ fn deb_contents_and_maintainer_scripts() {
     let file = |mode: &str| format!("{mode} 0/0");
     let mut expected = BTreeMap::from([
         ("/etc/cavra/policies/README".to_owned(), file("-rw-r--r--")),
-        ("/etc/default/cavra-runtime".to_owned(), file("-rw-r--r--")),
+        // Root-only: the daemon refuses to start when a key is set in a settings file others can read.
+        ("/etc/default/cavra-runtime".to_owned(), file("-rw-------")),
         ("/etc/logrotate.d/cavra-runtime".to_owned(), file("-rw-r--r--")),
         ("/usr/bin/cavra-runtime".to_owned(), file("-rwxr-xr-x")),
         (
@@ -1249,22 +1371,124 @@ fn deb_contents_and_maintainer_scripts() {
         prerm.contains("deb-systemd-invoke stop cavra-runtime-metrics.socket"),
         "prerm stops the opt-in metrics socket on removal:\n{prerm}"
     );
-    // postrm: the daemon's data goes on purge only.
+    // postrm: the evidence is deleted only on an operator's request, and never across a file system boundary
+    // (deb_purge_keeps_the_evidence_unless_asked_and_never_crosses_a_mount runs it).
     let postrm = script("postrm");
-    let purge_block = postrm
-        .split("if [ \"$1\" = purge ]; then\n")
-        .last()
-        .and_then(|rest| rest.split("\nfi").next())
-        .unwrap_or_default();
-    assert_eq!(purge_block.trim(), "rm -rf /var/lib/cavra", "postrm:\n{postrm}");
     let deletions: Vec<&str> = postrm
         .lines()
-        .filter(|line| line.trim_start().starts_with("rm ") && line.contains("/var/lib/cavra"))
+        .map(str::trim_start)
+        .filter(|line| line.starts_with("rm ") || line.starts_with("find "))
         .collect();
     assert_eq!(
-        deletions.len(),
-        1,
-        "postrm deletes /var/lib/cavra in one place, the purge branch:\n{postrm}"
+        deletions,
+        [
+            "rm -rf --one-file-system \"$state\"",
+            "find \"$state\" -mindepth 1 \"$@\" ! -type d -delete",
+            "find \"$state\" -mindepth 1 -depth \"$@\" -type d -empty -delete",
+        ],
+        "postrm:\n{postrm}"
+    );
+    assert!(
+        postrm.contains("if [ \"${CAVRA_PURGE_EVIDENCE:-}\" = yes ]; then"),
+        "{postrm}"
+    );
+}
+
+/// What `postrm purge` does to /var/lib/cavra, run for real in a private mount namespace whose /var/lib and /run are
+/// fresh tmpfs (the host's are not touched): `setup` prepares the namespace after the evidence log and a rotated file
+/// are in place; `env` is put before the script. Returns every path under /var/lib afterwards (with the content of
+/// each regular file) and what the script said.
+fn purge_in_namespace(setup: &str, env: &str) -> (Vec<String>, String) {
+    let script = format!(
+        "set -e
+mount -t tmpfs cavra-test /var/lib
+mount -t tmpfs cavra-test /run
+mkdir -p /var/lib/cavra/rotated /run/cavra
+echo record >/var/lib/cavra/evidence.jsonl
+echo older >/var/lib/cavra/rotated/evidence.jsonl.1
+{setup}
+{env} sh {REPO}/packaging/debian/postrm purge
+find /var/lib | sort | while read -r path; do
+    if [ -f \"$path\" ]; then echo \"$path: $(cat \"$path\")\"; else echo \"$path\"; fi
+done"
+    );
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    (
+        text(&output.stdout).lines().map(str::to_owned).collect(),
+        text(&output.stderr),
+    )
+}
+
+#[test]
+fn deb_purge_keeps_the_evidence_unless_asked_and_never_crosses_a_mount() {
+    if !prerequisites(true, &["unshare", "find"]) {
+        return;
+    }
+    let untouched = [
+        "/var/lib",
+        "/var/lib/cavra",
+        "/var/lib/cavra/evidence.jsonl: record",
+        "/var/lib/cavra/rotated",
+        "/var/lib/cavra/rotated/evidence.jsonl.1: older",
+    ];
+    // A purge keeps the evidence, and says so.
+    let (kept, said) = purge_in_namespace("", "");
+    assert_eq!(kept, untouched);
+    assert!(
+        said.contains("cavra-runtime: kept /var/lib/cavra, the evidence log"),
+        "{said}"
+    );
+
+    // Asked to, it deletes it.
+    let (gone, said) = purge_in_namespace("", "CAVRA_PURGE_EVIDENCE=yes");
+    assert_eq!(gone, ["/var/lib"]);
+    assert!(said.contains("deleted /var/lib/cavra, the evidence log"), "{said}");
+
+    // Asked to, with an evidence volume (a tmpfs, its mount point's name with a space) and a bind mount of the same
+    // file system below it: what lies on /var/lib itself goes, the mounts keep everything.
+    let mounts = "mkdir '/var/lib/cavra/archive volume' /var/lib/cavra/bound /var/lib/elsewhere
+mount -t tmpfs cavra-volume '/var/lib/cavra/archive volume'
+echo archived >'/var/lib/cavra/archive volume/evidence.jsonl.9'
+echo bound >/var/lib/elsewhere/evidence.jsonl.5
+mount --bind /var/lib/elsewhere /var/lib/cavra/bound";
+    let (left, said) = purge_in_namespace(mounts, "CAVRA_PURGE_EVIDENCE=yes");
+    assert_eq!(
+        left,
+        [
+            "/var/lib",
+            "/var/lib/cavra",
+            "/var/lib/cavra/archive volume",
+            "/var/lib/cavra/archive volume/evidence.jsonl.9: archived",
+            "/var/lib/cavra/bound",
+            "/var/lib/cavra/bound/evidence.jsonl.5: bound",
+            "/var/lib/elsewhere",
+            "/var/lib/elsewhere/evidence.jsonl.5: bound",
+        ]
+    );
+    assert!(
+        said.contains("kept, with everything in them, the file systems mounted at: /var/lib/cavra/archive volume"),
+        "{said}"
+    );
+
+    // /var/lib/cavra itself a volume: nothing in it is deleted.
+    let own = "mount -t tmpfs cavra-volume /var/lib/cavra
+mkdir /var/lib/cavra/rotated
+echo record >/var/lib/cavra/evidence.jsonl
+echo older >/var/lib/cavra/rotated/evidence.jsonl.1";
+    let (kept, said) = purge_in_namespace(own, "CAVRA_PURGE_EVIDENCE=yes");
+    assert_eq!(kept, untouched);
+    assert!(
+        said.contains("kept /var/lib/cavra: it is a file system of its own"),
+        "{said}"
     );
 }
 
@@ -1298,7 +1522,7 @@ fn rpm_contents_and_scriptlets() {
         ),
         (
             "/etc/sysconfig/cavra-runtime".to_owned(),
-            "-rw-r--r-- root root cn".to_owned(),
+            "-rw------- root root cn".to_owned(),
         ),
         (
             "/etc/logrotate.d/cavra-runtime".to_owned(),

@@ -147,7 +147,14 @@ fn without_allow_lists_the_socket_mode_decides() {
     fs::set_permissions(daemon.dir(), fs::Permissions::from_mode(0o755)).unwrap();
     let nobody = unprivileged(&["--daemon", "--socket", daemon.socket.to_str().unwrap()], REQUEST);
     assert_eq!(nobody.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&nobody.stderr).contains("Permission denied"));
+    let stderr = String::from_utf8_lossy(&nobody.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "permission denied (you are not in group root): socket {} (owner root (uid 0), group root, mode 0660)",
+            daemon.socket.display()
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -282,15 +289,16 @@ fn hmac_daemon(dir: &Path, extra: &[&str]) -> (Daemon, PathBuf) {
     (Daemon::start(&args), log)
 }
 
+/// The answer as sent, a refusal (`runner_auth.invalid`) as much as a decision.
 fn send(daemon: &Daemon, request: &EvaluateRequest) -> Value {
-    serde_json::to_value(daemon.client().evaluate(request).unwrap()).unwrap()
+    serde_json::to_value(daemon.client().evaluate_raw(request).unwrap()).unwrap()
 }
 
 #[test]
 fn a_credential_from_the_evidence_log_or_a_captured_request_does_not_authorise_another_request() {
     let dir = tempfile::tempdir().unwrap();
     let (daemon, log) = hmac_daemon(dir.path(), &[]);
-    let signer = RunnerSigner::new(Secret::new(b"runner-secret".to_vec()), String::new(), identity()).unwrap();
+    let signer = RunnerSigner::new(b"runner-secret".to_vec(), String::new(), identity()).unwrap();
     let harmless: EvaluateRequest = serde_json::from_str(REQUEST).unwrap();
     let mut genuine = harmless.clone();
     signer.sign(&mut genuine);
@@ -412,7 +420,7 @@ fn v1_signatures_are_refused_unless_the_daemon_is_told_to_accept_them_and_warns(
         "runner_auth signature is invalid"
     );
     // v2 works beside it.
-    let signer = RunnerSigner::new(Secret::new(b"runner-secret".to_vec()), String::new(), self::identity()).unwrap();
+    let signer = RunnerSigner::new(b"runner-secret".to_vec(), String::new(), self::identity()).unwrap();
     let mut request: EvaluateRequest = serde_json::from_str(REQUEST).unwrap();
     signer.sign(&mut request);
     assert_eq!(send(&migrating, &request)["decision"], "allow");

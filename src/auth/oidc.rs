@@ -286,17 +286,8 @@ impl OidcVerifier {
             });
         }
         // Everything the runner claims must be in the token, or it would be recorded as verified when it was not.
-        let stated = [
-            ("workflow", &identity.workflow),
-            ("run_id", &identity.run_id),
-            ("run_attempt", &identity.run_attempt),
-            ("ref", &identity.git_ref),
-            ("sha", &identity.sha),
-            ("actor", &identity.actor),
-            ("job", &identity.job),
-            ("runner_name", &identity.runner_name),
-        ];
-        for (field, value) in stated {
+        let stated = &identity.fields()[2..];
+        for &(field, value) in stated {
             if value.is_empty() {
                 continue;
             }

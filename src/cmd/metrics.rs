@@ -7,7 +7,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use super::flags::{ClientArgs, SocketArgs, UnknownServerUser};
-use crate::client::{Client, ClientError};
+use cavra_runtime_client::{Client, ClientError, find_socket};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -22,7 +22,7 @@ pub enum MetricsError {
 }
 
 pub fn run(client: &ClientArgs, socket: &SocketArgs) -> Result<(), MetricsError> {
-    let answer = Client::new(&socket.socket)
+    let answer = Client::new(&find_socket(socket.socket.as_deref()).path)
         .with_timeout(client.client_timeout)
         .expect_server(client.server_check()?)
         .metrics()?;

@@ -16,8 +16,8 @@ use nix::unistd::Pid;
 use serde::Deserialize;
 
 use super::flags::{ClientArgs, SocketArgs, UnknownServerUser};
-use crate::client::{Client, ClientError};
 use crate::contract::ReloadOutcome;
+use cavra_runtime_client::{Client, ClientError, find_socket};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -56,7 +56,7 @@ struct ReloadView {
 const POLL: Duration = Duration::from_millis(50);
 
 pub fn run(client: &ClientArgs, socket: &SocketArgs) -> Result<ExitCode, ReloadError> {
-    let daemon = Client::new(&socket.socket)
+    let daemon = Client::new(&find_socket(socket.socket.as_deref()).path)
         .with_timeout(client.client_timeout)
         .expect_server(client.server_check()?);
     let (before, server) = daemon.health_as::<ReloadView>()?;

@@ -10,6 +10,7 @@ use tokio::signal::unix::SignalKind;
 
 use super::flags::{AuthArgs, AuthConfigError, DecisionsError, EvidenceArgs, EvidenceKeyError, LimitError, ServeArgs};
 use crate::auth::oidc::JwksSource;
+use crate::auth::secret::{self, ExposedSecret, PACKAGED_SETTINGS};
 use crate::auth::{RunnerAuthenticator, SecretError};
 use crate::evidence::{EvidenceError, EvidenceLog};
 use crate::policy::{PolicyConfig, PolicyError, PolicySet};
@@ -46,6 +47,8 @@ pub enum ServeError {
     Decisions(#[from] DecisionsError),
     #[error(transparent)]
     Limits(#[from] LimitError),
+    #[error(transparent)]
+    ExposedSecret(#[from] ExposedSecret),
 }
 
 /// Everything `--serve` reads from its flags and files before it takes a socket; `--check` stops here.
@@ -65,6 +68,7 @@ pub fn configure(args: &ServeArgs) -> Result<Configured, ServeError> {
     let policies = PolicySet::load(&config)?;
     let decisions = args.policy.decisions(&policies)?;
     let limits = args.limits.limits()?;
+    check_keys_from_environment(args)?;
     let peers = args.auth.peer_policy().map_err(AuthConfigError::from)?;
     let runners = runner_auth(&args.auth)?;
     args.evidence.config()?;
@@ -115,7 +119,8 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     }
     let mut service = Service::new(policies, limits)
         .with_peers(peers)
-        .with_decisions(decisions);
+        .with_decisions(decisions)
+        .with_decision_log(args.logging.log_decisions);
     if let Some(evidence) = &evidence {
         service = service
             .with_evidence(evidence.clone())
@@ -142,6 +147,28 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     // `origin` drops here: a socket this process bound is removed, an activated one is left to its manager.
     drop(origin);
     result
+}
+
+/// A key taken from the environment is warned about: a service's environment comes from a settings file, which
+/// is easily left readable (the reference's variables, kept for its runners). Refused outright when the packaged
+/// settings file sets it and users other than root can read that file.
+fn check_keys_from_environment(args: &ServeArgs) -> Result<(), ServeError> {
+    let settings = PACKAGED_SETTINGS.map(std::path::Path::new);
+    for key in args.keys_from_environment() {
+        if let Some(exposed) = secret::exposed_in(&settings, key.variable, key.credential) {
+            return Err(exposed.into());
+        }
+        tracing::warn!(
+            variable = key.variable,
+            "the key in {} comes from the environment; whoever can read the settings file that set it (or the \
+             daemon's environment) has it. Put it in /etc/credstore/{} (mode 0600) for the unit's LoadCredential=, \
+             or in a file named by {}, and unset the variable",
+            key.variable,
+            key.credential,
+            key.flag
+        );
+    }
+    Ok(())
 }
 
 /// The runner authentication the daemon requires, with its OIDC key set loaded (a JWKS file must load; a URL

@@ -1,7 +1,9 @@
 //! Cross-checking an evidence log against the journal.
 //!
 //! Every decision's log event carries the sequence and hash of its evidence record (`EVIDENCE_SEQUENCE`,
-//! `EVIDENCE_RECORD_HASH`). The journal usually leaves the host (journal-remote, a log shipper), so it keeps those
+//! `EVIDENCE_RECORD_HASH`); with `--log-decisions non-allow` (the default) allowed decisions have no event of their
+//! own, and the summary event that counts them carries the anchors of the highest record among them, which serves
+//! the same: every entry with both fields is an anchor, whatever else it says. The journal usually leaves the host (journal-remote, a log shipper), so it keeps those
 //! anchors after the log itself could have been cut short: a record the journal saw but the log lacks is proof of a
 //! removed record, which the hash chain alone cannot give for records cut off its end.
 //!
@@ -345,10 +347,15 @@ mod tests {
             r#"{"EVIDENCE_SEQUENCE":["9","9"],"EVIDENCE_RECORD_HASH":"h9"}"#,
             "\n",
             r#"{"EVIDENCE_SEQUENCE":"x","EVIDENCE_RECORD_HASH":"hx"}"#,
+            "\n",
+            // The summary of allowed decisions (--log-decisions non-allow) anchors the highest of them.
+            r#"{"MESSAGE":"3 allowed decisions","SUMMARY":"allow","ALLOWED":"3","EVIDENCE_SEQUENCE":"12","EVIDENCE_RECORD_HASH":"h12"}"#,
+            "\n",
+            r#"{"message":"3 allowed decisions","summary":"allow","allowed":3}"#,
         );
         assert_eq!(
             anchors(export.as_bytes()).unwrap(),
-            [anchor(7, "h7"), anchor(8, "h8"), anchor(9, "h9")]
+            [anchor(7, "h7"), anchor(8, "h8"), anchor(9, "h9"), anchor(12, "h12")]
         );
     }
 

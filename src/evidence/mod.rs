@@ -28,11 +28,11 @@ use std::sync::Arc;
 
 pub use key::{ED25519_ALGORITHM, HMAC_SHA256, KeyError, PublicKey, SigningKey, VerifyingKeys, fingerprint};
 pub use open::OpenReport;
-pub use record::Link;
+pub use record::{Link, RecordPeer};
 pub use space::{MinFree, Space};
 pub use stats::{EvidenceSnapshot, EvidenceStats};
 pub use verify::{VerifyReport, verify_file, verify_file_against};
-pub use writer::{EvidenceLog, Recorded, Reopened};
+pub use writer::{Draft, EvidenceLog, Recorded, Reopened};
 
 /// When the writer makes appended records durable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]

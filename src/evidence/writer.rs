@@ -22,8 +22,9 @@ use nix::fcntl::Flock;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use super::record::{Chain, Prepared, Sealed, reference};
+use super::record::{Chain, Prepared, RecordPeer, Sealed, record_overhead, reference};
 use super::{EvidenceConfig, EvidenceError, EvidenceStats, OpenReport, SyncMode, open};
+use crate::auth::Peer;
 use crate::contract::{DecisionResponse, EvaluateRequest};
 
 /// A cheap handle to an open evidence log, shared by all connections.
@@ -35,6 +36,8 @@ pub struct EvidenceLog {
 struct Shared {
     path: PathBuf,
     stats: Arc<EvidenceStats>,
+    /// What each record takes besides its request, peer and response, at most (see [`Draft::bytes`]).
+    overhead: usize,
     /// `None` once closed.
     jobs: Mutex<Option<mpsc::Sender<Message>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -61,6 +64,22 @@ pub struct Recorded {
     pub record_hash: String,
     /// The record's line as written, without its newline, when the log was opened with `record_lines`.
     pub line: Option<Vec<u8>>,
+}
+
+/// A decision's record, encoded and not yet queued (see [`EvidenceLog::draft`]): its size is known before anything
+/// is written, so the daemon can hold a peer to an evidence budget.
+pub struct Draft {
+    record: Prepared,
+    response: DecisionResponse,
+    overhead: usize,
+}
+
+impl Draft {
+    /// The bytes the record will take in the log, at most: never less, and at most about a hundred more (a first
+    /// record has no previous hash; sequence numbers and timestamps are usually shorter than the longest).
+    pub fn bytes(&self) -> usize {
+        self.record.encoded_len() + self.overhead
+    }
 }
 
 /// What the writer thread is asked to do, in the order it was asked.
@@ -92,6 +111,7 @@ impl EvidenceLog {
         let opened = open::open(&config)?;
         let path = config.path.clone();
         let stats = Arc::new(EvidenceStats::default());
+        let overhead = record_overhead(config.signing.as_ref());
         let writer = Writer {
             stats: Arc::clone(&stats),
             // Recovery is the operator's one-off decision at start, never repeated by a later reopen.
@@ -115,6 +135,7 @@ impl EvidenceLog {
                 source,
             })?;
         let shared = Shared {
+            overhead,
             path,
             stats,
             jobs: Mutex::new(Some(jobs)),
@@ -132,14 +153,34 @@ impl EvidenceLog {
     /// that resolves with the response carrying its go-daemon-evidence ref once the record is durable per the sync
     /// mode. It never resolves Ok before that.
     ///
-    /// The record is encoded here, on the caller's thread, so the one writer thread only chains and writes.
+    /// The record names no peer; the daemon records through [`EvidenceLog::draft`] and
+    /// [`EvidenceLog::record_draft`].
     pub fn record(
         &self,
         request: EvaluateRequest,
-        mut response: DecisionResponse,
+        response: DecisionResponse,
     ) -> impl Future<Output = Result<Recorded, EvidenceError>> + Send + 'static {
+        self.record_draft(self.draft(request, response, None))
+    }
+
+    /// Encodes the record of `response` to `request`, naming `peer` as who asked, without queueing it. Done on the
+    /// caller's thread, so the one writer thread only chains and writes.
+    pub fn draft(&self, request: EvaluateRequest, mut response: DecisionResponse, peer: Option<&Peer>) -> Draft {
+        let peer = peer.map(RecordPeer::from);
+        let record = Prepared::new(request.into(), &mut response, peer.as_ref());
+        Draft {
+            record,
+            response,
+            overhead: self.shared.overhead,
+        }
+    }
+
+    /// [`EvidenceLog::record`] for a record already encoded.
+    pub fn record_draft(&self, draft: Draft) -> impl Future<Output = Result<Recorded, EvidenceError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        let record = Prepared::new(request.into(), &mut response);
+        let Draft {
+            record, mut response, ..
+        } = draft;
         let submitted = self.submit(Message::Record(Job { record, reply }));
         let closed = self.closed();
         async move {
@@ -770,6 +811,46 @@ mod tests {
             log.close();
             let report = verify_file(&path, &keys(None)).unwrap();
             assert!(report.valid && report.records == 3, "{sync:?}: {report:?}");
+        }
+    }
+
+    /// The size a draft announces (which the daemon charges to the peer's evidence budget) is never below what the
+    /// record takes, and at most the overhead above it, signed with either kind of key or unsigned.
+    #[tokio::test]
+    async fn a_draft_knows_how_large_its_record_will_be_and_names_the_peer() {
+        let peer = Peer {
+            uid: 4_000_000_000,
+            gid: 4_000_000_001,
+            pid: Some(i32::MAX),
+            groups: vec![1, 2, 3],
+        };
+        let ed25519 = crate::evidence::SigningKey::ed25519(
+            crate::evidence::test_support::ED25519_TEST_KEY.as_bytes(),
+            Some(&"k".repeat(64)),
+        )
+        .unwrap();
+        for signing in [None, Some(key()), Some(ed25519)] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("evidence.jsonl");
+            let (log, _) = EvidenceLog::open(config(&path, SyncMode::Batch, signing)).unwrap();
+            for session in ["first", "second"] {
+                let before = std::fs::metadata(&path).unwrap().len();
+                let draft = log.draft(request(session), allow(), Some(&peer));
+                let estimate = draft.bytes() as u64;
+                log.record_draft(draft).await.unwrap();
+                let written = std::fs::metadata(&path).unwrap().len() - before;
+                assert!(
+                    written <= estimate && estimate - written <= 128,
+                    "{written} bytes written, {estimate} announced"
+                );
+            }
+            log.close();
+            let stored = records(&path);
+            assert_eq!(
+                stored[1]["peer"],
+                serde_json::json!({"uid": 4_000_000_000u32, "gid": 4_000_000_001u32, "pid": i32::MAX}),
+                "the supplementary groups are not recorded"
+            );
         }
     }
 

@@ -8,10 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Service;
+use super::bounds::{self, FieldTooLarge};
+use super::budget::OverRate;
 use super::metrics::{self, Refused};
 use crate::auth::runner::Check;
 use crate::auth::{Peer, RunnerAuthError};
-use crate::contract::{DecisionResponse, EvaluateRequest, HEALTH_ACTION, METRICS_ACTION, MetricsAnswer, Severity};
+use crate::contract::{
+    DecisionResponse, EvaluateRequest, HEALTH_ACTION, METRICS_ACTION, MetricsAnswer, Refusal as _, Severity,
+};
 use crate::engine;
 
 /// One answer line: ready now, or waiting (for its evidence record to be durable, or for a key set).
@@ -35,11 +39,25 @@ pub(super) fn answer(service: &Arc<Service>, peer: &Peer, bytes: &[u8]) -> Reply
     let request: EvaluateRequest = match serde_json::from_slice(bytes) {
         Ok(request) => request,
         Err(error) => {
-            tracing::info!(peer_uid = peer.uid, peer_pid = peer.pid, %error, "invalid request");
+            if service.warnings.invalid.allow() {
+                tracing::info!(peer_uid = peer.uid, peer_pid = peer.pid, %error, "invalid request");
+            }
             let reason = format!("Request is not a valid EvaluateRequest: {error}.");
             return Reply::Ready(refused(service, Refused::Invalid, Severity::High, reason, started));
         }
     };
+    if let Err(error) = bounds::check(&request) {
+        if service.warnings.field_too_large.allow() {
+            tracing::warn!(
+                peer_uid = peer.uid,
+                peer_pid = peer.pid,
+                field = %error.field,
+                %error,
+                "refused a request with a field past its maximum"
+            );
+        }
+        return Reply::Ready(field_too_large(&error));
+    }
     if request.action_type == HEALTH_ACTION {
         let mut health = serde_json::to_vec(&service.health()).expect("health serialises");
         health.push(b'\n');
@@ -53,6 +71,10 @@ pub(super) fn answer(service: &Arc<Service>, peer: &Peer, bytes: &[u8]) -> Reply
         let mut line = serde_json::to_vec(&answer).expect("metrics serialise");
         line.push(b'\n');
         return Reply::Ready(line);
+    }
+    // Before anything is checked, decided or recorded for it: a flood costs its sender, not everyone.
+    if let Err(over) = service.spend_decision(peer.uid) {
+        return Reply::Ready(decision_rate_limited(service, peer, over, started));
     }
     let Some(runners) = service.runner_auth() else {
         return decide(service, peer, request, started);
@@ -85,7 +107,9 @@ fn decide(service: &Arc<Service>, peer: &Peer, request: EvaluateRequest, started
             deliver(service, peer, request, response, Some(slot), started)
         }
         Err(invalid) => {
-            tracing::info!(peer_uid = peer.uid, peer_pid = peer.pid, %invalid, "invalid request");
+            if service.warnings.invalid.allow() {
+                tracing::info!(peer_uid = peer.uid, peer_pid = peer.pid, %invalid, "invalid request");
+            }
             let reason = format!("Request is not a valid EvaluateRequest: {invalid}.");
             Reply::Ready(refused(service, Refused::Invalid, Severity::High, reason, started))
         }
@@ -110,7 +134,9 @@ fn refuse_runner(
     started: Instant,
 ) -> Reply {
     service.metrics().refused(Refused::RunnerAuth);
-    tracing::warn!(peer_uid = peer.uid, peer_pid = peer.pid, %error, "runner authentication failed");
+    if service.warnings.runner_auth.allow() {
+        tracing::warn!(peer_uid = peer.uid, peer_pid = peer.pid, %error, "runner authentication failed");
+    }
     let refusal = DecisionResponse::refusal(
         Refused::RunnerAuth.rule_id(),
         Severity::Critical,
@@ -132,7 +158,8 @@ fn refuse_runner(
     deliver(service, peer, request, response, None, started)
 }
 
-/// Sends `response`, after its evidence record is durable when a log is kept. A decision of the engine is counted
+/// Sends `response`, after its evidence record is durable when a log is kept (and the peer's evidence budget has
+/// room for it). A decision of the engine is counted
 /// in its `slot` (see [`metrics::Metrics::decision_slot`]) once it is answered.
 fn deliver(
     service: &Arc<Service>,
@@ -143,31 +170,37 @@ fn deliver(
     started: Instant,
 ) -> Reply {
     let Some(evidence) = service.evidence() else {
-        log_decision(&response, peer, None);
+        service.decision_log().decided(&response, peer, None, None);
         let metrics = service.metrics();
         if let Some(slot) = slot {
-            metrics.decided(slot, response.decision);
+            metrics.decided(slot, &response.decision);
         }
         let line = line(&response);
         metrics.answered(started.elapsed());
         return Reply::Ready(line);
     };
-    // The answer waits for its record: no client acts on a decision the log does not hold.
-    let (service, peer) = (Arc::clone(service), peer.clone());
     let session_id = response.session_id.clone();
-    let recorded = evidence.record(request, response);
+    let draft = evidence.draft(request, response, Some(peer));
+    if let Err(over) = service.spend_evidence(peer.uid, draft.bytes()) {
+        service.metrics().refused(Refused::RateLimited);
+        return Reply::Ready(evidence_rate_limited(service, peer, draft.bytes(), over));
+    }
+    // The answer waits for its record: no client acts on a decision the log does not hold.
+    let recorded = evidence.record_draft(draft);
+    let (service, peer) = (Arc::clone(service), peer.clone());
     Reply::Waiting(Box::pin(async move {
         match recorded.await {
             Ok(recorded) => {
                 let line = recorded.line.as_deref().map(String::from_utf8_lossy);
-                log_decision(
+                service.decision_log().decided(
                     &recorded.response,
                     &peer,
-                    Some((recorded.sequence, &recorded.record_hash, line.as_deref())),
+                    Some((recorded.sequence, &recorded.record_hash)),
+                    line.as_deref(),
                 );
                 let metrics = service.metrics();
                 if let Some(slot) = slot {
-                    metrics.decided(slot, recorded.response.decision);
+                    metrics.decided(slot, &recorded.response.decision);
                 }
                 metrics.answered(started.elapsed());
                 // The answer is the record's response byte for byte (with Go's escaping: the same JSON to any parser).
@@ -189,28 +222,57 @@ fn deliver(
     }))
 }
 
-/// One event per decision. With an evidence log, the event names the decision's record (its sequence and hash):
-/// the journal, which leaves the host, then anchors the chain, and shows records later removed from the log. With
-/// `--log-evidence-records` it carries the record itself too, byte for byte, so the chain can be rebuilt and
-/// verified from collected journals.
-fn log_decision(response: &DecisionResponse, peer: &Peer, record: Option<(i64, &str, Option<&str>)>) {
-    tracing::info!(
-        target: "cavra::decision",
-        decision = response.decision.as_str(),
-        rule_id = %response.rule_id,
-        severity = response.severity.as_str(),
-        policy_pack = %response.policy_pack,
-        requested_policy_pack = %response.requested_policy_pack,
-        action_type = %response.action_type,
-        decision_id = %response.decision_id,
-        peer_uid = peer.uid,
-        peer_gid = peer.gid,
-        peer_pid = peer.pid,
-        evidence_sequence = record.map(|(sequence, _, _)| sequence),
-        evidence_record_hash = record.map(|(_, hash, _)| hash),
-        evidence_record = record.and_then(|(_, _, line)| line),
-        "decision",
+/// The answer to a uid past `--max-decisions-per-second-per-uid`; logged at most once an interval.
+fn decision_rate_limited(service: &Service, peer: &Peer, over: OverRate, started: Instant) -> Vec<u8> {
+    let metrics = service.metrics();
+    metrics.refused(Refused::RateLimited);
+    metrics.answered(started.elapsed());
+    let rate = service.limits().decisions_per_uid.expect("a rate refused the request");
+    if service.warnings.decision_rate.allow() {
+        tracing::warn!(
+            peer_uid = peer.uid,
+            peer_pid = peer.pid,
+            per_second = rate.per_second,
+            burst = rate.burst,
+            "refused a request: its uid is past --max-decisions-per-second-per-uid"
+        );
+    }
+    let reason = format!(
+        "uid {} is past its rate of {} decisions a second (burst {}; --max-decisions-per-second-per-uid); the request \
+         was not decided. Retry in {:.2} s.",
+        peer.uid,
+        rate.per_second,
+        rate.burst,
+        over.retry_after.as_secs_f64()
     );
+    refusal("daemon.rate_limited", Severity::High, reason)
+}
+
+/// The answer to a uid past `--max-evidence-bytes-per-second-per-uid`; logged at most once an interval.
+fn evidence_rate_limited(service: &Service, peer: &Peer, bytes: usize, over: OverRate) -> Vec<u8> {
+    let rate = service
+        .limits()
+        .evidence_bytes_per_uid
+        .expect("a rate refused the request");
+    if service.warnings.evidence_rate.allow() {
+        tracing::warn!(
+            peer_uid = peer.uid,
+            peer_pid = peer.pid,
+            per_second = rate.per_second,
+            burst = rate.burst,
+            record_bytes = bytes,
+            "refused a request: its uid is past --max-evidence-bytes-per-second-per-uid"
+        );
+    }
+    let reason = format!(
+        "uid {} is past its rate of {} bytes of evidence a second (burst {}; --max-evidence-bytes-per-second-per-uid); \
+         the decision, about {bytes} bytes of evidence, was neither recorded nor answered. Retry in {:.2} s.",
+        peer.uid,
+        rate.per_second,
+        rate.burst,
+        over.retry_after.as_secs_f64()
+    );
+    refusal("daemon.rate_limited", Severity::High, reason)
 }
 
 /// The answer to a request over `--max-request-bytes`.
@@ -218,6 +280,15 @@ pub(super) fn too_large(service: &Service) -> Vec<u8> {
     let limit = service.limits().max_request_bytes;
     let reason = format!("Request exceeds the {limit}-byte limit (--max-request-bytes); it was not read.");
     counted(service, Refused::TooLarge, Severity::High, reason)
+}
+
+/// The answer to a request with a field past its maximum (see `bounds`).
+fn field_too_large(error: &FieldTooLarge) -> Vec<u8> {
+    let reason = format!(
+        "Request not decided: field `{}` is {} {}; at most {} are accepted (field limits: docs/protocol.md).",
+        error.field, error.size, error.unit, error.limit
+    );
+    refusal("daemon.request.too_large", Severity::High, reason)
 }
 
 /// The answer to a request that did not complete within `--request-timeout`.

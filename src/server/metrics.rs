@@ -50,10 +50,11 @@ pub enum Refused {
     Overloaded,
     EvidenceUnavailable,
     RunnerAuth,
+    RateLimited,
 }
 
 impl Refused {
-    const ALL: [Refused; 7] = [
+    const ALL: [Refused; 8] = [
         Refused::Invalid,
         Refused::TooLarge,
         Refused::Timeout,
@@ -61,6 +62,7 @@ impl Refused {
         Refused::Overloaded,
         Refused::EvidenceUnavailable,
         Refused::RunnerAuth,
+        Refused::RateLimited,
     ];
 
     pub fn rule_id(self) -> &'static str {
@@ -72,6 +74,7 @@ impl Refused {
             Refused::Overloaded => "daemon.overloaded",
             Refused::EvidenceUnavailable => "daemon.evidence.unavailable",
             Refused::RunnerAuth => "runner_auth.invalid",
+            Refused::RateLimited => "daemon.rate_limited",
         }
     }
 }
@@ -148,11 +151,12 @@ impl Default for Metrics {
     }
 }
 
-fn decision_index(decision: Decision) -> usize {
+fn decision_index(decision: &Decision) -> usize {
     match decision {
         Decision::Allow => 0,
-        Decision::Block => 1,
         Decision::RequireApproval => 2,
+        // The engine decides nothing else; anything else is not allowed, so it counts as a block.
+        _ => 1,
     }
 }
 
@@ -173,7 +177,7 @@ impl Metrics {
     }
 
     /// Counts an answered decision.
-    pub fn decided(&self, slot: usize, decision: Decision) {
+    pub fn decided(&self, slot: usize, decision: &Decision) {
         self.decisions.add(slot, decision_index(decision));
     }
 
@@ -434,7 +438,11 @@ mod tests {
     }
 
     fn response(pack: &str, rule: &str) -> DecisionResponse {
-        let mut response = DecisionResponse::refusal(rule, crate::contract::Severity::High, String::new());
+        let mut response = <DecisionResponse as crate::contract::Refusal>::refusal(
+            rule,
+            crate::contract::Severity::High,
+            String::new(),
+        );
         response.policy_pack = pack.to_owned();
         response
     }
@@ -446,10 +454,10 @@ mod tests {
         let policies = service.policies();
         let pack = policies.default_pack().to_owned();
         let blocked = metrics.decision_slot(&policies, &response(&pack, "filesystem.read.block"));
-        metrics.decided(blocked, Decision::Block);
-        metrics.decided(blocked, Decision::Block);
+        metrics.decided(blocked, &Decision::Block);
+        metrics.decided(blocked, &Decision::Block);
         let unknown = metrics.decision_slot(&policies, &response("made-up-pack", "filesystem.read.block"));
-        metrics.decided(unknown, Decision::Block);
+        metrics.decided(unknown, &Decision::Block);
         metrics.refused(Refused::TooLarge);
         metrics.answered(Duration::from_micros(30));
         let text = text(&service);

@@ -6,8 +6,10 @@
 //! `budget` bounds what they hold together; `connection` speaks the protocol modes; `handler` turns a request line
 //! into an answer.
 
+mod bounds;
 mod budget;
 mod connection;
+mod decision_log;
 mod exposition;
 mod framing;
 mod handler;
@@ -20,6 +22,7 @@ pub use exposition::serve as serve_metrics;
 
 use std::future::Future;
 use std::io;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -35,7 +38,10 @@ use crate::engine::{Context, PathCase};
 use crate::evidence::{EvidenceLog, MinFree};
 use crate::policy::PolicySet;
 use crate::supervisor::rate_limit::RateLimited;
-use budget::{Budget, UidSlot, UidSlots};
+pub use budget::Rate;
+use budget::{Budget, OverRate, UidRates, UidSlot, UidSlots};
+use decision_log::DecisionLog;
+pub use decision_log::DecisionLogMode;
 use headroom::Headroom;
 pub use health::{HealthAnswer, Reason, Status};
 use metrics::{ConnectionRefused, Metrics};
@@ -55,18 +61,30 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long requests in flight may take to finish once shutdown begins.
     pub shutdown_grace: Duration,
+    /// Decisions one peer uid may ask for (a second, and in a burst); `None`: no limit.
+    pub decisions_per_uid: Option<Rate>,
+    /// Bytes of evidence one peer uid's decisions may have recorded (a second, and in a burst); `None`: no limit.
+    pub evidence_bytes_per_uid: Option<Rate>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_request_bytes: 1024 * 1024,
+            max_request_bytes: 64 * 1024,
             max_connections: 1024,
             max_connections_per_uid: 256,
             max_buffered_bytes: 8 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
+            decisions_per_uid: Some(Rate {
+                per_second: 100,
+                burst: 1000,
+            }),
+            evidence_bytes_per_uid: Some(Rate {
+                per_second: 1024 * 1024,
+                burst: 8 * 1024 * 1024,
+            }),
         }
     }
 }
@@ -101,6 +119,11 @@ struct Warnings {
     overloaded: RateLimited,
     budget: RateLimited,
     accept: RateLimited,
+    invalid: RateLimited,
+    field_too_large: RateLimited,
+    runner_auth: RateLimited,
+    decision_rate: RateLimited,
+    evidence_rate: RateLimited,
 }
 
 impl Warnings {
@@ -113,10 +136,15 @@ impl Warnings {
             overloaded: limited("connections refused past --max-connections"),
             budget: limited("requests refused with --max-buffered-bytes in use"),
             accept: limited("failed accepts"),
+            invalid: limited("invalid requests"),
+            field_too_large: limited("requests refused with a field past its maximum"),
+            runner_auth: limited("failed runner authentications"),
+            decision_rate: limited("requests refused past a uid's --max-decisions-per-second-per-uid"),
+            evidence_rate: limited("requests refused past a uid's --max-evidence-bytes-per-second-per-uid"),
         }
     }
 
-    fn all(&self) -> [&RateLimited; 6] {
+    fn all(&self) -> [&RateLimited; 11] {
         [
             &self.credentials,
             &self.refused_peer,
@@ -124,6 +152,11 @@ impl Warnings {
             &self.overloaded,
             &self.budget,
             &self.accept,
+            &self.invalid,
+            &self.field_too_large,
+            &self.runner_auth,
+            &self.decision_rate,
+            &self.evidence_rate,
         ]
     }
 }
@@ -138,9 +171,12 @@ pub struct Service {
     decisions: Decisions,
     started: Instant,
     budget: Arc<Budget>,
+    decision_rates: Option<UidRates>,
+    evidence_rates: Option<UidRates>,
     warnings: Warnings,
     metrics: Metrics,
     last_reload: std::sync::Mutex<Option<ReloadOutcome>>,
+    decision_log: DecisionLog,
     headroom: Option<Headroom>,
 }
 
@@ -152,6 +188,8 @@ impl Service {
         Self {
             policies: RwLock::new(Arc::new(policies)),
             budget: Budget::new(limits.max_buffered_bytes),
+            decision_rates: limits.decisions_per_uid.map(UidRates::new),
+            evidence_rates: limits.evidence_bytes_per_uid.map(UidRates::new),
             limits,
             evidence: None,
             peers: PeerPolicy::default(),
@@ -161,6 +199,7 @@ impl Service {
             warnings: Warnings::new(),
             metrics: Metrics::default(),
             last_reload: std::sync::Mutex::new(None),
+            decision_log: DecisionLog::new(DecisionLogMode::default(), WARNING_INTERVAL),
             headroom: None,
         }
     }
@@ -172,9 +211,15 @@ impl Service {
             (_, MinFree::Bytes(0) | MinFree::Percent(0)) | (None, _) => None,
             (Some(evidence), min) => {
                 let dir = evidence.path().parent().filter(|dir| !dir.as_os_str().is_empty());
-                Some(Headroom::new(dir.unwrap_or(std::path::Path::new(".")).to_owned(), min))
+                Some(Headroom::new(dir.unwrap_or(Path::new(".")).to_owned(), min))
             }
         };
+        self
+    }
+
+    /// Logs decisions as `mode` says (`--log-decisions`).
+    pub fn with_decision_log(mut self, mode: DecisionLogMode) -> Self {
+        self.decision_log = DecisionLog::new(mode, WARNING_INTERVAL);
         self
     }
 
@@ -243,6 +288,26 @@ impl Service {
 
     fn budget(&self) -> &Arc<Budget> {
         &self.budget
+    }
+
+    fn decision_log(&self) -> &DecisionLog {
+        &self.decision_log
+    }
+
+    /// Takes one decision from `uid`'s rate, if it has one left.
+    fn spend_decision(&self, uid: u32) -> Result<(), OverRate> {
+        match &self.decision_rates {
+            Some(rates) => rates.spend(uid, 1, tokio::time::Instant::now()),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes `bytes` of evidence from `uid`'s rate, if it has any left.
+    fn spend_evidence(&self, uid: u32, bytes: usize) -> Result<(), OverRate> {
+        match &self.evidence_rates {
+            Some(rates) => rates.spend(uid, bytes as u64, tokio::time::Instant::now()),
+            None => Ok(()),
+        }
     }
 
     /// Notes how a reload ended (`Err` with why it failed), for the health answer and the metrics.
@@ -413,6 +478,7 @@ pub async fn run(listener: UnixListener, shutdown: impl Future<Output = ()>, ser
     for warning in service.warnings.all() {
         warning.summarize();
     }
+    service.decision_log().summarize(true);
     Ok(())
 }
 
@@ -473,13 +539,19 @@ fn admit(
     Ok((peer, permit, slot))
 }
 
-/// Logs, once an interval, how many of each rate-limited warning were left out.
+/// Logs, once an interval, how many of each rate-limited warning were left out, and the allowed decisions not
+/// logged one by one.
 async fn summarize_warnings(service: Arc<Service>) {
     let mut ticks = tokio::time::interval(WARNING_INTERVAL);
     loop {
         ticks.tick().await;
         for warning in service.warnings.all() {
             warning.summarize();
+        }
+        service.decision_log().summarize(false);
+        // Looks at the free space now and then even when nobody asks for health, so that a change is logged.
+        if let Some(headroom) = &service.headroom {
+            headroom.problem();
         }
     }
 }
