@@ -23,7 +23,7 @@ _cavra__runtime() {
 
     case "${cmd}" in
         cavra__runtime)
-            opts="-h -V --serve --daemon --verify-evidence --check --reload --completions --metrics --lifecycle --policy --policy-dir --default-pack --registry --pin-pack --pin-pack-for --on-other-pack --workspace-root --path-case --socket --socket-mode --listen-fd-name --metrics-listen-fd-name --max-request-bytes --max-connections --max-connections-per-uid --max-buffered-bytes --request-timeout --idle-timeout --shutdown-grace --log-target --log-format --log-file --evidence-log --evidence-sync --evidence-signing-key-file --evidence-ed25519-key-file --evidence-signing-key-id --evidence-public-key --evidence-recover --evidence-min-free --log-evidence-records --journal --allow-uid --allow-group --runner-auth-key-file --runner-auth-key-id --runner-auth-window --runner-auth-accept-v1 --runner-oidc-issuer --runner-oidc-audience --runner-oidc-jwks --runner-oidc-jwks-url --runner-oidc-leeway --runner-auth-claims --runner-auth-oidc-token-file --pid --lifecycle-timeout --user --group --input --exit-code --output --reload-timeout --client-timeout --expect-server-uid --help --version"
+            opts="-h -V --serve --daemon --verify-evidence --check --reload --completions --metrics --lifecycle --hook --json-field --policy --policy-dir --default-pack --registry --pin-pack --pin-pack-for --on-other-pack --workspace-root --path-case --socket --socket-mode --listen-fd-name --metrics-listen-fd-name --max-request-bytes --max-connections --max-connections-per-uid --max-buffered-bytes --request-timeout --idle-timeout --shutdown-grace --max-decisions-per-second-per-uid --decision-burst-per-uid --max-evidence-bytes-per-second-per-uid --evidence-burst-bytes-per-uid --log-target --log-format --log-decisions --log-file --evidence-log --evidence-sync --evidence-signing-key-file --evidence-ed25519-key-file --evidence-signing-key-id --evidence-public-key --evidence-recover --evidence-min-free --log-evidence-records --journal --allow-uid --allow-group --runner-auth-key-file --runner-auth-key-id --runner-auth-window --runner-auth-accept-v1 --runner-oidc-issuer --runner-oidc-audience --runner-oidc-jwks --runner-oidc-jwks-url --runner-oidc-leeway --runner-auth-claims --runner-auth-oidc-token-file --pid --lifecycle-timeout --user --group --input --exit-code --output --reload-timeout --client-timeout --expect-server-uid --hook-allow-tool --hook-no-ask --hook-in-process --hook-pack --evidence-signing-key --runner-auth-key --runner-auth-oidc-token --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -35,6 +35,14 @@ _cavra__runtime() {
                     ;;
                 --lifecycle)
                     COMPREPLY=($(compgen -W "start status stop" -- "${cur}"))
+                    return 0
+                    ;;
+                --hook)
+                    COMPREPLY=($(compgen -W "claude-code cursor" -- "${cur}"))
+                    return 0
+                    ;;
+                --json-field)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --policy)
@@ -117,12 +125,32 @@ _cavra__runtime() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-decisions-per-second-per-uid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --decision-burst-per-uid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-evidence-bytes-per-second-per-uid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --evidence-burst-bytes-per-uid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-target)
                     COMPREPLY=($(compgen -W "auto journald stderr" -- "${cur}"))
                     return 0
                     ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                --log-decisions)
+                    COMPREPLY=($(compgen -W "all non-allow none" -- "${cur}"))
                     return 0
                     ;;
                 --log-file)
@@ -242,6 +270,26 @@ _cavra__runtime() {
                     return 0
                     ;;
                 --expect-server-uid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hook-allow-tool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hook-pack)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --evidence-signing-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --runner-auth-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --runner-auth-oidc-token)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
