@@ -179,3 +179,39 @@ fn a_passed_metrics_socket_answers_scrapes_over_http() {
         1.0
     );
 }
+
+#[test]
+fn rate_limited_refusals_are_counted() {
+    // One decision a second after a first one, and a single record's worth of evidence at a time.
+    let evidence = tempfile::tempdir().unwrap();
+    let log = evidence.path().join("evidence.jsonl");
+    let daemon = Daemon::start(&[
+        "--max-decisions-per-second-per-uid",
+        "1",
+        "--decision-burst-per-uid",
+        "1",
+        "--evidence-log",
+        log.to_str().unwrap(),
+        "--evidence-sync",
+        "none",
+    ]);
+    let rules: Vec<String> = (0..3)
+        .map(|_| {
+            // No retries: each refusal counted is one this test sees.
+            let answer = daemon
+                .client()
+                .with_retry(cavra_runtime_client::Retry::none())
+                .evaluate_raw(&serde_json::from_value(json!({"action_type": "read_file", "target": ".env"})).unwrap())
+                .unwrap();
+            answer.rule_id
+        })
+        .collect();
+    let limited = rules.iter().filter(|rule| *rule == "daemon.rate_limited").count();
+    assert!(limited >= 1, "{rules:?}");
+    let text = metrics_cli(&daemon, &[]);
+    assert_eq!(
+        samples(&text)[r#"cavra_refusals_total{kind="daemon.rate_limited"}"#],
+        limited as f64,
+        "{text}"
+    );
+}

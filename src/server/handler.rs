@@ -182,7 +182,9 @@ fn deliver(
     let session_id = response.session_id.clone();
     let draft = evidence.draft(request, response, Some(peer));
     if let Err(over) = service.spend_evidence(peer.uid, draft.bytes()) {
-        service.metrics().refused(Refused::RateLimited);
+        let metrics = service.metrics();
+        metrics.refused(Refused::RateLimited);
+        metrics.answered(started.elapsed());
         return Reply::Ready(evidence_rate_limited(service, peer, draft.bytes(), over));
     }
     // The answer waits for its record: no client acts on a decision the log does not hold.
