@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the cavra-runtime packages: the .deb with cargo-deb, the .rpm with rpmbuild from the crate.
+# Builds the cavra-runtime packages: the .deb with cargo-deb, the .rpm with rpmbuild from a source tarball.
 #
 # usage: packaging/build-packages.sh [--out DIR] [--revision N] [deb] [rpm]
 #   --out DIR       where the packages go (default: target/packaging)
@@ -43,18 +43,26 @@ build_deb() {
 }
 
 build_rpm() {
-    # The spec's %build compiles the unpacked crate with CARGO_TARGET_DIR pointing at this checkout's target
-    # directory, so that it reuses the compiled dependencies. Cargo decides what is up to date by file times, and
-    # every file in a .crate carries the same old date: build these very sources here first, so that the target
-    # directory holds their build and nothing older. (A source file missing from the crate still makes the build
-    # in rpmbuild fail.)
+    # The spec's %build compiles the unpacked sources with CARGO_TARGET_DIR pointing at this checkout's target
+    # directory, so that it reuses the compiled dependencies: build these very sources here first. (A source file
+    # missing from the tarball still makes the build in rpmbuild fail.)
     cargo build --release --locked >&2
-    # Source0 is the crate as `cargo package` makes it: the files cargo publishes, Cargo.lock included.
-    cargo package --no-verify --allow-dirty --locked --quiet >&2
+    # Source0 is the workspace as `cargo package` would publish its two crates: the daemon's files (Cargo.lock
+    # included) and, under client/, the client crate's. A .crate of the daemon alone cannot be built: it depends on
+    # the client crate by path, and that crate is not published.
     local top=$out/rpmbuild
+    local name=cavra-runtime-$version
     rm -rf "$top/BUILD" "$top/BUILDROOT"
     mkdir -p "$top/SOURCES"
-    cp "$target_dir/package/cavra-runtime-$version.crate" packaging/systemd/cavra-runtime.sysusers "$top/SOURCES/"
+    local files
+    files=$(
+        cargo package --list --allow-dirty --locked -p cavra-runtime
+        cargo package --list --allow-dirty --locked -p cavra-runtime-client | sed 's|^|client/|'
+    )
+    # What cargo writes into a .crate (the normalised manifest's original, VCS info) is not in the checkout.
+    grep -v -e '\.orig$' -e '\.cargo_vcs_info\.json$' -e '^client/Cargo\.lock$' <<<"$files" |
+        tar -czf "$top/SOURCES/$name.tar.gz" --owner=0 --group=0 --transform "s|^|$name/|" -T -
+    cp packaging/systemd/cavra-runtime.sysusers "$top/SOURCES/"
     local host_args=()
     if [ -z "$(rpm --eval '%{?systemd_post:yes}')" ]; then
         # Not an rpm-based host: no systemd-rpm-macros, and no rpm database that knows cargo or rust.

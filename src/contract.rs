@@ -1,255 +1,22 @@
-//! Wire types shared by the daemon, its clients and the one-shot CLI.
-//!
-//! Field names and their order follow the reference contract so that existing clients, and evidence verifiers that
-//! re-serialise records, see exactly the bytes they expect. Empty fields are omitted when serialising; `null` is
-//! accepted wherever a value may be absent, as the reference decoder accepts it.
+//! Wire types shared by the daemon, its clients and the one-shot CLI. They are defined, with their JSON, in the
+//! client crate (`cavra_runtime_client::wire`), so that the daemon and every client read and write the same types;
+//! what only the daemon needs is here: the reference's ids and timestamps, and the one constructor of its refusals.
 
 use std::fmt::Write as _;
 
-use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-/// One question to the policy engine: may this action happen?
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct EvaluateRequest {
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub session_id: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub agent_id: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub actor: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub action_type: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub target: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub requested_operation: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub policy_pack: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub release_governance: Option<ReleaseGovernanceEvidence>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runner_auth: Option<RunnerAuthentication>,
+pub use cavra_runtime_client::wire::*;
 
-    // Extensions the reference daemon's contract could not carry (its one-shot CLI could).
-    /// Git operation (`push`, ...); takes precedence over `requested_operation`.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub operation: String,
-    /// MCP server id; when empty, an MCP target written `server:tool` supplies it.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub server: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub tool: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub capability: String,
-    /// Legacy, untyped release-governance record.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub record: Option<Map<String, Value>>,
-    /// The absolute workspace root relative file targets are judged against; absolute targets outside it are
-    /// never allowed a write.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub workspace_root: String,
+/// The constructor of every daemon refusal (in scope, `DecisionResponse::refusal(...)` reads as it always has).
+pub trait Refusal {
+    /// A block no policy decided: the daemon refusing a request for a reason of its own (`daemon.*`), with the ids
+    /// and timestamp that trace it. No pack was consulted, so it names none.
+    fn refusal(rule_id: &str, severity: Severity, reason: String) -> Self;
 }
 
-/// Typed release-governance evidence: the 26 fields of the reference contract, in its order.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ReleaseGovernanceEvidence {
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub metadata_kind: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub release_channel: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub release_version: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub approval_state: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub approval_id: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
-    pub approval_required_count: i32,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_false")]
-    pub delivery_success: bool,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
-    pub failed_providers: Vec<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
-    pub failed_delivery_count: i32,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
-    pub connector_delivery_failure_count: i32,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub alert_level: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub drift_status: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub handoff_status: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
-    pub blocked_count: i32,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
-    pub critical_count: i32,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
-    pub breached_count: i32,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
-    pub drifted_endpoint_count: i32,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
-    pub missing_target_count: i32,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
-    pub evidence_refs: Vec<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub connector_delivery_source: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub verification_status: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub integrity_status: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
-    pub failed_verification_count: i32,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
-    pub integrity_failure_count: i32,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub audit_export_status: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero")]
-    pub rollback_reference_count: i32,
-}
-
-/// Proof that a CI runner is who it says it is.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RunnerAuthentication {
-    /// Always serialised, even when empty, as the reference does.
-    #[serde(default, deserialize_with = "nullable")]
-    pub identity: RunnerIdentity,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub algorithm: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub key_id: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub signature: String,
-
-    // Extensions for runner auth v2 (see `auth::runner`): when the signature was made, and a random value that
-    // makes it single-use. Absent in the reference's (v1) credentials.
-    /// Unix seconds.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "is_zero_i64")]
-    pub issued_at: i64,
-    /// Lower-case hex of at least 16 random bytes.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub nonce: String,
-}
-
-/// Who the CI runner claims to be.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunnerIdentity {
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub provider: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub repository: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub workflow: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub run_id: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub run_attempt: String,
-    #[serde(
-        default,
-        rename = "ref",
-        deserialize_with = "nullable",
-        skip_serializing_if = "String::is_empty"
-    )]
-    pub git_ref: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub sha: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub actor: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub job: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub runner_name: String,
-}
-
-/// The answer to an [`EvaluateRequest`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Decision {
-    Allow,
-    Block,
-    RequireApproval,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Allow => "allow",
-            Decision::Block => "block",
-            Decision::RequireApproval => "require_approval",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-/// A decision with the metadata an auditor needs to trace it. Field order is the reference wire order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DecisionResponse {
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub decision_id: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub session_id: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub agent_id: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub actor: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub action_type: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub target: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub requested_operation: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub policy_pack: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub policy_id: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub rule_id: String,
-    pub decision: Decision,
-    pub severity: Severity,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub reason: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Vec::is_empty")]
-    pub evidence_refs: Vec<String>,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub approver_group: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub timestamp: String,
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub correlation_id: String,
-
-    // Extensions: empty (and so absent) for every request that uses only the reference's fields.
-    /// The target as the engine read it (a normalised path), when it differs from `target` as sent.
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub normalized_target: String,
-    /// The pack the request named, when another pack decided it (a pack pinned by the operator).
-    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
-    pub requested_policy_pack: String,
-}
-
-impl DecisionResponse {
-    /// A block no policy decided: the daemon refusing a request for a reason of its own (`daemon.*`), with the
-    /// ids and timestamp that trace it. No pack was consulted, so it names none.
-    pub fn refusal(rule_id: &str, severity: Severity, reason: String) -> Self {
+impl Refusal for DecisionResponse {
+    fn refusal(rule_id: &str, severity: Severity, reason: String) -> Self {
         DecisionResponse {
             decision_id: random_id("dec_"),
             session_id: String::new(),
@@ -292,24 +59,6 @@ pub fn now_timestamp() -> String {
     timestamp(OffsetDateTime::now_utc())
 }
 
-/// The answer to `{"action_type":"cavra.health"}`: no policy is evaluated and no evidence is recorded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Health {
-    pub status: String,
-    pub version: String,
-    pub uptime_seconds: u64,
-    pub pid: u32,
-    pub policy_source: String,
-    pub default_pack: String,
-    pub packs: usize,
-    pub policy_digest: String,
-}
-
-pub const HEALTH_ACTION: &str = "cavra.health";
-
-/// The first line of a stream-mode connection, and the server's answer to it.
-pub const STREAM_PROTOCOL: &str = "cavra.ndjson.v1";
-
 /// A timestamp as the reference writes them (Go's `time.RFC3339Nano` in UTC): fractional seconds without trailing zeros, none when whole, and `Z`.
 pub fn timestamp(now: OffsetDateTime) -> String {
     let now = now.to_offset(time::UtcOffset::UTC);
@@ -338,167 +87,18 @@ pub fn timestamp(now: OffsetDateTime) -> String {
     text
 }
 
-/// Accepts `null` as the type's empty value.
-pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
-}
-
-fn is_zero(value: &i32) -> bool {
-    *value == 0
-}
-
-fn is_zero_i64(value: &i64) -> bool {
-    *value == 0
-}
-
-fn is_false(value: &bool) -> bool {
-    !*value
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn request_ignores_unknown_fields_and_accepts_null() {
-        let request: EvaluateRequest = serde_json::from_str(
-            r#"{"action_type":"read_file","target":null,"future_field":{"x":1},"runner_auth":{"identity":null}}"#,
-        )
-        .unwrap();
-        assert_eq!(request.action_type, "read_file");
-        assert_eq!(request.target, "");
-        assert_eq!(request.runner_auth.unwrap().identity, RunnerIdentity::default());
-    }
-
-    #[test]
-    fn request_rejects_wrong_types_with_position() {
-        let error = serde_json::from_str::<EvaluateRequest>(r#"{"target": 5}"#).unwrap_err();
-        assert!(error.to_string().contains("line 1 column"), "{error}");
-    }
-
-    #[test]
-    fn release_governance_round_trips_all_26_fields_in_contract_order() {
-        let names = [
-            "metadata_kind",
-            "release_channel",
-            "release_version",
-            "approval_state",
-            "approval_id",
-            "approval_required_count",
-            "delivery_success",
-            "failed_providers",
-            "failed_delivery_count",
-            "connector_delivery_failure_count",
-            "alert_level",
-            "drift_status",
-            "handoff_status",
-            "blocked_count",
-            "critical_count",
-            "breached_count",
-            "drifted_endpoint_count",
-            "missing_target_count",
-            "evidence_refs",
-            "connector_delivery_source",
-            "verification_status",
-            "integrity_status",
-            "failed_verification_count",
-            "integrity_failure_count",
-            "audit_export_status",
-            "rollback_reference_count",
-        ];
-        let mut object = Map::new();
-        for (index, name) in names.iter().enumerate() {
-            let value = match *name {
-                "delivery_success" => Value::Bool(true),
-                "failed_providers" | "evidence_refs" => Value::from(vec![format!("v{index}")]),
-                n if n.ends_with("_count") => Value::from(index as i64 + 1),
-                _ => Value::from(format!("v{index}")),
-            };
-            object.insert((*name).to_owned(), value);
-        }
-        let typed: ReleaseGovernanceEvidence = serde_json::from_value(Value::Object(object.clone())).unwrap();
-        let written = serde_json::to_string(&typed).unwrap();
-        let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, Value>>(&written)
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect();
-        // serde_json's Map sorts keys unless preserve_order is on, so check order on the raw text instead.
-        let mut last = 0;
-        for name in names {
-            let at = written
-                .find(&format!("\"{name}\":"))
-                .unwrap_or_else(|| panic!("{name} missing"));
-            assert!(at >= last, "{name} out of order in {written}");
-            last = at;
-        }
-        assert_eq!(keys.len(), 26);
-        assert_eq!(serde_json::to_value(&typed).unwrap(), Value::Object(object));
-    }
-
-    #[test]
-    fn empty_fields_are_omitted_and_identity_is_always_written() {
-        let request = EvaluateRequest {
-            action_type: "execute_command".into(),
-            runner_auth: Some(RunnerAuthentication {
-                algorithm: "HMAC-SHA256".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        assert_eq!(
-            serde_json::to_string(&request).unwrap(),
-            r#"{"action_type":"execute_command","runner_auth":{"identity":{},"algorithm":"HMAC-SHA256"}}"#
-        );
-    }
-
-    #[test]
-    fn runner_auth_v2_fields_follow_the_reference_four() {
-        let auth: RunnerAuthentication = serde_json::from_str(
-            r#"{"nonce":"ab","issued_at":1800000000,"signature":"s","algorithm":"HMAC-SHA256","identity":null}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            serde_json::to_string(&auth).unwrap(),
-            r#"{"identity":{},"algorithm":"HMAC-SHA256","signature":"s","issued_at":1800000000,"nonce":"ab"}"#
-        );
-    }
-
-    #[test]
-    fn response_serialises_in_reference_order() {
-        let response = DecisionResponse {
-            decision_id: "dec_1".into(),
-            session_id: "s".into(),
-            agent_id: "a".into(),
-            actor: "ai-agent".into(),
-            action_type: "read_file".into(),
-            target: ".env".into(),
-            requested_operation: "read".into(),
-            policy_pack: "p".into(),
-            policy_id: "p".into(),
-            rule_id: "filesystem.read.block".into(),
-            decision: Decision::Block,
-            severity: Severity::High,
-            reason: "r".into(),
-            evidence_refs: vec!["evidence://s/dec_1".into()],
-            approver_group: String::new(),
-            timestamp: "t".into(),
-            correlation_id: "corr_1".into(),
-            normalized_target: String::new(),
-            requested_policy_pack: String::new(),
-        };
-        assert_eq!(
-            serde_json::to_string(&response).unwrap(),
-            concat!(
-                r#"{"decision_id":"dec_1","session_id":"s","agent_id":"a","actor":"ai-agent","action_type":"read_file","#,
-                r#""target":".env","requested_operation":"read","policy_pack":"p","policy_id":"p","#,
-                r#""rule_id":"filesystem.read.block","decision":"block","severity":"high","reason":"r","#,
-                r#""evidence_refs":["evidence://s/dec_1"],"timestamp":"t","correlation_id":"corr_1"}"#
-            )
-        );
+    fn refusals_are_blocks_with_ids_and_a_timestamp_and_name_no_pack() {
+        let refusal = DecisionResponse::refusal("daemon.overloaded", Severity::High, "busy".into());
+        assert_eq!(refusal.decision, Decision::Block);
+        assert_eq!(refusal.rule_id, "daemon.overloaded");
+        assert!(refusal.decision_id.starts_with("dec_") && refusal.decision_id.len() == 16);
+        assert!(refusal.correlation_id.starts_with("corr_"));
+        assert!(refusal.timestamp.ends_with('Z'));
+        assert!(refusal.policy_pack.is_empty() && refusal.policy_id.is_empty());
     }
 }

@@ -148,3 +148,26 @@ fn environment_variables_configure_the_policy() {
         stderr(&output)
     );
 }
+
+#[test]
+fn json_field_prints_one_field_for_scripts() {
+    let answer = r#"{"rule_id":"commands.block","reason":"a \"quoted\" reason\nover two lines","pid":42,"gone":null}"#;
+    let field = |name: &str| common::run(&["--json-field", name], answer);
+    let reason = field("reason");
+    assert!(reason.status.success(), "{}", stderr(&reason));
+    assert_eq!(reason.stdout, b"a \"quoted\" reason\nover two lines\n");
+    assert_eq!(field("pid").stdout, b"42\n");
+    assert_eq!(field("gone").stdout, b"\n");
+    let absent = field("decision");
+    assert_eq!(absent.status.code(), Some(1));
+    assert!(
+        stderr(&absent).contains("standard input has no field \"decision\""),
+        "{}",
+        stderr(&absent)
+    );
+    for (input, words) in [("[1]", "is not a JSON object"), ("{\"a\":", "is not JSON")] {
+        let output = common::run(&["--json-field", "a"], input);
+        assert_eq!(output.status.code(), Some(1));
+        assert!(stderr(&output).contains(words), "{}", stderr(&output));
+    }
+}

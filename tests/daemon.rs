@@ -6,6 +6,7 @@ use std::fs;
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cavra_runtime::contract::{Decision, EvaluateRequest};
@@ -94,17 +95,45 @@ fn client_library_and_daemon_cli_agree() {
 }
 
 #[test]
-fn exit_codes_map_decisions_for_ci_gates() {
+fn exit_codes_map_decisions_for_ci_gates_in_both_client_modes() {
     let daemon = Daemon::start(&[]);
     let socket = daemon.socket.to_str().unwrap();
     for (request, code) in [
         (r#"{"action_type":"execute_command","target":"pytest"}"#, 0),
-        (r#"{"action_type":"execute_command","target":"make deploy"}"#, 2),
+        (r#"{"action_type":"execute_command","target":"make deploy"}"#, 4),
         (r#"{"action_type":"read_file","target":".env"}"#, 3),
     ] {
         let output = common::run(&["--daemon", "--exit-code", "--socket", socket], request);
-        assert_eq!(output.status.code(), Some(code), "{request}");
+        assert_eq!(output.status.code(), Some(code), "--daemon {request}");
+        let output = common::run(&["--exit-code"], request);
+        assert_eq!(output.status.code(), Some(code), "one-shot {request}");
+        assert!(output.stdout.starts_with(b"{"), "the decision is printed too");
     }
+    // No usage error exits with a decision's status: clap's is 2, and a bad value from the environment is one.
+    let usage = Command::new(common::binary())
+        .args(["--daemon", "--exit-code", "--socket", socket])
+        .env("CAVRA_CLIENT_TIMEOUT", "10")
+        .output()
+        .unwrap();
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&usage.stderr)
+    );
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("\"10\" is not a duration"));
+    let flag_value = common::run(
+        &[
+            "--daemon",
+            "--exit-code",
+            "--socket",
+            socket,
+            "--input",
+            "-pending.json",
+        ],
+        "",
+    );
+    assert_eq!(flag_value.status.code(), Some(2));
 }
 
 #[test]
@@ -138,7 +167,8 @@ fn stream_mode_answers_1000_pipelined_requests_in_order() {
         .collect();
     let answers = stream.evaluate_all(&requests).unwrap();
     assert_eq!(answers.len(), 1000);
-    for (index, answer) in answers.iter().enumerate() {
+    for (index, answer) in answers.into_iter().enumerate() {
+        let answer = answer.unwrap();
         assert_eq!(answer.session_id, format!("s-{index}"));
         let expected = if index % 3 == 0 {
             Decision::Block
@@ -160,9 +190,10 @@ fn health_reports_version_and_policy_without_evaluating() {
     assert_eq!(health.packs, 20);
     assert!(health.policy_digest.starts_with("sha256:"));
     // The log is written in order: once a later decision is in it, the probe would be too.
+    // (A block: allowed decisions are summarised, not logged one by one, by default.)
     let later = daemon
         .client()
-        .evaluate(&request(json!({"action_type": "read_file", "target": "README.md"})))
+        .evaluate(&request(json!({"action_type": "read_file", "target": ".env"})))
         .unwrap();
     let log = daemon.wait_log(&later.decision_id);
     assert!(!log.contains("cavra.health"), "a probe is not a decision:\n{log}");
@@ -353,7 +384,7 @@ fn sighup_reloads_a_good_policy_and_keeps_the_old_one_when_the_new_one_is_bad() 
     daemon.wait_notification("RELOADING=1");
     let ready = daemon.wait_notification("READY=1");
     assert!(
-        ready.contains("STATUS=reload failed, previous policy still in force"),
+        ready.contains("STATUS=degraded: reload.failed: reload failed, previous policy still in force since "),
         "{ready}"
     );
     assert_eq!(decide("second.txt"), Decision::Block);
@@ -386,10 +417,11 @@ fn the_log_file_follows_rotation_without_a_signal() {
     let logs = tempfile::tempdir().unwrap();
     let path = logs.path().join("cavra-runtime.log");
     let mut daemon = Daemon::start(&["--log-file", path.to_str().unwrap()]);
+    // Blocks, which are logged one by one (allowed decisions are summarised by default).
     let decide = || {
         daemon
             .client()
-            .evaluate(&request(json!({"action_type": "read_file", "target": "README.md"})))
+            .evaluate(&request(json!({"action_type": "read_file", "target": ".env"})))
             .unwrap()
             .decision_id
     };
@@ -453,10 +485,11 @@ fn another_user_cannot_redirect_or_stall_a_rotated_log() {
     let victim = victim_dir.path().join("victim");
     fs::write(&victim, "root's file\n").unwrap();
     let daemon = Daemon::start(&["--log-file", path.to_str().unwrap()]);
+    // Blocks, which are logged one by one (allowed decisions are summarised by default).
     let decide = || {
         daemon
             .client()
-            .evaluate(&request(json!({"action_type": "read_file", "target": "README.md"})))
+            .evaluate(&request(json!({"action_type": "read_file", "target": ".env"})))
             .unwrap()
             .decision_id
     };

@@ -31,6 +31,7 @@ fn config(path: &Path, signing: Option<SigningKey>) -> EvidenceConfig {
         signing,
         verifying: VerifyingKeys::default(),
         recover: false,
+        record_lines: false,
     }
 }
 
@@ -162,6 +163,27 @@ async fn the_writer_continues_a_reference_format_stream() {
         report.valid && report.records == 6 && report.signed_records == 6,
         "{report:?}"
     );
+}
+
+/// Decision values are open (a newer daemon may add one): a record holding one this version does not know keeps its
+/// text, so its hash and signature verify, and the log is continued.
+#[tokio::test]
+async fn a_record_with_a_decision_value_this_version_does_not_know_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("evidence.jsonl");
+    let (log, _) = EvidenceLog::open(config(&path, Some(fixture_key()))).unwrap();
+    let unknown: DecisionResponse =
+        serde_json::from_str(r#"{"session_id":"s","decision":"defer","severity":"catastrophic"}"#).unwrap();
+    log.record(EvaluateRequest::default(), unknown).await.unwrap();
+    log.close();
+    let stored = lines(&path);
+    assert_eq!(stored[0]["response"]["decision"], "defer");
+    assert_eq!(stored[0]["response"]["severity"], "catastrophic");
+    let report = verify_file(&path, &keys(Some(&fixture_key()))).unwrap();
+    assert!(report.valid && report.signed_records == 1, "{report:?}");
+    let (log, report) = EvidenceLog::open(config(&path, Some(fixture_key()))).unwrap();
+    assert_eq!(report.records, 1);
+    log.close();
 }
 
 #[test]

@@ -82,6 +82,7 @@ fn forge(path: &Path, decisions: Vec<(EvaluateRequest, DecisionResponse)>) {
         signing: None,
         verifying: VerifyingKeys::default(),
         recover: false,
+        record_lines: false,
     };
     let (log, _) = EvidenceLog::open(config).unwrap();
     for (request, response) in decisions {
@@ -316,7 +317,15 @@ fn the_journal_shows_records_cut_off_the_end_which_the_chain_alone_cannot() {
     let key = key_file(dir.path());
     let log = dir.path().join("evidence.jsonl");
     let key_args = ["--evidence-signing-key-file", key.to_str().unwrap()];
-    let mut args = vec!["--evidence-log", log.to_str().unwrap(), "--log-format", "json"];
+    // Every decision with a line of its own (by default allowed ones are summarised: tests/group_member.rs).
+    let mut args = vec![
+        "--evidence-log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "--log-decisions",
+        "all",
+    ];
     args.extend(key_args);
     let mut daemon = Daemon::start(&args);
     for index in 0..10 {

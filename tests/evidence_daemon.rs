@@ -12,8 +12,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cavra_runtime::client::Client;
 use cavra_runtime::contract::{DecisionResponse, EvaluateRequest};
+use cavra_runtime_client::{Client, RefusalKind};
 use common::daemon::Daemon;
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
@@ -87,6 +87,7 @@ fn ten_thousand_concurrent_decisions_form_one_signed_gapless_chain() {
     let scratch = tempfile::tempdir().unwrap();
     let key = key_file(scratch.path());
     let log = scratch.path().join("evidence/log.jsonl");
+    // One uid asks for all of them at once: its per-uid rates are lifted (tests/group_member.rs tests them).
     let daemon = Daemon::start(&[
         "--evidence-log",
         log.to_str().unwrap(),
@@ -94,6 +95,10 @@ fn ten_thousand_concurrent_decisions_form_one_signed_gapless_chain() {
         key.to_str().unwrap(),
         "--evidence-signing-key-id",
         "test-key",
+        "--max-decisions-per-second-per-uid",
+        "0",
+        "--max-evidence-bytes-per-second-per-uid",
+        "0",
     ]);
     let answered = Arc::new(Mutex::new(Vec::new()));
     std::thread::scope(|scope| {
@@ -113,7 +118,10 @@ fn ten_thousand_concurrent_decisions_form_one_signed_gapless_chain() {
             scope.spawn(move || {
                 let requests: Vec<_> = (0..1000).map(|index| request(100_000 * (stream + 1) + index)).collect();
                 let responses = client.stream().unwrap().evaluate_all(&requests).unwrap();
-                answered.lock().unwrap().extend(responses);
+                answered
+                    .lock()
+                    .unwrap()
+                    .extend(responses.into_iter().map(Result::unwrap));
             });
         }
     });
@@ -498,32 +506,43 @@ fn extension_fields_are_recorded_and_covered_by_the_hash() {
     }
 }
 
-/// A real full file system: a 256 KiB tmpfs, mounted in a private mount namespace around the daemon, filled up and
-/// then emptied again. Needs root (CI runs as root).
-#[test]
-fn a_full_tmpfs_fails_decisions_closed_and_recording_resumes_when_space_returns() {
+/// A daemon whose evidence log is on a tmpfs of `size`, mounted in a private mount namespace around it (with
+/// `args`), and the mount point and log path; `None`, said loudly, without root, unshare and nsenter.
+fn on_tmpfs(size: &str, args: &[&str], what: &str) -> Option<(Daemon, PathBuf, PathBuf)> {
     let root = nix::unistd::geteuid().is_root();
     let tools = ["unshare", "nsenter"]
         .iter()
         .all(|tool| Command::new(tool).arg("--version").output().is_ok());
     if !root || !tools {
-        common::skip::skip("the tmpfs disk-full test needs root, unshare and nsenter");
-        return;
+        common::skip::skip(&format!("{what} needs root, unshare and nsenter"));
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let mount = dir.path().join("evidence");
     fs::create_dir(&mount).unwrap();
     let log = mount.join("log.jsonl");
     let script = format!(
-        "mount -t tmpfs -o size=256k cavra-test {} && exec \"$0\" \"$@\"",
+        "mount -t tmpfs -o size={size} cavra-test {} && exec \"$0\" \"$@\"",
         mount.display()
     );
+    let mut all = vec!["--evidence-log", log.to_str().unwrap()];
+    all.extend_from_slice(args);
     let daemon = Daemon::launch(
         dir,
         &["unshare", "--mount", "--propagation", "private", "sh", "-c", &script],
-        &["--evidence-log", log.to_str().unwrap()],
+        &all,
         &[],
     );
+    Some((daemon, mount, log))
+}
+
+/// A real full file system: a 256 KiB tmpfs, mounted in a private mount namespace around the daemon, filled up and
+/// then emptied again. Needs root (CI runs as root).
+#[test]
+fn a_full_tmpfs_fails_decisions_closed_and_recording_resumes_when_space_returns() {
+    let Some((daemon, mount, log)) = on_tmpfs("256k", &[], "the tmpfs disk-full test") else {
+        return;
+    };
     daemon.wait_notification("READY=1");
     let in_namespace = |command: &str| {
         let status = Command::new("nsenter")
@@ -544,7 +563,7 @@ fn a_full_tmpfs_fails_decisions_closed_and_recording_resumes_when_space_returns(
     // Records still fit in the log's last, partly used page; the first one that needs a new page is refused.
     let mut acknowledged = 1;
     let refused = (2..200)
-        .map(|index| client.evaluate(&request(index)).unwrap())
+        .map(|index| client.evaluate_raw(&request(index)).unwrap())
         .find(|response| {
             let refused = response.rule_id == "daemon.evidence.unavailable";
             acknowledged += usize::from(!refused);
@@ -554,7 +573,7 @@ fn a_full_tmpfs_fails_decisions_closed_and_recording_resumes_when_space_returns(
     assert_eq!(refused.severity.as_str(), "critical");
     assert!(refused.reason.contains("No space left on device"), "{}", refused.reason);
     assert_eq!(
-        client.evaluate(&request(500)).unwrap().rule_id,
+        client.evaluate_raw(&request(500)).unwrap().rule_id,
         "daemon.evidence.unavailable",
         "still full, still refused"
     );
@@ -571,6 +590,79 @@ fn a_full_tmpfs_fails_decisions_closed_and_recording_resumes_when_space_returns(
     assert_eq!(verify(&seen, None).0, 0);
 }
 
+/// The health answer with its reasons (the client library's `Health` has only the contract's fields).
+fn health(daemon: &Daemon) -> Value {
+    let mut stream = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
+    stream.write_all(b"{\"action_type\":\"cavra.health\"}\n").unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stream), &mut line).unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+/// Polls the health answer until its status is `status` (the free space is looked at every 5 s at most).
+fn wait_for_health(daemon: &Daemon, status: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = health(daemon);
+        if answer["status"] == status {
+            return answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "never {status}: {answer}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Headroom: a 1 MiB tmpfs (in a private mount namespace around the daemon) with `--evidence-min-free 512K`. Filled
+/// past the minimum, not to the brim, the daemon says `degraded` with the reason, still deciding and recording;
+/// emptied again, `ok`. Needs root (CI runs as root).
+#[test]
+fn too_little_free_space_for_the_evidence_log_is_reported_as_degraded_before_the_disk_is_full() {
+    let Some((daemon, mount, _log)) = on_tmpfs("1m", &["--evidence-min-free", "512K"], "the headroom test") else {
+        return;
+    };
+    daemon.wait_notification("READY=1");
+    let in_namespace = |command: &str| {
+        let status = Command::new("nsenter")
+            .args(["--target", &daemon.pid().to_string(), "--mount", "sh", "-c", command])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{command}");
+    };
+    let ok = health(&daemon);
+    assert_eq!((&ok["status"], &ok["reasons"]), (&json!("ok"), &json!([])), "{ok}");
+
+    // 768 KiB of the 1 MiB: about 256 KiB left, below the minimum, far from full.
+    let filler = mount.join("filler");
+    in_namespace(&format!(
+        "dd if=/dev/zero of={} bs=4k count=192 2>/dev/null",
+        filler.display()
+    ));
+    let degraded = wait_for_health(&daemon, "degraded");
+    let reasons = degraded["reasons"].as_array().unwrap();
+    assert_eq!(reasons.len(), 1, "{degraded}");
+    assert_eq!(
+        (&reasons[0]["code"], &reasons[0]["status"]),
+        (&json!("evidence.low_space"), &json!("degraded"))
+    );
+    let message = reasons[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("the evidence log's file system ({}) has ", mount.display()))
+            && message.ends_with("below --evidence-min-free 524288 bytes"),
+        "{message}"
+    );
+    assert!(
+        degraded["policy_digest"].is_string(),
+        "the contract's fields stay: {degraded}"
+    );
+    daemon.wait_log("the daemon reports itself degraded");
+    // Degraded is a warning, not a refusal: decisions are still recorded and answered.
+    record_id(&daemon.client().evaluate(&request(1)).unwrap());
+
+    in_namespace(&format!("rm {}", filler.display()));
+    wait_for_health(&daemon, "ok");
+    daemon.wait_log("evidence log headroom is back");
+}
+
 #[test]
 fn a_full_disk_fails_decisions_closed_and_recording_resumes_with_the_chain_intact() {
     let scratch = tempfile::tempdir().unwrap();
@@ -582,7 +674,18 @@ fn a_full_disk_fails_decisions_closed_and_recording_resumes_with_the_chain_intac
 
     prlimit_fsize(daemon.pid(), &format!("{size}:unlimited"));
     for index in 2..5 {
-        let refused = client.evaluate(&request(index)).unwrap();
+        // Not a decision: the client reports the daemon's refusal as an error of its own kind.
+        let error = client.evaluate(&request(index)).unwrap_err();
+        let refusal = error.refusal().unwrap_or_else(|| panic!("{error}"));
+        assert_eq!(refusal.kind(), RefusalKind::EvidenceUnavailable);
+        assert!(!refusal.is_retryable(), "the request was evaluated");
+        assert!(
+            error.to_string().contains(
+                "refused the request (daemon.evidence.unavailable: the decision could not be recorded as evidence)"
+            ),
+            "{error}"
+        );
+        let refused = refusal.response();
         assert_eq!(refused.rule_id, "daemon.evidence.unavailable");
         assert_eq!(refused.decision.as_str(), "block");
         assert_eq!(refused.severity.as_str(), "critical");
@@ -741,7 +844,8 @@ fn verify_evidence_reports_like_the_reference_and_exits_1_when_invalid() {
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),
-        "cavra-runtime: --evidence-log is required with --verify-evidence\n"
+        "cavra-runtime: --verify-evidence needs --evidence-log (a log, its rotated files or their directory), \
+         --journal (collected journals holding the records), or both\n"
     );
 }
 
@@ -790,4 +894,68 @@ fn after_kill_9_every_acknowledged_decision_is_in_the_log() {
         missing.len()
     );
     assert_eq!(verify(&log, None).0, 0);
+}
+
+#[test]
+fn with_log_evidence_records_the_log_carries_the_chain_link_records_included_and_verifies_from_it() {
+    let scratch = tempfile::tempdir().unwrap();
+    let key = key_file(scratch.path());
+    let log = scratch.path().join("log.jsonl");
+    let rotated = scratch.path().join("log.jsonl.1");
+    let daemon = Daemon::start(&[
+        "--evidence-log",
+        log.to_str().unwrap(),
+        "--evidence-signing-key-file",
+        key.to_str().unwrap(),
+        "--log-evidence-records",
+        "--log-format",
+        "json",
+    ]);
+    for index in 0..3 {
+        daemon.client().evaluate(&request(index)).unwrap();
+    }
+    rotate(&daemon, &log, &rotated, false);
+    daemon.client().evaluate(&request(3)).unwrap();
+    let written: Vec<String> = [&rotated, &log]
+        .iter()
+        .flat_map(|file| {
+            fs::read_to_string(file)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(written.len(), 5, "three decisions, a link record, a decision");
+    // Each record is in the daemon's log (here JSON lines; under systemd, the journal's EVIDENCE_RECORD) as written.
+    let logged = daemon.wait_log("\"evidence_sequence\":5");
+    let shipped: Vec<String> = logged
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|event| event["evidence_record"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(shipped, written);
+
+    let daemon_log = scratch.path().join("daemon-log.json");
+    fs::write(&daemon_log, &logged).unwrap();
+    let key_args = ["--evidence-signing-key-file", key.to_str().unwrap()];
+    let (code, report) = verify_with(&[&["--journal", daemon_log.to_str().unwrap()][..], &key_args].concat());
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["machines"][0]["records"], 5, "{report}");
+    assert_eq!(report["machines"][0]["signed_records"], 5, "{report}");
+
+    // The link record's entry taken out: a gap at sequence 4, and the chain breaks there.
+    let without_link: String = logged
+        .lines()
+        .filter(|line| !line.contains("\"evidence_sequence\":4,"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    fs::write(&daemon_log, without_link).unwrap();
+    let (code, report) = verify_with(&[&["--journal", daemon_log.to_str().unwrap()][..], &key_args].concat());
+    assert_eq!(code, 1, "{report}");
+    assert_eq!(
+        report["machines"][0]["gaps"],
+        json!(["record 4 is not in the journal"]),
+        "{report}"
+    );
 }

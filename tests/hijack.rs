@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cavra_runtime::client::{Client, ClientError, ServerCheck};
 use cavra_runtime::contract::EvaluateRequest;
+use cavra_runtime_client::{Client, ClientError, ServerCheck};
 use common::users::{self, Background, NOBODY};
 use nix::fcntl::{Flock, FlockArg};
 
@@ -394,6 +394,52 @@ fn the_socket_directory_ignores_the_umask_and_an_impostor_is_never_trusted() {
         b"",
         "the request (which may carry a runner token) was never sent to the impostor"
     );
+}
+
+#[test]
+fn a_socket_another_user_bound_first_in_a_directory_open_to_all_is_never_trusted() {
+    if !users::can_attack_with_python() {
+        return;
+    }
+    // Root means to talk to a daemon at a name in a directory like /tmp; nobody binds the name first.
+    let shared = users::directory(0o1777);
+    let socket = shared.path().join("cavra.sock");
+    let received = shared.path().join("received");
+    users::as_nobody(&format!(": > {}", show(&received)));
+    let mut impostor = Background(
+        users::nobody(users::PYTHON, &["-c", IMPOSTOR, &show(&socket), &show(&received)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut ready = String::new();
+    BufReader::new(impostor.0.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready.trim(), "ready");
+
+    let by_default = common::run(&["--daemon", "--socket", &show(&socket)], REQUEST);
+    assert_refused(
+        &by_default,
+        &format!(
+            "socket {} belongs to nobody (uid {NOBODY}) in a directory every user may create names in",
+            show(&socket)
+        ),
+    );
+    assert!(stderr(&by_default).contains("--expect-server-uid"));
+    assert!(by_default.stdout.is_empty(), "no decision is printed");
+    let request: EvaluateRequest = serde_json::from_str(REQUEST).unwrap();
+    assert!(matches!(
+        Client::new(&socket).evaluate(&request),
+        Err(ClientError::UntrustedLocation { .. })
+    ));
+    assert_eq!(
+        fs::read(&received).unwrap(),
+        b"",
+        "nothing was sent to the first binder"
+    );
+    assert!(impostor.is_running());
 }
 
 /// `command` (a `flock PATH sleep 60`), once it holds the lock on `path`, as a bystander holds its lock file.

@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     "contract",
     "fsutil",
+    "metrics",
     "policy",
     "engine",
     "auth",
     "evidence",
     "supervisor",
     "server",
-    "client",
     "cmd",
 ];
 

@@ -372,3 +372,271 @@ fn readme_usage_lines_work_as_written() {
     assert!(stdout.contains("\"daemon stopped\""), "{stdout}");
     assert!(stdout.contains("\"release_governance.approval.approved\""), "{stdout}");
 }
+
+/// A stand-in for the Go daemon, as a separate process: it writes its pid to its PID file without locking it,
+/// listens on the socket, answers each request with a decision (it has no health probe) and closes, and on SIGTERM
+/// removes its socket and exits. It appends each request it decides to `<PID file>.requests`, as the Go daemon
+/// records them as evidence. `silent` accepts connections and never answers.
+const GO_DAEMON: &str = r#"
+import json, os, signal, socket, sys
+path, pid_path, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+os.makedirs(os.path.dirname(path), exist_ok=True)
+listener = socket.socket(socket.AF_UNIX)
+listener.bind(path)
+listener.listen(64)
+def stop(*_):
+    os.unlink(path)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+with open(pid_path + ".tmp", "w") as pid_file:
+    pid_file.write(f"{os.getpid()}\n")
+os.rename(pid_path + ".tmp", pid_path)
+held = []
+while True:
+    connection, _ = listener.accept()
+    if mode == "silent":
+        held.append(connection)
+        continue
+    data = b""
+    while True:
+        chunk = connection.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+        try:
+            json.JSONDecoder().raw_decode(data.decode().lstrip())
+            break
+        except ValueError:
+            continue
+    if data.strip():
+        with open(pid_path + ".requests", "ab") as requests:
+            requests.write(data.strip() + b"\n")
+        answer = {"decision": "allow", "rule_id": "runtime.default.allow", "severity": "low", "reason": "go"}
+        connection.sendall(json.dumps(answer).encode() + b"\n")
+    connection.close()
+"#;
+
+/// Starts the Go daemon's stand-in on the scratch socket and waits until its PID file names it.
+fn go_daemon(scratch: &Scratch, mode: &str) -> common::users::Background {
+    let mut command = Command::new(common::users::PYTHON);
+    command.args([
+        "-c",
+        GO_DAEMON,
+        scratch.socket().to_str().unwrap(),
+        scratch.pid_file().to_str().unwrap(),
+        mode,
+    ]);
+    let daemon = common::users::Background::spawn(command);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let written = || fs::read_to_string(scratch.pid_file()).ok();
+    while written().as_deref().map(str::trim) != Some(daemon.id().to_string().as_str()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Go daemon's stand-in did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    daemon
+}
+
+fn running_fields(status: &Value) -> (Option<bool>, Option<bool>, Option<bool>, Option<i64>) {
+    (
+        status["running"].as_bool(),
+        status["process_running"].as_bool(),
+        status["socket_responsive"].as_bool(),
+        status["pid"].as_i64(),
+    )
+}
+
+#[test]
+fn a_daemon_whose_pid_file_has_no_lock_is_recognised_by_the_process_on_its_socket_and_stopped() {
+    if !common::skip::require_file(Path::new(common::users::PYTHON)) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let mut go = go_daemon(&scratch, "answering");
+    let pid = i64::from(go.id());
+
+    let status = scratch.lifecycle("status", &[]);
+    assert_eq!(status.status.code(), Some(0), "LSB: running");
+    let status = json(&status);
+    assert_eq!(
+        running_fields(&status),
+        (Some(true), Some(true), Some(true), Some(pid)),
+        "{status}"
+    );
+    assert_eq!(status["message"], "daemon is running");
+
+    let start = scratch.lifecycle("start", &[]);
+    assert_eq!(start.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&start.stderr);
+    assert!(
+        stderr.contains(&format!("daemon is already running (pid {pid})")),
+        "{stderr}"
+    );
+    assert!(go.is_running() && scratch.pid_file().exists() && scratch.socket().exists());
+
+    let stopped = scratch.lifecycle("stop", &[]);
+    assert_eq!(
+        stopped.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    let stopped = json(&stopped);
+    assert_eq!(stopped["message"], "daemon stopped");
+    // Status asked it one health probe, which a Go daemon decides and records; start and stop asked nothing.
+    let requests = fs::read_to_string(format!("{}.requests", scratch.pid_file().display())).unwrap();
+    assert_eq!(requests, "{\"action_type\":\"cavra.health\"}\n");
+    assert_eq!(
+        running_fields(&stopped),
+        (Some(false), Some(false), Some(false), None),
+        "{stopped}"
+    );
+    let exit = go.0.wait().unwrap();
+    assert!(exit.success(), "stopped by SIGTERM, its handler ran: {exit:?}");
+    assert!(!scratch.pid_file().exists() && !scratch.socket().exists());
+}
+
+#[test]
+fn a_socket_served_by_another_process_than_the_pid_file_names_is_never_removed() {
+    if !common::skip::require_file(Path::new(common::users::PYTHON)) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let mut go = go_daemon(&scratch, "answering");
+    let mut bystander = common::users::Background::spawn({
+        let mut sleep = Command::new("sleep");
+        sleep.arg("30");
+        sleep
+    });
+    fs::write(scratch.pid_file(), format!("{}\n", bystander.id())).unwrap();
+
+    let status = scratch.lifecycle("status", &[]);
+    assert_eq!(status.status.code(), Some(0));
+    let status = json(&status);
+    assert_eq!(
+        running_fields(&status),
+        (Some(true), Some(true), Some(true), Some(i64::from(go.id()))),
+        "the process on the socket: {status}"
+    );
+    assert!(
+        status["message"].as_str().unwrap().contains(&format!(
+            "pid file {} is stale (pid {} is not the daemon)",
+            scratch.pid_file().display(),
+            bystander.id()
+        )),
+        "{status}"
+    );
+
+    for action in ["stop", "start"] {
+        let output = scratch.lifecycle(action, &[]);
+        assert_eq!(output.status.code(), Some(1), "{action}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "pid file {} names pid {}, but pid {} listens on {}; nothing was signalled or removed",
+                scratch.pid_file().display(),
+                bystander.id(),
+                go.id(),
+                scratch.socket().display()
+            )),
+            "{action}: {stderr}"
+        );
+        assert!(go.is_running() && bystander.is_running(), "{action}");
+        assert!(scratch.pid_file().exists() && scratch.socket().exists(), "{action}");
+    }
+}
+
+#[test]
+fn a_live_daemon_whose_socket_does_not_answer_is_reported_consistently() {
+    if !common::skip::require_file(Path::new(common::users::PYTHON)) {
+        return;
+    }
+    let scratch = Scratch::new();
+    let go = go_daemon(&scratch, "silent");
+    let status = scratch.lifecycle("status", &["--lifecycle-timeout", "300ms"]);
+    assert_eq!(status.status.code(), Some(4), "LSB: process up, service not answering");
+    let status = json(&status);
+    assert_eq!(
+        running_fields(&status),
+        (Some(false), Some(true), Some(false), Some(i64::from(go.id()))),
+        "{status}"
+    );
+    assert_eq!(
+        status["message"],
+        "daemon process is running but its socket does not answer"
+    );
+}
+
+#[test]
+fn a_daemon_started_with_plain_serve_is_reported_as_the_process_it_is_and_left_alone() {
+    let scratch = Scratch::new();
+    fs::create_dir_all(scratch.socket().parent().unwrap()).unwrap();
+    let mut serving = common::users::Background::spawn({
+        let mut serve = Command::new(common::binary());
+        serve
+            .args(["--serve", "--log-target", "stderr", "--socket"])
+            .arg(scratch.socket())
+            .env_remove("JOURNAL_STREAM");
+        serve
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        let output = scratch.lifecycle("status", &[]);
+        if output.status.code() == Some(0) {
+            break json(&output);
+        }
+        assert!(std::time::Instant::now() < deadline, "the daemon did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(
+        running_fields(&status),
+        (Some(true), Some(true), Some(true), Some(i64::from(serving.id()))),
+        "no live pid beside process_running false: {status}"
+    );
+
+    let stopped = scratch.lifecycle("stop", &[]);
+    assert_eq!(stopped.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&stopped.stderr).contains("a daemon not started by --lifecycle"),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    assert!(serving.is_running() && scratch.socket().exists());
+}
+
+#[test]
+fn a_start_as_another_user_by_a_user_who_is_not_root_fails_at_once_saying_why() {
+    if !common::users::can_switch_users() {
+        return;
+    }
+    let dir = common::users::directory(0o1777);
+    let started = std::time::Instant::now();
+    let output = common::users::nobody(
+        common::binary(),
+        &[
+            "--lifecycle",
+            "start",
+            "--user",
+            "root",
+            "--socket",
+            dir.path().join("run/cavra.sock").to_str().unwrap(),
+        ],
+    )
+    .current_dir(dir.path())
+    .output()
+    .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "cavra-runtime: --user root: only root can start the daemon as another user, and this is nobody (uid \
+         65534); run the start as root, or leave out --user (and --group) to run the daemon as yourself\n"
+    );
+    assert!(!dir.path().join("run").exists(), "nothing was created");
+}

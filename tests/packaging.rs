@@ -5,7 +5,7 @@
 //!   better, the settings file names only real variables, the policies README's example loads, the man page renders
 //!   and names real flags, the launchd plist has the keys, types and decimal mode launchd needs.
 //! * Packages: `packaging/build-packages.sh` builds revisions 1 and 2 of the .deb (cargo-deb) and the .rpm (rpmbuild,
-//!   from the crate) once for all tests here. Their contents and maintainer scripts are inspected, lintian and
+//!   from a tarball of the workspace) once for all tests here. Their contents and maintainer scripts are inspected, lintian and
 //!   rpmlint must be clean apart from the allow-lists in `packaging/`, and `tests/system/system-{deb,rpm}.sh` install
 //!   them into an overlay clone of this machine booted by systemd-nspawn (see `tests/system/lib/system-manager.sh`).
 //!
@@ -27,6 +27,8 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const BINARY: &str = env!("CARGO_BIN_EXE_cavra-runtime");
 const SYSTEM_SOCKET: &str = "packaging/systemd/cavra-runtime.socket";
 const SYSTEM_SERVICE: &str = "packaging/systemd/cavra-runtime.service";
+const TMPFILES: &str = "packaging/systemd/cavra-runtime.tmpfile";
+const METRICS_SOCKET: &str = "packaging/systemd/opt-in/cavra-runtime-metrics.socket";
 const USER_SOCKET: &str = "packaging/systemd/user/cavra-runtime.socket";
 const USER_SERVICE: &str = "packaging/systemd/user/cavra-runtime.service";
 const SETTINGS: &str = "packaging/config/cavra-runtime.env";
@@ -35,7 +37,8 @@ const NEWSYSLOG: &str = "packaging/launchd/newsyslog.d/cavra-runtime-evidence.co
 const EVIDENCE_LOG: &str = "/var/lib/cavra/evidence.jsonl";
 /// The documentation the packages install beside the README: the operator's pages, not the lab notes
 /// (docs/performance.md, docs/robustness.md).
-const OPERATOR_DOCS: [&str; 6] = [
+const OPERATOR_DOCS: [&str; 7] = [
+    "docs/agents.md",
     "docs/evidence.md",
     "docs/migration.md",
     "docs/operating.md",
@@ -96,15 +99,32 @@ fn help() -> &'static str {
     HELP.get_or_init(|| succeed(BINARY, &["--help"]))
 }
 
-/// The environment variables `--help` names (`[env: NAME=]`).
+/// The environment variables `--help` names: those of flags (`[env: NAME=]`), and those its texts name
+/// (`$CAVRA_...`, such as the reference's key variables).
 fn help_variables() -> BTreeSet<String> {
-    help()
+    let of_flags = help()
         .split("[env: ")
         .skip(1)
         .filter_map(|rest| rest.split('=').next())
-        .map(str::to_owned)
-        .collect()
+        .map(str::to_owned);
+    let named = help()
+        .split('$')
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|name| name.starts_with("CAVRA_"));
+    of_flags.chain(named).collect()
 }
+
+/// The reference's secret-bearing flags: accepted only to be refused, so `--help` does not list them.
+const REFUSED_FLAGS: [&str; 3] = [
+    "--evidence-signing-key",
+    "--runner-auth-key",
+    "--runner-auth-oidc-token",
+];
 
 /// A unit file as (section, key, value) entries, in order; comments and blank lines dropped.
 fn unit_entries(relative: &str) -> Vec<(String, String, String)> {
@@ -174,10 +194,27 @@ fn system_units_provide_what_the_service_needs() {
     );
     assert_eq!(value(&socket, "Install", "WantedBy"), "sockets.target");
 
+    // The metrics socket: TCP on localhost only, handed to the same service under the name the daemon looks for.
+    let metrics = unit_entries(METRICS_SOCKET);
+    let metrics_fd_name = help()
+        .split("--metrics-listen-fd-name <NAME>")
+        .nth(1)
+        .and_then(|rest| rest.split("[default: ").nth(1))
+        .and_then(|rest| rest.split(']').next())
+        .expect("--help shows the default of --metrics-listen-fd-name");
+    assert_eq!(value(&metrics, "Socket", "FileDescriptorName"), metrics_fd_name);
+    assert!(value(&metrics, "Socket", "ListenStream").starts_with("127.0.0.1:"));
+    assert_eq!(value(&metrics, "Socket", "Service"), "cavra-runtime.service");
+    assert_eq!(value(&metrics, "Socket", "IPAddressDeny"), "any");
+    assert_eq!(value(&metrics, "Socket", "IPAddressAllow"), "localhost");
+
     let service = unit_entries(SYSTEM_SERVICE);
     for (key, expected) in [
         ("Type", "notify"),
-        ("ExecReload", "/bin/kill -HUP $MAINPID"),
+        (
+            "ExecReload",
+            "/usr/bin/cavra-runtime --reload --socket /run/cavra/cavra-runtime.sock",
+        ),
         ("EnvironmentFile", "-/etc/default/cavra-runtime"),
         ("User", "cavra"),
         ("Group", "cavra"),
@@ -230,6 +267,36 @@ fn units_for_verify(dir: &Path, units: &[&str], binary: &str) -> Vec<String> {
         .collect()
 }
 
+/// The completion scripts the packages install, and the shell each is for.
+const COMPLETIONS: [(&str, &str); 3] = [
+    ("bash", "packaging/completions/cavra-runtime.bash"),
+    ("zsh", "packaging/completions/_cavra-runtime"),
+    ("fish", "packaging/completions/cavra-runtime.fish"),
+];
+
+#[test]
+fn shipped_completions_are_what_the_flags_generate_and_complete_real_flags() {
+    for (shell, file) in COMPLETIONS {
+        assert_eq!(
+            read(file),
+            succeed(BINARY, &["--completions", shell]),
+            "{file} is out of date: regenerate it with `cargo run -- --completions {shell} > {file}`"
+        );
+    }
+    // bash, given the words typed so far, offers flags that --help lists.
+    if !prerequisites(false, &["bash"]) {
+        return;
+    }
+    let script = format!(
+        ". {}; COMP_WORDS=(cavra-runtime --verify-ev); COMP_CWORD=1; _cavra__runtime cavra-runtime --verify-ev cavra-runtime; \
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        repo(COMPLETIONS[0].1).display()
+    );
+    let offered = succeed("bash", &["-c", &script]);
+    assert_eq!(offered.trim(), "--verify-evidence", "bash completion of --verify-ev");
+    assert!(help().contains("--verify-evidence"));
+}
+
 #[test]
 fn units_pass_systemd_analyze_verify_and_sysusers_creates_the_user() {
     if !prerequisites(true, &["unshare", "systemd-analyze", "systemd-sysusers"]) {
@@ -237,12 +304,12 @@ fn units_pass_systemd_analyze_verify_and_sysusers_creates_the_user() {
     }
     let work = tempfile::tempdir().unwrap();
     for (mode, units) in [
-        ("--system", [SYSTEM_SOCKET, SYSTEM_SERVICE]),
-        ("--user", [USER_SOCKET, USER_SERVICE]),
+        ("--system", &[SYSTEM_SOCKET, METRICS_SOCKET, SYSTEM_SERVICE][..]),
+        ("--user", &[USER_SOCKET, USER_SERVICE][..]),
     ] {
         let dir = work.path().join(&mode[2..]);
         fs::create_dir_all(&dir).unwrap();
-        let files = units_for_verify(&dir, &units, BINARY);
+        let files = units_for_verify(&dir, units, BINARY);
         let runtime = work.path().join("xdg-runtime");
         fs::create_dir_all(&runtime).unwrap();
         // verify also looks up each Documentation=man:... page: point man at the one the packages install.
@@ -284,11 +351,25 @@ fn units_pass_systemd_analyze_verify_and_sysusers_creates_the_user() {
     let passwd = fs::read_to_string(root.join("etc/passwd")).unwrap();
     let group = fs::read_to_string(root.join("etc/group")).unwrap();
     let user: Vec<&str> = passwd.trim().split(':').collect();
-    let group_entry: Vec<&str> = group.trim().split(':').collect();
+    let groups: BTreeMap<&str, Vec<&str>> = group
+        .lines()
+        .map(|line| {
+            let entry: Vec<&str> = line.split(':').collect();
+            (entry[0], entry)
+        })
+        .collect();
     assert_eq!(user[0], "cavra", "{passwd}");
     assert_eq!(&user[5..], ["/var/lib/cavra", "/usr/sbin/nologin"], "{passwd}");
-    assert_eq!(group_entry[0], "cavra", "{group}");
-    assert_eq!(user[3], group_entry[2], "the user's primary group is group cavra");
+    assert_eq!(
+        groups.keys().copied().collect::<Vec<_>>(),
+        ["cavra", "cavra-evidence"],
+        "{group}"
+    );
+    assert_eq!(user[3], groups["cavra"][2], "the user's primary group is group cavra");
+    assert_eq!(
+        groups["cavra-evidence"][3], "",
+        "group cavra-evidence starts with no members"
+    );
 }
 
 #[test]
@@ -455,6 +536,12 @@ fn man_page_renders_cleanly_and_names_real_flags() {
         .collect();
     assert!(flags.contains("--serve"), "{flags:?}");
     for flag in &flags {
+        if REFUSED_FLAGS.contains(flag) {
+            let refused = Command::new(BINARY).args([flag, "x"]).output().unwrap();
+            assert_eq!(refused.status.code(), Some(1), "{flag}");
+            assert!(text(&refused.stderr).contains("is not accepted"), "{flag}");
+            continue;
+        }
         assert!(
             help().contains(&format!("{flag} ")) || help().contains(&format!("{flag}\n")),
             "the man page names {flag}, which --help does not list"
@@ -463,11 +550,108 @@ fn man_page_renders_cleanly_and_names_real_flags() {
     let variables = help_variables();
     for word in page.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')) {
         if word.starts_with("CAVRA_") {
+            // A flag's variable, one a flag's help names as where a key may come from instead, or one the package's
+            // purge reads.
+            let postrm = read("packaging/debian/postrm");
             assert!(
-                variables.contains(word),
+                variables.contains(word)
+                    || help().contains(&format!("${word}"))
+                    || postrm.contains(&format!("${{{word}:-}}")),
                 "the man page names {word}, which --help does not list"
             );
         }
+    }
+}
+
+#[test]
+fn man_page_covers_every_flag_group_every_flag_and_the_exit_codes() {
+    let page = read("packaging/man/cavra-runtime.1");
+    let plain = page.replace("\\-", "-");
+    // The groups `--help` shows ("Policy:", "Limits (daemon):", ...): a section each, modes in MODES.
+    let groups: Vec<&str> = help()
+        .lines()
+        .filter(|line| !line.starts_with(' ') && line.ends_with(':') && *line != "Options:")
+        .map(|line| line.trim_end_matches(':').split(" (").next().unwrap())
+        .collect();
+    assert!(groups.len() >= 9, "{groups:?}");
+    for group in groups {
+        let section = if group == "Modes" {
+            ".SH MODES".to_owned()
+        } else {
+            format!(".SS {group}")
+        };
+        assert!(page.lines().any(|line| line == section), "no {section} in the man page");
+    }
+    // Every flag `--help` lists, named as itself (not only as the start of a longer flag).
+    let flags: BTreeSet<&str> = help()
+        .lines()
+        .filter_map(|line| line.trim_start().strip_prefix("--"))
+        .filter_map(|rest| rest.split([' ', '\n']).next())
+        .filter(|name| !name.is_empty() && *name != "help" && *name != "version")
+        .collect();
+    assert!(flags.len() >= 50, "{flags:?}");
+    for flag in flags {
+        let named = plain
+            .match_indices(&format!("--{flag}"))
+            .any(|(at, found)| !plain[at + found.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-'));
+        assert!(named, "the man page does not cover --{flag}");
+    }
+    let exit_status = plain
+        .split(".SH EXIT STATUS")
+        .nth(1)
+        .and_then(|rest| rest.split(".SH ").next())
+        .expect("an EXIT STATUS section");
+    for needle in [
+        "--daemon --exit-code",
+        "0 allow, 3 block",
+        "4 require_approval",
+        "--hook",
+        "--lifecycle status",
+        "0 running;",
+        "1 not running, but a PID file was left behind;",
+        "3 not running;",
+        "4 the daemon's process runs but its socket does not answer",
+    ] {
+        assert!(
+            exit_status.contains(needle),
+            "EXIT STATUS lacks {needle:?}:\n{exit_status}"
+        );
+    }
+}
+
+#[test]
+fn the_readme_links_the_migration_guide_whose_rows_each_say_what_to_do() {
+    assert!(read("README.md").contains("](docs/migration.md)"));
+    let guide = read("docs/migration.md");
+    let rows: Vec<Vec<&str>> = guide
+        .lines()
+        .filter(|line| line.starts_with("| ") && !line.starts_with("| area ") && !line.starts_with("|---"))
+        .map(|line| line.trim_matches('|').split(" | ").map(str::trim).collect())
+        .collect();
+    assert!(rows.len() >= 50, "{} rows", rows.len());
+    for row in &rows {
+        assert_eq!(
+            row.len(),
+            4,
+            "area | Go daemon | cavra-runtime | why, and what to do: {row:?}"
+        );
+        assert!(row.iter().all(|cell| !cell.is_empty()), "{row:?}");
+    }
+    // The differences a Go daemon's user meets first, by the words they would search for.
+    for needle in [
+        "`--evidence-signing-key K`",
+        "`--runner-auth-oidc-token T`",
+        "unlocked PID file",
+        "`--lifecycle status` exit code",
+        "`--daemon --evidence-log L`",
+        "flags a mode does not read",
+        "`--policy` given a YAML pack",
+        "permission denied (you are not in group cavra)",
+        "`examples/go-runtime/typed-release-governance/`",
+        "daemon refusals",
+        "framing",
+    ] {
+        assert!(guide.contains(needle), "the migration guide lacks {needle:?}");
     }
 }
 
@@ -842,7 +1026,7 @@ fn launchd_installer_lays_out_what_the_plist_the_daemon_and_newsyslog_name() {
     let destination = format!("/Library/LaunchDaemons/{label}.plist");
 
     // The daemon's own default on macOS is the socket launchd binds, so clients run as root find it.
-    assert_eq!(socket, cavra_runtime::client::MACOS_SYSTEM_SOCKET);
+    assert_eq!(socket, cavra_runtime_client::MACOS_SYSTEM_SOCKET);
     assert_eq!(user, "_cavra");
     assert_eq!(group, user);
 
@@ -936,7 +1120,7 @@ fn launchd_installer_lays_out_what_the_plist_the_daemon_and_newsyslog_name() {
     }
     let purged = uninstall(&["--purge"]);
     for line in [
-        format!("rm -rf {evidence_dir}"),
+        format!("rm -rfx {evidence_dir}"),
         "find /var/log -maxdepth 1 -name 'cavra-runtime.log*' -delete".to_owned(),
         format!("dscl . -delete /Users/{user}"),
         format!("dscl . -delete /Groups/{group}"),
@@ -1041,7 +1225,8 @@ fn deb_contents_and_maintainer_scripts() {
     let file = |mode: &str| format!("{mode} 0/0");
     let mut expected = BTreeMap::from([
         ("/etc/cavra/policies/README".to_owned(), file("-rw-r--r--")),
-        ("/etc/default/cavra-runtime".to_owned(), file("-rw-r--r--")),
+        // Root-only: the daemon refuses to start when a key is set in a settings file others can read.
+        ("/etc/default/cavra-runtime".to_owned(), file("-rw-------")),
         ("/etc/logrotate.d/cavra-runtime".to_owned(), file("-rw-r--r--")),
         ("/usr/bin/cavra-runtime".to_owned(), file("-rwxr-xr-x")),
         (
@@ -1053,6 +1238,10 @@ fn deb_contents_and_maintainer_scripts() {
             file("-rw-r--r--"),
         ),
         (
+            "/usr/lib/systemd/system/cavra-runtime-metrics.socket".to_owned(),
+            file("-rw-r--r--"),
+        ),
+        (
             "/usr/lib/systemd/user/cavra-runtime.service".to_owned(),
             file("-rw-r--r--"),
         ),
@@ -1061,6 +1250,7 @@ fn deb_contents_and_maintainer_scripts() {
             file("-rw-r--r--"),
         ),
         ("/usr/lib/sysusers.d/cavra-runtime.conf".to_owned(), file("-rw-r--r--")),
+        ("/usr/lib/tmpfiles.d/cavra-runtime.conf".to_owned(), file("-rw-r--r--")),
         ("/usr/share/doc/cavra-runtime/README.md".to_owned(), file("-rw-r--r--")),
         (
             "/usr/share/doc/cavra-runtime/changelog.Debian.gz".to_owned(),
@@ -1068,6 +1258,18 @@ fn deb_contents_and_maintainer_scripts() {
         ),
         ("/usr/share/doc/cavra-runtime/copyright".to_owned(), file("-rw-r--r--")),
         ("/usr/share/man/man1/cavra-runtime.1.gz".to_owned(), file("-rw-r--r--")),
+        (
+            "/usr/share/bash-completion/completions/cavra-runtime".to_owned(),
+            file("-rw-r--r--"),
+        ),
+        (
+            "/usr/share/zsh/vendor-completions/_cavra-runtime".to_owned(),
+            file("-rw-r--r--"),
+        ),
+        (
+            "/usr/share/fish/vendor_completions.d/cavra-runtime.fish".to_owned(),
+            file("-rw-r--r--"),
+        ),
     ]);
     for doc in OPERATOR_DOCS {
         expected.insert(
@@ -1099,12 +1301,14 @@ fn deb_contents_and_maintainer_scripts() {
     for (installed, source) in [
         ("usr/lib/systemd/system/cavra-runtime.service", SYSTEM_SERVICE),
         ("usr/lib/systemd/system/cavra-runtime.socket", SYSTEM_SOCKET),
+        ("usr/lib/systemd/system/cavra-runtime-metrics.socket", METRICS_SOCKET),
         ("usr/lib/systemd/user/cavra-runtime.service", USER_SERVICE),
         ("usr/lib/systemd/user/cavra-runtime.socket", USER_SOCKET),
         (
             "usr/lib/sysusers.d/cavra-runtime.conf",
             "packaging/systemd/cavra-runtime.sysusers",
         ),
+        ("usr/lib/tmpfiles.d/cavra-runtime.conf", TMPFILES),
         ("etc/default/cavra-runtime", SETTINGS),
         ("etc/cavra/policies/README", "packaging/config/policies-README"),
         ("etc/logrotate.d/cavra-runtime", LOGROTATE),
@@ -1163,22 +1367,128 @@ fn deb_contents_and_maintainer_scripts() {
         prerm.contains("if [ -d /run/systemd/system ] && [ \"$1\" = remove ]; then\n\tdeb-systemd-invoke stop cavra-runtime.service cavra-runtime.socket"),
         "prerm:\n{prerm}"
     );
-    // postrm: the daemon's data goes on purge only.
+    assert!(
+        prerm.contains("deb-systemd-invoke stop cavra-runtime-metrics.socket"),
+        "prerm stops the opt-in metrics socket on removal:\n{prerm}"
+    );
+    // postrm: the evidence is deleted only on an operator's request, and never across a file system boundary
+    // (deb_purge_keeps_the_evidence_unless_asked_and_never_crosses_a_mount runs it).
     let postrm = script("postrm");
-    let purge_block = postrm
-        .split("if [ \"$1\" = purge ]; then\n")
-        .last()
-        .and_then(|rest| rest.split("\nfi").next())
-        .unwrap_or_default();
-    assert_eq!(purge_block.trim(), "rm -rf /var/lib/cavra", "postrm:\n{postrm}");
     let deletions: Vec<&str> = postrm
         .lines()
-        .filter(|line| line.trim_start().starts_with("rm ") && line.contains("/var/lib/cavra"))
+        .map(str::trim_start)
+        .filter(|line| line.starts_with("rm ") || line.starts_with("find "))
         .collect();
     assert_eq!(
-        deletions.len(),
-        1,
-        "postrm deletes /var/lib/cavra in one place, the purge branch:\n{postrm}"
+        deletions,
+        [
+            "rm -rf --one-file-system \"$state\"",
+            "find \"$state\" -mindepth 1 \"$@\" ! -type d -delete",
+            "find \"$state\" -mindepth 1 -depth \"$@\" -type d -empty -delete",
+        ],
+        "postrm:\n{postrm}"
+    );
+    assert!(
+        postrm.contains("if [ \"${CAVRA_PURGE_EVIDENCE:-}\" = yes ]; then"),
+        "{postrm}"
+    );
+}
+
+/// What `postrm purge` does to /var/lib/cavra, run for real in a private mount namespace whose /var/lib and /run are
+/// fresh tmpfs (the host's are not touched): `setup` prepares the namespace after the evidence log and a rotated file
+/// are in place; `env` is put before the script. Returns every path under /var/lib afterwards (with the content of
+/// each regular file) and what the script said.
+fn purge_in_namespace(setup: &str, env: &str) -> (Vec<String>, String) {
+    let script = format!(
+        "set -e
+mount -t tmpfs cavra-test /var/lib
+mount -t tmpfs cavra-test /run
+mkdir -p /var/lib/cavra/rotated /run/cavra
+echo record >/var/lib/cavra/evidence.jsonl
+echo older >/var/lib/cavra/rotated/evidence.jsonl.1
+{setup}
+{env} sh {REPO}/packaging/debian/postrm purge
+find /var/lib | sort | while read -r path; do
+    if [ -f \"$path\" ]; then echo \"$path: $(cat \"$path\")\"; else echo \"$path\"; fi
+done"
+    );
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    (
+        text(&output.stdout).lines().map(str::to_owned).collect(),
+        text(&output.stderr),
+    )
+}
+
+#[test]
+fn deb_purge_keeps_the_evidence_unless_asked_and_never_crosses_a_mount() {
+    if !prerequisites(true, &["unshare", "find"]) {
+        return;
+    }
+    let untouched = [
+        "/var/lib",
+        "/var/lib/cavra",
+        "/var/lib/cavra/evidence.jsonl: record",
+        "/var/lib/cavra/rotated",
+        "/var/lib/cavra/rotated/evidence.jsonl.1: older",
+    ];
+    // A purge keeps the evidence, and says so.
+    let (kept, said) = purge_in_namespace("", "");
+    assert_eq!(kept, untouched);
+    assert!(
+        said.contains("cavra-runtime: kept /var/lib/cavra, the evidence log"),
+        "{said}"
+    );
+
+    // Asked to, it deletes it.
+    let (gone, said) = purge_in_namespace("", "CAVRA_PURGE_EVIDENCE=yes");
+    assert_eq!(gone, ["/var/lib"]);
+    assert!(said.contains("deleted /var/lib/cavra, the evidence log"), "{said}");
+
+    // Asked to, with an evidence volume (a tmpfs, its mount point's name with a space) and a bind mount of the same
+    // file system below it: what lies on /var/lib itself goes, the mounts keep everything.
+    let mounts = "mkdir '/var/lib/cavra/archive volume' /var/lib/cavra/bound /var/lib/elsewhere
+mount -t tmpfs cavra-volume '/var/lib/cavra/archive volume'
+echo archived >'/var/lib/cavra/archive volume/evidence.jsonl.9'
+echo bound >/var/lib/elsewhere/evidence.jsonl.5
+mount --bind /var/lib/elsewhere /var/lib/cavra/bound";
+    let (left, said) = purge_in_namespace(mounts, "CAVRA_PURGE_EVIDENCE=yes");
+    assert_eq!(
+        left,
+        [
+            "/var/lib",
+            "/var/lib/cavra",
+            "/var/lib/cavra/archive volume",
+            "/var/lib/cavra/archive volume/evidence.jsonl.9: archived",
+            "/var/lib/cavra/bound",
+            "/var/lib/cavra/bound/evidence.jsonl.5: bound",
+            "/var/lib/elsewhere",
+            "/var/lib/elsewhere/evidence.jsonl.5: bound",
+        ]
+    );
+    assert!(
+        said.contains("kept, with everything in them, the file systems mounted at: /var/lib/cavra/archive volume"),
+        "{said}"
+    );
+
+    // /var/lib/cavra itself a volume: nothing in it is deleted.
+    let own = "mount -t tmpfs cavra-volume /var/lib/cavra
+mkdir /var/lib/cavra/rotated
+echo record >/var/lib/cavra/evidence.jsonl
+echo older >/var/lib/cavra/rotated/evidence.jsonl.1";
+    let (kept, said) = purge_in_namespace(own, "CAVRA_PURGE_EVIDENCE=yes");
+    assert_eq!(kept, untouched);
+    assert!(
+        said.contains("kept /var/lib/cavra: it is a file system of its own"),
+        "{said}"
     );
 }
 
@@ -1212,7 +1522,7 @@ fn rpm_contents_and_scriptlets() {
         ),
         (
             "/etc/sysconfig/cavra-runtime".to_owned(),
-            "-rw-r--r-- root root cn".to_owned(),
+            "-rw------- root root cn".to_owned(),
         ),
         (
             "/etc/logrotate.d/cavra-runtime".to_owned(),
@@ -1225,6 +1535,10 @@ fn rpm_contents_and_scriptlets() {
         ),
         (
             "/usr/lib/systemd/system/cavra-runtime.socket".to_owned(),
+            "-rw-r--r-- root root".to_owned(),
+        ),
+        (
+            "/usr/lib/systemd/system/cavra-runtime-metrics.socket".to_owned(),
             "-rw-r--r-- root root".to_owned(),
         ),
         (
@@ -1244,6 +1558,10 @@ fn rpm_contents_and_scriptlets() {
             "-rw-r--r-- root root".to_owned(),
         ),
         (
+            "/usr/lib/tmpfiles.d/cavra-runtime.conf".to_owned(),
+            "-rw-r--r-- root root".to_owned(),
+        ),
+        (
             format!("/usr/share/doc/cavra-runtime-{version}/README.md"),
             "-rw-r--r-- root root d".to_owned(),
         ),
@@ -1254,6 +1572,18 @@ fn rpm_contents_and_scriptlets() {
         (
             "/usr/share/man/man1/cavra-runtime.1.gz".to_owned(),
             "-rw-r--r-- root root d".to_owned(),
+        ),
+        (
+            "/usr/share/bash-completion/completions/cavra-runtime".to_owned(),
+            "-rw-r--r-- root root".to_owned(),
+        ),
+        (
+            "/usr/share/zsh/site-functions/_cavra-runtime".to_owned(),
+            "-rw-r--r-- root root".to_owned(),
+        ),
+        (
+            "/usr/share/fish/vendor_completions.d/cavra-runtime.fish".to_owned(),
+            "-rw-r--r-- root root".to_owned(),
         ),
     ]);
     for doc in OPERATOR_DOCS {
@@ -1340,7 +1670,7 @@ fn rpm_contents_and_scriptlets() {
     );
     let preun = section("preuninstall");
     assert!(
-        preun.contains("disable --now cavra-runtime.socket cavra-runtime.service"),
+        preun.contains("disable --now cavra-runtime.socket cavra-runtime-metrics.socket cavra-runtime.service"),
         "%preun:\n{preun}"
     );
     assert!(
@@ -1460,13 +1790,21 @@ static ONE_MACHINE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Runs `tests/system/<name>.sh BINARY FIRST SECOND` as `timeout N unshare -m bash ...` and asserts it passes.
 fn system_scenario(name: &str, first: &Path, second: &Path) {
+    system_scenario_in(&["-m"], name, first, second);
+}
+
+/// [`system_scenario`] in the namespaces `unshare` makes with `namespaces` (`-m`, and `-n` for a network of its
+/// own).
+fn system_scenario_in(namespaces: &[&str], name: &str, first: &Path, second: &Path) {
     let script = repo(&format!("tests/system/{name}.sh"));
     let _one = ONE_MACHINE_AT_A_TIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let started = Instant::now();
     let output = Command::new("timeout")
-        .args(["--kill-after=10", SCENARIO_TIMEOUT_SECONDS, "unshare", "-m", "bash"])
+        .args(["--kill-after=10", SCENARIO_TIMEOUT_SECONDS, "unshare"])
+        .args(namespaces)
+        .arg("bash")
         .arg(&script)
         .args([Path::new(BINARY), first, second])
         .output()
@@ -1494,6 +1832,32 @@ fn deb_installed_under_a_real_systemd() {
     }
     let [first, second] = &packages().deb;
     system_scenario("system-deb", first, second);
+}
+
+#[test]
+fn prometheus_scrapes_the_packaged_service() {
+    if !prerequisites(true, &[&BUILD_TOOLS[..], &SYSTEM_TOOLS[..], &["prometheus"]].concat()) {
+        return;
+    }
+    let [first, _] = &packages().deb;
+    system_scenario("system-prometheus", first, Path::new(""));
+}
+
+#[test]
+fn evidence_shipped_through_the_journal_verifies_per_machine() {
+    let remote = [
+        "/lib/systemd/systemd-journal-remote",
+        "/lib/systemd/systemd-journal-upload",
+    ];
+    if !prerequisites(
+        true,
+        &[&BUILD_TOOLS[..], &SYSTEM_TOOLS[..], &["ip", "openssl"]].concat(),
+    ) || !remote.iter().all(|program| skip::require_file(Path::new(program)))
+    {
+        return;
+    }
+    let [first, _] = &packages().deb;
+    system_scenario_in(&["-m", "-n"], "system-journal-shipping", first, Path::new(""));
 }
 
 #[test]

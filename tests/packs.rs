@@ -118,7 +118,18 @@ fn agentic_delivery_compiles_with_both_parents_like_the_reference_authority() {
     );
     assert_eq!(
         strings(&pack.block_write),
-        ["**/backend.tf", "**/main.tf", "**/providers.tf", ".github/workflows/**"]
+        [
+            "**/ClaudeCode/managed-settings*",
+            "**/Cursor/hooks.json",
+            "**/backend.tf",
+            "**/claude-code/managed-settings*",
+            "**/cursor/hooks.json",
+            "**/main.tf",
+            "**/providers.tf",
+            ".claude/**",
+            ".cursor/**",
+            ".github/workflows/**",
+        ]
     );
     assert_eq!(
         strings(&pack.require_approval_write),
@@ -196,8 +207,62 @@ fn reference_yaml_packs_compile_to_the_built_in_packs() {
     let yaml_ids: Vec<_> = from_yaml.packs().map(|p| p.id.clone()).collect();
     let built_in_ids: Vec<_> = built_in.packs().map(|p| p.id.clone()).collect();
     assert_eq!(yaml_ids, built_in_ids);
+    // The one difference (docs/migration.md): every built-in pack also blocks writes to the agents' own settings.
     for policy in built_in.packs() {
-        assert_eq!(Some(policy), from_yaml.pack(&policy.id), "pack {}", policy.id);
+        let mut reference = from_yaml.pack(&policy.id).unwrap().clone();
+        reference
+            .block_write
+            .extend(AGENT_SETTINGS.iter().map(|p| Pattern::new(p).unwrap()));
+        reference.block_write.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        reference.block_write.dedup();
+        assert_eq!(policy, &reference, "pack {}", policy.id);
+    }
+}
+
+/// The write patterns every built-in pack adds to the reference's: the agents' settings and hook configuration.
+const AGENT_SETTINGS: &[&str] = &[
+    ".claude/**",
+    ".cursor/**",
+    "**/claude-code/managed-settings*",
+    "**/ClaudeCode/managed-settings*",
+    "**/cursor/hooks.json",
+    "**/Cursor/hooks.json",
+];
+
+#[test]
+fn every_built_in_pack_blocks_writes_to_the_agents_settings_and_hooks() {
+    let policies = built_in();
+    for policy in policies.packs() {
+        let blocked: Vec<&str> = strings(&policy.block_write);
+        for pattern in AGENT_SETTINGS {
+            assert!(blocked.contains(pattern), "pack {} lacks {pattern}", policy.id);
+        }
+        // As the hook sends them: absolute, with the project as the workspace root.
+        for target in [
+            "/home/dev/project/.claude/settings.json",
+            "/home/dev/project/.claude/settings.local.json",
+            "/home/dev/.claude/settings.json",
+            "/home/dev/project/.cursor/hooks.json",
+            "/home/dev/.cursor/hooks/guard.sh",
+            "/etc/claude-code/managed-settings.json",
+            "/etc/claude-code/managed-settings.d/10-cavra.json",
+            "/Library/Application Support/ClaudeCode/managed-settings.json",
+            "/etc/cursor/hooks.json",
+        ] {
+            let request = json!({"action_type": "write_file", "target": target,
+                                 "workspace_root": "/home/dev/project", "policy_pack": policy.id});
+            let response = engine::evaluate(
+                &policies,
+                &serde_json::from_value(request).unwrap(),
+                &engine::Context::default(),
+            )
+            .unwrap();
+            assert_eq!(
+                response.rule_id, "filesystem.write.block",
+                "pack {}: {target}",
+                policy.id
+            );
+        }
     }
 }
 

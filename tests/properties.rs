@@ -122,9 +122,9 @@ proptest! {
         let line = shape.replace("{a}", &allowed).replace("{b}", &blocked).replace("{{", "{").replace("}}", "}");
         let alone = decide(&pack, "execute_command", &blocked, PathCase::Sensitive);
         let both = decide(&pack, "execute_command", &line, PathCase::Sensitive);
-        prop_assert_ne!(both.decision, Decision::Allow, "{:?} in {}: {:?}", line, pack, both);
+        prop_assert_ne!(&both.decision, &Decision::Allow, "{:?} in {}: {:?}", line, pack, both);
         if alone.decision == Decision::Block {
-            prop_assert_eq!(both.decision, Decision::Block, "{:?} in {}: {:?}", line, pack, both);
+            prop_assert_eq!(&both.decision, &Decision::Block, "{:?} in {}: {:?}", line, pack, both);
         }
     }
 
@@ -155,8 +155,8 @@ proptest! {
             for spelling in &spellings {
                 let got = decide(&pack, action_type, spelling, case);
                 prop_assert_eq!(
-                    (got.decision, &got.rule_id),
-                    (expected.decision, &expected.rule_id),
+                    (&got.decision, &got.rule_id),
+                    (&expected.decision, &expected.rule_id),
                     "{} {:?} vs {:?} in {} ({:?})", action_type, spelling, base, pack, case
                 );
             }

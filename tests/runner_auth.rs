@@ -147,7 +147,14 @@ fn without_allow_lists_the_socket_mode_decides() {
     fs::set_permissions(daemon.dir(), fs::Permissions::from_mode(0o755)).unwrap();
     let nobody = unprivileged(&["--daemon", "--socket", daemon.socket.to_str().unwrap()], REQUEST);
     assert_eq!(nobody.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&nobody.stderr).contains("Permission denied"));
+    let stderr = String::from_utf8_lossy(&nobody.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "permission denied (you are not in group root): socket {} (owner root (uid 0), group root, mode 0660)",
+            daemon.socket.display()
+        )),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -282,15 +289,16 @@ fn hmac_daemon(dir: &Path, extra: &[&str]) -> (Daemon, PathBuf) {
     (Daemon::start(&args), log)
 }
 
+/// The answer as sent, a refusal (`runner_auth.invalid`) as much as a decision.
 fn send(daemon: &Daemon, request: &EvaluateRequest) -> Value {
-    serde_json::to_value(daemon.client().evaluate(request).unwrap()).unwrap()
+    serde_json::to_value(daemon.client().evaluate_raw(request).unwrap()).unwrap()
 }
 
 #[test]
 fn a_credential_from_the_evidence_log_or_a_captured_request_does_not_authorise_another_request() {
     let dir = tempfile::tempdir().unwrap();
     let (daemon, log) = hmac_daemon(dir.path(), &[]);
-    let signer = RunnerSigner::new(Secret::new(b"runner-secret".to_vec()), String::new(), identity()).unwrap();
+    let signer = RunnerSigner::new(b"runner-secret".to_vec(), String::new(), identity()).unwrap();
     let harmless: EvaluateRequest = serde_json::from_str(REQUEST).unwrap();
     let mut genuine = harmless.clone();
     signer.sign(&mut genuine);
@@ -412,7 +420,7 @@ fn v1_signatures_are_refused_unless_the_daemon_is_told_to_accept_them_and_warns(
         "runner_auth signature is invalid"
     );
     // v2 works beside it.
-    let signer = RunnerSigner::new(Secret::new(b"runner-secret".to_vec()), String::new(), self::identity()).unwrap();
+    let signer = RunnerSigner::new(b"runner-secret".to_vec(), String::new(), self::identity()).unwrap();
     let mut request: EvaluateRequest = serde_json::from_str(REQUEST).unwrap();
     signer.sign(&mut request);
     assert_eq!(send(&migrating, &request)["decision"], "allow");
@@ -741,4 +749,177 @@ fn a_partial_oidc_setup_is_an_error_at_start_before_any_socket_exists() {
         !socket.parent().unwrap().exists(),
         "nothing was created for a daemon that could not start"
     );
+}
+
+/// Runs `openssl` with `args` in `dir`; panics with its output when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A private CA and a certificate it issued for 127.0.0.1: `ca.pem`, `server.pem`, `server.key` in `dir`.
+fn private_ca(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=cavra test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.pem",
+        ],
+    );
+}
+
+/// A real HTTPS server (`openssl s_server -WWW`) serving the files of `dir` on 127.0.0.1; killed on drop.
+struct HttpsServer {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for HttpsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn https_server(dir: &Path, file: &str) -> HttpsServer {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-WWW",
+            "-cert",
+            "server.pem",
+            "-key",
+            "server.key",
+            "-accept",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "openssl s_server did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    HttpsServer {
+        child,
+        url: format!("https://127.0.0.1:{port}/{file}"),
+    }
+}
+
+#[test]
+fn a_jwks_url_over_https_is_trusted_through_the_system_ca_store() {
+    let Some(setup) = oidc_setup() else { return };
+    let dir = setup.dir.path();
+    private_ca(dir);
+    oidc::write_jwks(dir, &[&setup.key]);
+    let server = https_server(dir, "jwks.json");
+    let token = setup.key.token("test-key", &oidc::claims("acme/payments"));
+
+    // The private CA is in the store the system's TLS clients read (SSL_CERT_FILE, as OpenSSL honours it).
+    let trusted = Daemon::start_with(
+        &oidc_daemon_args(&server.url, "--runner-oidc-jwks-url"),
+        &[("SSL_CERT_FILE", dir.join("ca.pem").to_str().unwrap())],
+    );
+    trusted.wait_log("runner OIDC key set loaded");
+    assert_eq!(with_token(&trusted, &setup, &token)["decision"], "allow");
+
+    // Without it, the certificate is from an unknown issuer: no key set, runners refused.
+    let empty = dir.join("empty-store");
+    fs::create_dir(&empty).unwrap();
+    let untrusted = Daemon::start_with(
+        &oidc_daemon_args(&server.url, "--runner-oidc-jwks-url"),
+        &[("SSL_CERT_DIR", empty.to_str().unwrap())],
+    );
+    let log = untrusted.wait_log("cannot fetch the runner OIDC key set yet");
+    assert!(log.contains("UnknownIssuer") || log.contains("unknown issuer"), "{log}");
+    assert_ne!(with_token(&untrusted, &setup, &token)["decision"], "allow");
+}
+
+#[test]
+fn a_jwks_url_that_cannot_be_fetched_makes_health_failing_until_a_key_set_loads() {
+    let Some(setup) = oidc_setup() else { return };
+    let (url, _) = jwks_server(oidc::jwks(&[&setup.key]), 1);
+    let daemon = Daemon::start(&oidc_daemon_args(&url, "--runner-oidc-jwks-url"));
+    let (health, _) = daemon.client().health_as::<Value>().unwrap();
+    assert_eq!(health["status"], "failing", "{health}");
+    assert_eq!(health["reasons"][0]["code"], "jwks.stale", "{health}");
+    let message = health["reasons"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("JWKS URL returned 500 Internal Server Error")
+            && message.contains("every runner OIDC token is refused"),
+        "{message}"
+    );
+    daemon.wait_notification("STATUS=failing: jwks.stale: ");
+
+    // After the back-off, a runner's request fetches the key set again; it loads, and health clears.
+    let token = setup.key.token("test-key", &oidc::claims("acme/payments"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while with_token(&daemon, &setup, &token)["decision"] != "allow" {
+        assert!(Instant::now() < deadline, "the key set never loaded");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (health, _) = daemon.client().health_as::<Value>().unwrap();
+    assert_eq!(
+        (&health["status"], &health["reasons"]),
+        (&json!("ok"), &json!([])),
+        "{health}"
+    );
+    daemon.wait_notification("STATUS=serving ");
 }

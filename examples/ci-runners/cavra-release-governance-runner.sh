@@ -1,18 +1,22 @@
 #!/bin/sh
-# Gate a CI job on cavra-runtime: start a daemon in the job's workspace, ask it about one release-governance request
-# as this runner, verify the evidence it recorded, and fail the job unless the decision is the expected one.
+# Gate a CI job on cavra-runtime: start a daemon of its own, ask it about one release-governance request as this
+# runner, verify the evidence it recorded, and fail the job unless the decision is the expected one.
 #
-# POSIX sh and the cavra-runtime binary; curl only to fetch an OIDC token from GitHub or Azure Pipelines.
+# POSIX sh and the cavra-runtime binary, which also reads every JSON document here (--json-field); curl only to fetch
+# an OIDC token from GitHub or Azure Pipelines. Run this script from trusted code (the default branch, a pinned
+# copy, the installed package), never from the copy in a pull request's checkout while secrets are in the
+# environment: the templates beside it show how.
 #
 # Inputs (environment):
-#   CAVRA_RELEASE_GOVERNANCE_REQUEST    request JSON to evaluate (required)
+#   CAVRA_RELEASE_GOVERNANCE_REQUEST    request JSON to evaluate (required); only read, as data
 #   CAVRA_RUNTIME_PATH                  the binary (default: cavra-runtime on PATH)
 #   CAVRA_EXPECTED_DECISION             allow | require_approval | block (default: allow)
 #   CAVRA_EXPECTED_RULE_ID              rule the decision must come from (default: any)
 #   CAVRA_ALLOW_BLOCKING_DECISION       true lets an expected block pass (default: false)
-#   CAVRA_RELEASE_GOVERNANCE_EVIDENCE_DIR  where everything worth keeping goes; upload it (default: .cavra/go-daemon)
-#   CAVRA_RUNTIME_SOCKET, CAVRA_RUNTIME_EVIDENCE_LOG, CAVRA_RELEASE_GOVERNANCE_RESPONSE, CAVRA_RUNNER_AUTH_CLAIMS,
-#   CAVRA_RUNTIME_LOG_FILE              paths, by default inside the evidence directory
+#   CAVRA_RELEASE_GOVERNANCE_EVIDENCE_DIR  where the evidence is copied for upload; must not exist yet or be empty
+#                                       (default: .cavra/go-daemon)
+#   CAVRA_ALLOW_UNAUTHENTICATED_RUNNER  true: without a runner credential, warn and mark the evidence
+#                                       unauthenticated instead of failing (default: false)
 #   CAVRA_POLICY / CAVRA_POLICY_DIR     read by the daemon itself (default: its built-in packs)
 # Runner authentication (the daemon refuses requests that do not prove who sent them once either is configured):
 #   CAVRA_RUNNER_AUTH_HMAC_KEY or CAVRA_RUNNER_AUTH_KEY_FILE, CAVRA_RUNNER_AUTH_KEY_ID     HMAC-signed runner claims
@@ -24,10 +28,13 @@
 #   CAVRA_RUNNER_PROVIDER, CAVRA_RUNNER_{REPOSITORY,WORKFLOW,RUN_ID,RUN_ATTEMPT,REF,SHA,ACTOR,JOB,NAME}
 #                                       override the runner claims read from the CI provider's variables
 # Evidence signing: CAVRA_DAEMON_EVIDENCE_HMAC_KEY or CAVRA_EVIDENCE_SIGNING_KEY_FILE, CAVRA_DAEMON_EVIDENCE_KEY_ID;
-#   when a key is set the log is verified after the request.
+#   with a key every record must be signed by it.
 #
-# Secrets never reach a command line: the binary reads keys from the environment, and a fetched OIDC token goes to
-# a 0600 file in a private temporary directory (not the evidence directory, which is uploaded) removed on exit.
+# The gate records only evidence it wrote: its daemon, socket and evidence log live in a new private directory
+# (mode 0700, under $RUNNER_TEMP, $AGENT_TEMPDIRECTORY or $TMPDIR, outside the checkout), so the log holds only the
+# decision asked for; it must verify, and the evidence directory it is then copied to must be new or empty, so
+# nothing planted in the checkout ships with it. Secrets never reach a command line: the binary reads keys from the
+# environment, and a fetched OIDC token goes to a 0600 file in the private directory, which is never copied.
 
 set -eu
 umask 077
@@ -59,24 +66,41 @@ request=${CAVRA_RELEASE_GOVERNANCE_REQUEST:-}
 [ -r "$request" ] || die "cannot read the request $request"
 command -v "$runtime" >/dev/null 2>&1 || die "cavra-runtime not found: $runtime (set CAVRA_RUNTIME_PATH)"
 
+# A path handed to the binary or to a tool as an argument: never one that reads as an option (`-x`) or as standard
+# input (`-`).
+argument() {
+    case $1 in
+    -*) printf './%s' "$1" ;;
+    *) printf '%s' "$1" ;;
+    esac
+}
+request=$(argument "$request")
+
 expected_decision=${CAVRA_EXPECTED_DECISION:-allow}
 case $expected_decision in
 allow | require_approval | block) ;;
 *) die "CAVRA_EXPECTED_DECISION must be allow, require_approval or block, not '$expected_decision'" ;;
 esac
 expected_rule_id=${CAVRA_EXPECTED_RULE_ID:-}
-case ${CAVRA_ALLOW_BLOCKING_DECISION:-false} in
-true | TRUE | True | 1 | yes) allow_blocking=true ;;
-*) allow_blocking=false ;;
-esac
+truthy() {
+    case $1 in
+    true | TRUE | True | 1 | yes) return 0 ;;
+    *) return 1 ;;
+    esac
+}
+allow_blocking=false
+if truthy "${CAVRA_ALLOW_BLOCKING_DECISION:-false}"; then allow_blocking=true; fi
+allow_unauthenticated=false
+if truthy "${CAVRA_ALLOW_UNAUTHENTICATED_RUNNER:-false}"; then allow_unauthenticated=true; fi
 
-dir=${CAVRA_RELEASE_GOVERNANCE_EVIDENCE_DIR:-.cavra/go-daemon}
-socket=${CAVRA_RUNTIME_SOCKET:-$dir/cavra-runtime.sock}
-evidence_log=${CAVRA_RUNTIME_EVIDENCE_LOG:-$dir/release-governance-evidence.jsonl}
-response=${CAVRA_RELEASE_GOVERNANCE_RESPONSE:-$dir/release-governance-response.json}
-claims=${CAVRA_RUNNER_AUTH_CLAIMS:-$dir/runner-auth-claims.json}
-daemon_log=${CAVRA_RUNTIME_LOG_FILE:-$dir/cavra-runtime.log}
-verification=$dir/release-governance-evidence-verification.json
+# The evidence directory: new, or empty. Whatever is in it afterwards is this run's.
+dir=$(argument "${CAVRA_RELEASE_GOVERNANCE_EVIDENCE_DIR:-.cavra/go-daemon}")
+[ ! -L "$dir" ] || die "the evidence directory $dir is a symbolic link; the gate writes only a directory of its own"
+if [ -e "$dir" ]; then
+    [ -d "$dir" ] || die "the evidence directory $dir exists and is not a directory"
+    [ -z "$(ls -A -- "$dir")" ] ||
+        die "the evidence directory $dir is not empty: the gate ships only evidence it wrote; remove it (a checkout must not bring one) or name a new directory in CAVRA_RELEASE_GOVERNANCE_EVIDENCE_DIR"
+fi
 
 runner_key_id=${CAVRA_RUNNER_AUTH_KEY_ID:-}
 evidence_key_id=${CAVRA_DAEMON_EVIDENCE_KEY_ID:-}
@@ -88,8 +112,9 @@ token_file=${CAVRA_RUNNER_AUTH_OIDC_TOKEN_FILE:-}
 oidc_auto=${CAVRA_RUNNER_OIDC_AUTO:-true}
 
 # The binary reads these variables too; this script passes what it decided explicitly, so nothing is read twice.
-unset CAVRA_RUNTIME_SOCKET CAVRA_RUNNER_AUTH_CLAIMS CAVRA_RUNNER_AUTH_OIDC_TOKEN_FILE CAVRA_RUNNER_OIDC_ISSUER \
-    CAVRA_RUNNER_OIDC_AUDIENCE CAVRA_RUNNER_OIDC_JWKS CAVRA_RUNNER_OIDC_JWKS_URL
+unset CAVRA_RUNTIME_SOCKET CAVRA_EVIDENCE_LOG CAVRA_RUNNER_AUTH_CLAIMS CAVRA_RUNNER_AUTH_OIDC_TOKEN_FILE \
+    CAVRA_RUNNER_OIDC_ISSUER CAVRA_RUNNER_OIDC_AUDIENCE CAVRA_RUNNER_OIDC_JWKS CAVRA_RUNNER_OIDC_JWKS_URL \
+    CAVRA_LOG_FILE
 
 has_hmac=false
 if [ -n "${CAVRA_RUNNER_AUTH_HMAC_KEY:-}" ] || [ -n "${CAVRA_RUNNER_AUTH_KEY_FILE:-}" ]; then
@@ -100,9 +125,29 @@ if [ -n "${CAVRA_DAEMON_EVIDENCE_HMAC_KEY:-}" ] || [ -n "${CAVRA_EVIDENCE_SIGNIN
     has_evidence_key=true
 fi
 
-mkdir -p "$dir" "$(dirname "$socket")" "$(dirname "$evidence_log")" "$(dirname "$response")" "$(dirname "$claims")"
-private=$(mktemp -d "${TMPDIR:-/tmp}/cavra-runner.XXXXXX")
+# Everything the daemon writes lives here until it is copied out.
+private=$(mktemp -d "${RUNNER_TEMP:-${AGENT_TEMPDIRECTORY:-${TMPDIR:-/tmp}}}/cavra-gate.XXXXXX")
+socket=$private/cavra-runtime.sock
+evidence_log=$private/release-governance-evidence.jsonl
+response=$private/release-governance-response.json
+claims=$private/runner-auth-claims.json
+daemon_log=$private/cavra-runtime.log
+verification=$private/release-governance-evidence-verification.json
+authentication=$private/runner-authentication.json
 daemon_started=false
+
+# Where a file of the private directory is kept.
+kept() {
+    printf '%s/%s' "$dir" "$(basename "$1")"
+}
+
+# Copies what this run wrote (never the token file) to the evidence directory.
+keep_evidence() {
+    mkdir -p -- "$dir" || return 0
+    for file in "$evidence_log" "$response" "$claims" "$daemon_log" "$verification" "$authentication"; do
+        [ ! -f "$file" ] || cp -- "$file" "$dir/"
+    done
+}
 
 cleanup() {
     status=$?
@@ -110,7 +155,8 @@ cleanup() {
     if [ "$daemon_started" = true ]; then
         "$runtime" --lifecycle stop --socket "$socket" >/dev/null || warn "could not stop the daemon on $socket"
     fi
-    rm -rf "$private"
+    keep_evidence || warn "could not copy the evidence to $dir"
+    rm -rf -- "$private"
     exit "$status"
 }
 trap cleanup EXIT
@@ -154,9 +200,9 @@ repository=$(first CAVRA_RUNNER_REPOSITORY GITHUB_REPOSITORY CI_PROJECT_PATH BUI
 workflow=$(first CAVRA_RUNNER_WORKFLOW GITHUB_WORKFLOW CI_PIPELINE_SOURCE BUILD_DEFINITIONNAME)
 
 # --- 3. the runner's OIDC token ----------------------------------------------------------------------------------
-# The "name" string of a one-line JSON document (tokens hold no quotes or backslashes).
+# Field "$1" of the JSON object on standard input, read by the binary's JSON parser.
 json_value() {
-    sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p" | head -n 1
+    "$runtime" --json-field "$1" --input -
 }
 
 # Writes the token read on stdin to the private token file (it may run in a pipeline's subshell, so the caller sets
@@ -254,6 +300,25 @@ if [ -z "$issuer" ] && [ "$explicit_oidc" = true ]; then
     warn "no OIDC issuer and no OIDC token: runner OIDC is not configured"
 fi
 
+# Without a credential the daemon cannot tell this runner from anyone: fail, unless told to go on unauthenticated.
+if [ "$has_hmac" = true ] || [ "$has_token" = true ]; then
+    if [ "$has_token" = true ]; then method=oidc; else method=hmac; fi
+    printf '{"authenticated": true, "method": "%s", "provider": %s}\n' "$method" "$(json_string "$provider")" \
+        >"$authentication"
+else
+    why="no runner credential: neither CAVRA_RUNNER_AUTH_HMAC_KEY (or _KEY_FILE) nor an OIDC token from $provider (a pull request from a fork gets neither)"
+    [ "$allow_unauthenticated" = true ] ||
+        die "$why; set CAVRA_ALLOW_UNAUTHENTICATED_RUNNER=true to run unauthenticated and have the evidence say so"
+    printf '{"authenticated": false, "method": "none", "provider": %s, "reason": %s}\n' \
+        "$(json_string "$provider")" "$(json_string "$why")" >"$authentication"
+    message="UNAUTHENTICATED RUNNER: $why. The decision and its evidence do not prove which runner asked (runner-authentication.json in the evidence says so)."
+    warn "WARNING: $message"
+    case $provider in
+    github-actions) printf '::warning title=cavra-runtime::%s\n' "$message" ;;
+    azure-pipelines) printf '##vso[task.logissue type=warning]%s\n' "$message" ;;
+    esac
+fi
+
 # The claims file: what the request says about this runner. An OIDC token must confirm every field it states, and
 # GitHub's and GitLab's tokens name neither the job nor the runner, so those two are left out then; HMAC-signed
 # claims carry them all.
@@ -285,8 +350,8 @@ if [ -n "$issuer" ]; then
     if [ -n "$jwks" ]; then set -- "$@" --runner-oidc-jwks "$jwks"; else set -- "$@" --runner-oidc-jwks-url "$jwks_url"; fi
 fi
 daemon_started=true
-status_json=$("$runtime" "$@") || die "cavra-runtime did not start; its log is $daemon_log"
-pid=$(printf '%s\n' "$status_json" | sed -n 's/^  "pid": \([0-9]*\),$/\1/p')
+status_json=$("$runtime" "$@") || die "cavra-runtime did not start; its log is $(kept "$daemon_log")"
+pid=$(printf '%s\n' "$status_json" | json_value pid) || pid=unknown
 say "cavra-runtime daemon started on $socket (pid ${pid:-unknown})"
 
 # --- 6. the request ----------------------------------------------------------------------------------------------
@@ -300,31 +365,29 @@ if [ "$has_hmac" = true ] || [ "$has_token" = true ]; then
 fi
 code=0
 "$runtime" "$@" >"$response" || code=$?
+# --exit-code's statuses; any other (1 an error, 2 a usage error) is no decision.
 case $code in
 0) decision=allow ;;
-2) decision=require_approval ;;
 3) decision=block ;;
-*) die "cavra-runtime --daemon failed (exit $code); the daemon's log is $daemon_log" ;;
+4) decision=require_approval ;;
+*) die "cavra-runtime --daemon failed (exit $code); the daemon's log is $(kept "$daemon_log")" ;;
 esac
-
-# A string field of the daemon's indented answer, one `"key": "value",` per line (JSON escapes of " and \ undone).
-field() {
-    sed -n "s/^  \"$1\": \"\(.*\)\",\{0,1\}\$/\1/p" "$response" | head -n 1 | sed -e 's/\\"/"/g' -e 's/\\\\/\\/g'
-}
-rule_id=$(field rule_id)
-reason=$(field reason)
+rule_id=$(json_value rule_id <"$response") || die "the answer in $(kept "$response") has no rule_id"
+reason=$(json_value reason <"$response") || reason=
 
 # --- 7. the evidence ---------------------------------------------------------------------------------------------
 "$runtime" --lifecycle stop --socket "$socket" >/dev/null || warn "could not stop the daemon on $socket"
 daemon_started=false
+set -- --verify-evidence --evidence-log "$evidence_log"
+[ -z "$evidence_key_id" ] || set -- "$@" --evidence-signing-key-id "$evidence_key_id"
+if ! "$runtime" "$@" >"$verification"; then
+    cat "$verification" >&2
+    die "the evidence log does not verify (report: $(kept "$verification"))"
+fi
 if [ "$has_evidence_key" = true ]; then
-    set -- --verify-evidence --evidence-log "$evidence_log"
-    [ -z "$evidence_key_id" ] || set -- "$@" --evidence-signing-key-id "$evidence_key_id"
-    if ! "$runtime" "$@" >"$verification"; then
-        cat "$verification" >&2
-        die "the evidence log $evidence_log does not verify (report: $verification)"
-    fi
-    say "evidence log verified: $verification"
+    say "evidence log verified, every record signed: $(kept "$verification")"
+else
+    say "evidence log verified (unsigned: no evidence key): $(kept "$verification")"
 fi
 
 # --- 8. the gate -------------------------------------------------------------------------------------------------

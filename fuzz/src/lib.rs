@@ -164,8 +164,8 @@ fn check_decision(policies: &PolicySet, request: &EvaluateRequest, response: &De
     assert_eq!(response.policy_id, pack);
     if policies.pack(&pack).is_none() {
         assert_eq!(
-            (response.decision, response.rule_id.as_str()),
-            (Decision::Block, "policy.pack.unknown"),
+            (&response.decision, response.rule_id.as_str()),
+            (&Decision::Block, "policy.pack.unknown"),
             "a request for an unloaded pack must be refused"
         );
     }
@@ -183,7 +183,7 @@ fn check_decision_shape(response: &DecisionResponse) {
         !response.timestamp.is_empty() && !response.rule_id.is_empty(),
         "{response:?}"
     );
-    match response.decision {
+    match &response.decision {
         Decision::Allow => assert!(
             response.approver_group.is_empty(),
             "an allow names no approver: {response:?}"
@@ -193,6 +193,7 @@ fn check_decision_shape(response: &DecisionResponse) {
             "a required approval names its approver group: {response:?}"
         ),
         Decision::Block => {}
+        other => panic!("the daemon decided {other}, which it never does: {response:?}"),
     }
 }
 
@@ -273,6 +274,7 @@ fn evidence_config(path: &Path, recover: bool) -> EvidenceConfig {
         signing: Some(evidence_key()),
         verifying: VerifyingKeys::default(),
         recover,
+        record_lines: false,
     }
 }
 
@@ -355,6 +357,9 @@ fn server() -> &'static Server {
             request_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(3),
             shutdown_grace: Duration::from_secs(1),
+            // Every input must reach the decision path, however fast the fuzzer sends them.
+            decisions_per_uid: None,
+            evidence_bytes_per_uid: None,
         };
         let service = Arc::new(Service::new(policies, limits));
         let _context = runtime.enter();
@@ -731,10 +736,10 @@ fn check_pattern(policies: &PolicySet, pack: &str, pattern: &Pattern, kind: Kind
         // The engine normalises paths and trims commands first; the literal is not what it compares.
         return;
     }
-    let decided = response.decision;
+    let decided = &response.decision;
     let fine = match kind {
-        Kind::BlockRead | Kind::BlockWrite | Kind::BlockCommand => decided == Decision::Block,
-        Kind::ApproveWrite => decided != Decision::Allow,
+        Kind::BlockRead | Kind::BlockWrite | Kind::BlockCommand => *decided == Decision::Block,
+        Kind::ApproveWrite => *decided != Decision::Allow,
         // A command both allowed and blocked is blocked; a git push may still need approval by the git rules.
         Kind::AllowCommand => response.rule_id != "commands.default.require_approval",
     };
@@ -823,8 +828,8 @@ pub fn decision_invariants(data: &[u8]) {
             for spelling in spellings {
                 let got = decide(action_type, &spelling, case).expect("a spelling of a valid path is valid");
                 assert_eq!(
-                    (got.decision, &got.rule_id),
-                    (plain.decision, &plain.rule_id),
+                    (&got.decision, &got.rule_id),
+                    (&plain.decision, &plain.rule_id),
                     "{action_type} {spelling:?} vs {text:?} in {pack} ({case:?})"
                 );
             }

@@ -5,7 +5,8 @@
 # it runs.
 #
 # usage: uninstall.sh [--purge] [--dry-run]
-#   --purge    also delete the evidence directory, the log and its archives, and the account _cavra
+#   --purge    also delete the evidence directory (not what other volumes mounted in it hold), the log and its
+#              archives, and the account _cavra
 #   --dry-run  print the commands and run nothing; it does not look at the system, so it runs anywhere
 set -eu
 
@@ -40,7 +41,8 @@ run rm -f "$PLIST" "$NEWSYSLOG" "$NEWSYSLOG_EVIDENCE" "$SOCKET"
 run rm -rf "$PREFIX"
 
 if [ "$purge" = yes ]; then
-  run rm -rf "$EVIDENCE_DIR"
+  # -x: never into a volume mounted below the evidence directory.
+  run rm -rfx "$EVIDENCE_DIR"
   # The log and newsyslog's numbered archives of it.
   run find "$(dirname "$LOG")" -maxdepth 1 -name "$(basename "$LOG")*" -delete
   run dscl . -delete "/Users/$ACCOUNT"

@@ -8,7 +8,7 @@
 //! loaded stays in use meanwhile.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -104,6 +104,8 @@ struct KeyState {
     /// No refresh before this.
     not_before: Instant,
     backoff: Duration,
+    /// Since when loading the key set fails (the first failure after the last success); `None` after a success.
+    failing_since: Option<SystemTime>,
 }
 
 #[derive(Debug)]
@@ -138,6 +140,7 @@ impl OidcVerifier {
                 error: "not loaded yet".to_owned(),
                 not_before: Instant::now(),
                 backoff: FIRST_BACKOFF,
+                failing_since: None,
             }),
             fetching: tokio::sync::Mutex::new(()),
         }
@@ -180,15 +183,26 @@ impl OidcVerifier {
         match loaded {
             Ok(keys) => {
                 state.keys = Some(Arc::new(keys.clone()));
+                state.failing_since = None;
                 state.backoff = FIRST_BACKOFF;
                 state.not_before = Instant::now() + REFRESH_INTERVAL;
             }
             Err(error) => {
                 state.error = error.clone();
+                state.failing_since.get_or_insert_with(SystemTime::now);
                 state.not_before = Instant::now() + state.backoff;
                 state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+
+    /// Whether the key set is stale: since when loading it has failed, the last error, and whether any key set is
+    /// at hand (without one, every runner token is refused). `None` when the last load worked.
+    pub fn staleness(&self) -> Option<(SystemTime, String, bool)> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state
+            .failing_since
+            .map(|since| (since, state.error.clone(), state.keys.is_some()))
     }
 
     /// Whether a fetch is allowed now (back-off and rate limit have passed).
@@ -272,17 +286,8 @@ impl OidcVerifier {
             });
         }
         // Everything the runner claims must be in the token, or it would be recorded as verified when it was not.
-        let stated = [
-            ("workflow", &identity.workflow),
-            ("run_id", &identity.run_id),
-            ("run_attempt", &identity.run_attempt),
-            ("ref", &identity.git_ref),
-            ("sha", &identity.sha),
-            ("actor", &identity.actor),
-            ("job", &identity.job),
-            ("runner_name", &identity.runner_name),
-        ];
-        for (field, value) in stated {
+        let stated = &identity.fields()[2..];
+        for &(field, value) in stated {
             if value.is_empty() {
                 continue;
             }
@@ -373,10 +378,40 @@ fn load(source: &JwksSource) -> Result<Vec<RsaKey>, String> {
     parse_jwks(&text)
 }
 
+/// The certificate authorities a JWKS URL's certificate may come from: the system's store, as the system's own TLS
+/// clients read it (`SSL_CERT_FILE` and `SSL_CERT_DIR` when set, else the distribution's bundle), so an internal
+/// issuer whose CA the host trusts (GitHub Enterprise Server, GitLab) is trusted here too. On a system whose store
+/// holds nothing usable, the Mozilla list built into this binary. Read once, at the first fetch.
+fn root_certs() -> ureq::tls::RootCerts {
+    static ROOTS: OnceLock<ureq::tls::RootCerts> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            for error in &found.errors {
+                tracing::warn!(%error, "reading the system's CA certificates");
+            }
+            if found.certs.is_empty() {
+                tracing::warn!(
+                    "no CA certificates in the system's store; JWKS URLs are checked against the built-in list"
+                );
+                return ureq::tls::RootCerts::WebPki;
+            }
+            ureq::tls::RootCerts::new_with_certs(
+                &found
+                    .certs
+                    .iter()
+                    .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .clone()
+}
+
 fn fetch(url: &str) -> Result<Vec<u8>, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(FETCH_TIMEOUT))
         .http_status_as_error(false)
+        .tls_config(ureq::tls::TlsConfig::builder().root_certs(root_certs()).build())
         .build()
         .into();
     let mut response = agent

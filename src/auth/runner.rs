@@ -4,34 +4,30 @@
 //!
 //! HMAC signatures come in two versions:
 //!
-//! - **v2** (the default, and what this crate's clients sign): the signature covers the identity, a digest of the
-//!   request it authenticates, when it was made and a random nonce. The daemon accepts it only within a freshness
-//!   window around its own clock, and only once ([`super::replay`]). Payload, one `name=value` line each under the
-//!   version line, no trailing newline:
-//!   `cavra.runner-auth.v2`, the ten identity lines of v1, `request_sha256=<hex>`, `issued_at=<unix seconds>`,
-//!   `nonce=<hex>`. The request digest is SHA-256 over [`canonical_request`].
+//! - **v2** (the default, and what the client crate's [`RunnerSigner`] signs): the signature covers the identity, a
+//!   digest of the request it authenticates, when it was made and a random nonce. The daemon accepts it only within
+//!   a freshness window around its own clock, and only once ([`super::replay`]). The payloads and the request digest
+//!   are defined once, in `cavra_runtime_client::runner_auth`, for signers and this check alike.
 //! - **v1** (the reference's): the signature covers the identity alone, so anyone who has seen it once can attach it
 //!   to any request, forever. Accepted only with `--runner-auth-accept-v1`, for runners being migrated.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use cavra_runtime_client::runner_auth::{
+    self, IdentityError, request_sha256, signing_payload, signing_payload_v2, unix_now,
+};
+pub use cavra_runtime_client::runner_auth::{HMAC_ALGORITHM, OIDC_ALGORITHM, RunnerSigner, canonical_request};
 use hmac::{Hmac, KeyInit as _, Mac as _};
-use sha2::{Digest as _, Sha256};
+use sha2::Sha256;
 
 use super::oidc::{OidcError, OidcVerifier};
 use super::replay::{Refusal, ReplayCache};
 use super::secret::Secret;
 use crate::contract::{EvaluateRequest, RunnerAuthentication, RunnerIdentity};
 
-pub const HMAC_ALGORITHM: &str = "HMAC-SHA256";
-pub const OIDC_ALGORITHM: &str = "OIDC-JWT";
-const PAYLOAD_V1: &str = "cavra.runner-auth.v1";
-const PAYLOAD_V2: &str = "cavra.runner-auth.v2";
 /// A nonce is hex of 16 to 64 random bytes.
 const NONCE_HEX_DIGITS: std::ops::RangeInclusive<usize> = 32..=128;
-/// The random bytes in the nonces this crate makes.
-const NONCE_BYTES: usize = 16;
 /// The most v2 nonces remembered at once: about 16 MB at most, and at the default 60 s window room for 2,000
 /// runner requests a second. Past it, new credentials are refused until older ones expire.
 pub const REPLAY_CACHE_CAPACITY: usize = 1 << 17;
@@ -85,54 +81,13 @@ pub enum RunnerAuthError {
     Oidc(#[from] OidcError),
 }
 
-/// The identity lines both versions sign.
-fn identity_lines(identity: &RunnerIdentity) -> [String; 10] {
-    [
-        format!("provider={}", identity.provider),
-        format!("repository={}", identity.repository),
-        format!("workflow={}", identity.workflow),
-        format!("run_id={}", identity.run_id),
-        format!("run_attempt={}", identity.run_attempt),
-        format!("ref={}", identity.git_ref),
-        format!("sha={}", identity.sha),
-        format!("actor={}", identity.actor),
-        format!("job={}", identity.job),
-        format!("runner_name={}", identity.runner_name),
-    ]
-}
-
-/// The reference's (v1) payload: the identity under its version line.
-pub fn signing_payload(identity: &RunnerIdentity) -> String {
-    let mut lines = vec![PAYLOAD_V1.to_owned()];
-    lines.extend(identity_lines(identity));
-    lines.join("\n")
-}
-
-/// The v2 payload: the identity, the request's digest, the issue time and the nonce.
-pub fn signing_payload_v2(identity: &RunnerIdentity, request_sha256: &str, issued_at: i64, nonce: &str) -> String {
-    let mut lines = vec![PAYLOAD_V2.to_owned()];
-    lines.extend(identity_lines(identity));
-    lines.push(format!("request_sha256={request_sha256}"));
-    lines.push(format!("issued_at={issued_at}"));
-    lines.push(format!("nonce={nonce}"));
-    lines.join("\n")
-}
-
-/// The bytes a v2 signature's request digest covers: the request without `runner_auth`, as compact JSON in the
-/// contract's field order with empty fields left out (what `serde_json` writes for [`EvaluateRequest`]). Fields the
-/// contract does not know are not part of it: the daemon never reads them either. The legacy `record` map is written
-/// with its keys sorted.
-pub fn canonical_request(request: &EvaluateRequest) -> Vec<u8> {
-    let unauthenticated = EvaluateRequest {
-        runner_auth: None,
-        ..request.clone()
-    };
-    serde_json::to_vec(&unauthenticated).expect("a request serialises")
-}
-
-/// Lower-case hex SHA-256 of [`canonical_request`].
-pub fn request_sha256(request: &EvaluateRequest) -> String {
-    hex::encode(Sha256::digest(canonical_request(request)))
+impl From<IdentityError> for RunnerAuthError {
+    fn from(error: IdentityError) -> Self {
+        match error {
+            IdentityError::LineBreak => RunnerAuthError::LineBreak,
+            _ => RunnerAuthError::Identity,
+        }
+    }
 }
 
 fn mac(key: &Secret, payload: &str) -> Hmac<Sha256> {
@@ -143,7 +98,7 @@ fn mac(key: &Secret, payload: &str) -> Hmac<Sha256> {
 
 /// Lower-case hex HMAC-SHA256 of the identity's v1 payload.
 pub fn sign_v1(key: &Secret, identity: &RunnerIdentity) -> String {
-    hex::encode(mac(key, &signing_payload(identity)).finalize().into_bytes())
+    runner_auth::sign_v1(key.expose(), identity)
 }
 
 /// Lower-case hex HMAC-SHA256 of the v2 payload for `request` (its `runner_auth`, if any, is not covered).
@@ -154,50 +109,7 @@ pub fn sign_v2(
     issued_at: i64,
     nonce: &str,
 ) -> String {
-    let payload = signing_payload_v2(identity, &request_sha256(request), issued_at, nonce);
-    hex::encode(mac(key, &payload).finalize().into_bytes())
-}
-
-/// What a runner needs to authenticate requests with HMAC: each request gets a v2 credential of its own.
-#[derive(Debug, Clone)]
-pub struct RunnerSigner {
-    key: Secret,
-    key_id: String,
-    identity: RunnerIdentity,
-}
-
-impl RunnerSigner {
-    /// Refuses an identity the daemon would refuse: without provider and repository, or with a line break.
-    pub fn new(key: Secret, key_id: String, identity: RunnerIdentity) -> Result<Self, RunnerAuthError> {
-        require_identity(&identity)?;
-        reject_line_breaks(&identity)?;
-        Ok(RunnerSigner { key, key_id, identity })
-    }
-
-    /// A fresh v2 `runner_auth` for `request`: issued now, with a new random nonce.
-    pub fn authenticate(&self, request: &EvaluateRequest) -> RunnerAuthentication {
-        let issued_at = unix_now();
-        let nonce = hex::encode(rand::random::<[u8; NONCE_BYTES]>());
-        RunnerAuthentication {
-            signature: sign_v2(&self.key, &self.identity, request, issued_at, &nonce),
-            identity: self.identity.clone(),
-            algorithm: HMAC_ALGORITHM.to_owned(),
-            key_id: self.key_id.clone(),
-            issued_at,
-            nonce,
-        }
-    }
-
-    /// `request` with a fresh credential in its `runner_auth`.
-    pub fn sign(&self, request: &mut EvaluateRequest) {
-        request.runner_auth = Some(self.authenticate(request));
-    }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+    runner_auth::sign_v2(key.expose(), identity, request, issued_at, nonce)
 }
 
 /// How the daemon checks HMAC-signed runners.
@@ -363,36 +275,19 @@ impl RunnerAuthenticator {
 }
 
 fn require_identity(identity: &RunnerIdentity) -> Result<(), RunnerAuthError> {
-    if identity.provider.is_empty() || identity.repository.is_empty() {
-        return Err(RunnerAuthError::Identity);
-    }
-    Ok(())
+    Ok(runner_auth::require_identity(identity)?)
 }
 
-/// The signing payload is one `name=value` line per field, so a value holding a line break could make two
-/// identities sign alike (`provider="p\nrepository=r"` against `provider="p", repository="r"`); such an identity is
-/// refused before its signature is looked at.
+/// Refuses an identity with a line break before its signature is looked at: the payload is one line per field, so
+/// a line break could make two identities sign alike.
 pub fn reject_line_breaks(identity: &RunnerIdentity) -> Result<(), RunnerAuthError> {
-    let fields = [
-        &identity.provider,
-        &identity.repository,
-        &identity.workflow,
-        &identity.run_id,
-        &identity.run_attempt,
-        &identity.git_ref,
-        &identity.sha,
-        &identity.actor,
-        &identity.job,
-        &identity.runner_name,
-    ];
-    if fields.iter().any(|field| field.contains(['\n', '\r'])) {
-        return Err(RunnerAuthError::LineBreak);
-    }
-    Ok(())
+    Ok(runner_auth::reject_line_breaks(identity)?)
 }
 
 #[cfg(test)]
 mod tests {
+    use sha2::Digest as _;
+
     use super::*;
 
     const NOW: i64 = 1_800_000_000;
@@ -477,32 +372,6 @@ mod tests {
 
     fn outcome(authenticator: &RunnerAuthenticator, request: &EvaluateRequest) -> Result<(), String> {
         outcome_at(authenticator, request, NOW)
-    }
-
-    #[test]
-    fn the_v1_payload_is_the_reference_lines() {
-        assert_eq!(
-            signing_payload(&RunnerIdentity {
-                provider: "p".into(),
-                repository: "r".into(),
-                ..Default::default()
-            }),
-            "cavra.runner-auth.v1\nprovider=p\nrepository=r\nworkflow=\nrun_id=\nrun_attempt=\nref=\nsha=\nactor=\njob=\nrunner_name="
-        );
-    }
-
-    #[test]
-    fn the_v2_payload_adds_the_request_digest_time_and_nonce() {
-        let identity = RunnerIdentity {
-            provider: "p".into(),
-            repository: "r".into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            signing_payload_v2(&identity, "d1g35t", 1_800_000_000, "ab"),
-            "cavra.runner-auth.v2\nprovider=p\nrepository=r\nworkflow=\nrun_id=\nrun_attempt=\nref=\nsha=\nactor=\njob=\n\
-             runner_name=\nrequest_sha256=d1g35t\nissued_at=1800000000\nnonce=ab"
-        );
     }
 
     #[test]
@@ -707,7 +576,7 @@ mod tests {
             Err(RunnerAuthError::Identity.to_string())
         );
         assert_eq!(
-            RunnerSigner::new(key, String::new(), bare).unwrap_err(),
+            RunnerAuthError::from(RunnerSigner::new(key.expose().to_vec(), String::new(), bare).unwrap_err()),
             RunnerAuthError::Identity
         );
     }
@@ -743,14 +612,14 @@ mod tests {
             Err(RunnerAuthError::LineBreak.to_string())
         );
         assert_eq!(
-            RunnerSigner::new(key, String::new(), other).unwrap_err(),
+            RunnerAuthError::from(RunnerSigner::new(key.expose().to_vec(), String::new(), other).unwrap_err()),
             RunnerAuthError::LineBreak
         );
     }
 
     #[test]
     fn the_signer_makes_fresh_credentials_the_daemon_accepts() {
-        let signer = RunnerSigner::new(secret("runner-secret"), "k1".into(), identity()).unwrap();
+        let signer = RunnerSigner::new(b"runner-secret".to_vec(), "k1".into(), identity()).unwrap();
         let authenticator = authenticator("k1", false);
         let mut first = request();
         signer.sign(&mut first);

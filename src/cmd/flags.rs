@@ -4,20 +4,22 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser};
 
+use cavra_runtime_client::ServerCheck;
 use clap::ValueEnum;
 
 use crate::auth::oidc::{JwksSource, OidcVerifier};
 use crate::auth::pins::{PackPins, PinError};
+use crate::auth::secret::Source;
 use crate::auth::{HmacRunners, PeerPolicy, PeerPolicyError, RunnerAuthenticator, Secret, SecretError};
-use crate::client::{SYSTEM_SOCKET, ServerCheck};
 use crate::engine::path::workspace_root;
 use crate::engine::{OtherPack, PathCase};
-use crate::evidence::{EvidenceConfig, KeyError, PublicKey, SigningKey, SyncMode, VerifyingKeys};
+use crate::evidence::{EvidenceConfig, KeyError, MinFree, PublicKey, SigningKey, SyncMode, VerifyingKeys};
 use crate::policy::{PolicyConfig, PolicySet, PolicySource};
 use crate::server::listener::ListenOptions;
-use crate::server::{Decisions, Limits};
+use crate::server::{DecisionLogMode, Decisions, Limits, Rate};
 use crate::supervisor::logging::{LogFormat, LogTarget};
 
 #[derive(Debug, Parser)]
@@ -41,6 +43,77 @@ pub struct Cli {
 
     #[command(flatten)]
     pub client: ClientArgs,
+
+    #[command(flatten)]
+    pub hook: HookArgs,
+
+    #[command(flatten)]
+    pub removed: RemovedArgs,
+
+    /// The flags given on the command line (their clap ids), filled by [`Cli::from_command_line`]: a flag the mode
+    /// does not read is an error ([`super::mode_flags`]); one set only in the environment is not.
+    #[arg(skip)]
+    pub given: Vec<String>,
+}
+
+impl Cli {
+    /// Parses the process's arguments (on an error, clap prints it and exits) and notes which flags were given.
+    pub fn from_command_line() -> Self {
+        Self::from_matches(&Self::command().get_matches())
+    }
+
+    /// As [`Cli::from_command_line`], from `args` (the program name first).
+    pub fn try_from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Ok(Self::from_matches(&Self::command().try_get_matches_from(args)?))
+    }
+
+    fn from_matches(matches: &clap::ArgMatches) -> Self {
+        let mut cli = Self::from_arg_matches(matches).unwrap_or_else(|error| error.exit());
+        cli.given = Self::command()
+            .get_arguments()
+            .map(|arg| arg.get_id().as_str())
+            .filter(|id| matches.value_source(id) == Some(ValueSource::CommandLine))
+            .map(str::to_owned)
+            .collect();
+        cli
+    }
+}
+
+/// The reference's flags that carry a secret on the command line, accepted only to be refused with what to use
+/// instead (see [`super::mode_flags`]). Without them clap would suggest the "similar" `--evidence-signing-key-id`,
+/// which would put the secret into a key id and leave the log unsigned.
+#[derive(Debug, Clone, Args)]
+pub struct RemovedArgs {
+    #[arg(long, hide = true, value_name = "KEY")]
+    pub evidence_signing_key: Option<GivenSecret>,
+
+    #[arg(long, hide = true, value_name = "KEY")]
+    pub runner_auth_key: Option<GivenSecret>,
+
+    #[arg(long, hide = true, value_name = "TOKEN")]
+    pub runner_auth_oidc_token: Option<GivenSecret>,
+}
+
+/// A secret given on the command line: its text is dropped at once and never shown.
+#[derive(Clone)]
+pub struct GivenSecret;
+
+impl std::fmt::Debug for GivenSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<not kept>")
+    }
+}
+
+impl std::str::FromStr for GivenSecret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(_: &str) -> Result<Self, Self::Err> {
+        Ok(GivenSecret)
+    }
 }
 
 /// Everything `--serve` reads (and `--lifecycle start` passes on to the daemon it starts); the client modes borrow
@@ -66,6 +139,54 @@ pub struct ServeArgs {
     pub auth: AuthArgs,
 }
 
+/// A key the daemon takes from an environment variable, and the systemd credential it belongs in instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvironmentKey {
+    pub variable: &'static str,
+    pub credential: &'static str,
+    /// The flag that names a key file instead.
+    pub flag: &'static str,
+}
+
+impl ServeArgs {
+    /// The keys the daemon would take from the environment (the reference's variables), because no key file and
+    /// no credential gives them.
+    pub fn keys_from_environment(&self) -> Vec<EnvironmentKey> {
+        let mut keys = vec![(
+            self.auth.runner_auth_key_file.as_deref(),
+            EnvironmentKey {
+                variable: RUNNER_KEY_VARIABLE,
+                credential: RUNNER_KEY_CREDENTIAL,
+                flag: "--runner-auth-key-file",
+            },
+        )];
+        if !self.evidence.evidence_log.is_empty() {
+            keys.push((
+                self.evidence.evidence_signing_key_file.as_deref(),
+                EnvironmentKey {
+                    variable: EVIDENCE_KEY_VARIABLE,
+                    credential: EVIDENCE_KEY_CREDENTIAL,
+                    flag: "--evidence-signing-key-file",
+                },
+            ));
+        }
+        keys.into_iter()
+            .filter(|(file, key)| {
+                matches!(
+                    Secret::source(*file, key.credential, Some(key.variable)),
+                    Some(Source::Environment(_))
+                )
+            })
+            .map(|(_, key)| key)
+            .collect()
+    }
+}
+
+const RUNNER_KEY_CREDENTIAL: &str = "runner-auth-key";
+const RUNNER_KEY_VARIABLE: &str = "CAVRA_RUNNER_AUTH_HMAC_KEY";
+const EVIDENCE_KEY_CREDENTIAL: &str = "evidence-signing-key";
+const EVIDENCE_KEY_VARIABLE: &str = "CAVRA_DAEMON_EVIDENCE_HMAC_KEY";
+
 #[derive(Debug, Clone, Args)]
 #[group(multiple = false)]
 #[command(next_help_heading = "Modes (at most one; none evaluates one request here)")]
@@ -82,10 +203,50 @@ pub struct Mode {
     #[arg(long)]
     pub verify_evidence: bool,
 
+    /// Check the whole --serve configuration (flags, policies, registry, pins, keys, runner authentication) without
+    /// serving; print what would be served, or exit 1 with what is wrong.
+    #[arg(long)]
+    pub check: bool,
+
+    /// Make the running daemon reload its policy (SIGHUP to the process serving --socket) and wait for the outcome:
+    /// exit 0 once the new policy is in force, 1 when it did not load (the previous one stays in force). The
+    /// packaged units' ExecReload=.
+    #[arg(long)]
+    pub reload: bool,
+
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell), generated from these flags.
+    #[arg(long, value_name = "SHELL", value_enum)]
+    pub completions: Option<clap_complete::Shell>,
+
+    /// Ask a running daemon for its metrics and print them in the Prometheus text format (or write them to
+    /// --output, atomically, for node_exporter's textfile collector).
+    #[arg(long)]
+    pub metrics: bool,
+
     /// Manage a daemon by hand: start it in the background (with every --serve option), report its status, or
     /// stop it. For hosts without a service manager.
     #[arg(long, value_name = "ACTION", value_enum)]
     pub lifecycle: Option<LifecycleAction>,
+
+    /// Answer an AI coding agent's pre-tool hook: read the agent's hook input on standard input, ask the daemon
+    /// about the tool call, and answer in the agent's protocol; anything that goes wrong is a refusal
+    /// (docs/agents.md).
+    #[arg(long, value_name = "AGENT", value_enum)]
+    pub hook: Option<HookAgent>,
+
+    /// Print field NAME of the JSON object in --input (a string as its plain text, anything else as JSON): for
+    /// scripts without a JSON tool. Exit 1 when the input is not a JSON object or has no such field.
+    #[arg(long, value_name = "NAME")]
+    pub json_field: Option<String>,
+}
+
+/// The agents whose hook protocol `--hook` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HookAgent {
+    /// Claude Code's PreToolUse hook.
+    ClaudeCode,
+    /// Cursor's beforeShellExecution, beforeMCPExecution, beforeReadFile and preToolUse hooks.
+    Cursor,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -190,11 +351,12 @@ impl PolicyArgs {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Socket")]
 pub struct SocketArgs {
-    /// Unix socket to serve on or connect to. Default: /run/cavra/cavra-runtime.sock for root
-    /// (/var/run/cavra-runtime.sock on macOS), $XDG_RUNTIME_DIR/cavra/cavra-runtime.sock otherwise
-    /// (.cavra/cavra-runtime.sock without it).
-    #[arg(long, value_name = "PATH", env = SOCKET_ENV, default_value_os_t = default_socket_path())]
-    pub socket: PathBuf,
+    /// Unix socket to serve on or connect to. Default for --serve and --lifecycle: /run/cavra/cavra-runtime.sock
+    /// for root (/var/run/cavra-runtime.sock on macOS), $XDG_RUNTIME_DIR/cavra/cavra-runtime.sock otherwise
+    /// (.cavra/cavra-runtime.sock without it); --daemon asks that socket of yours if a daemon listens there, else
+    /// the system socket.
+    #[arg(long, value_name = "PATH", env = SOCKET_ENV)]
+    pub socket: Option<PathBuf>,
 
     /// File mode of a socket the daemon binds itself (octal). Activated sockets keep their unit's mode.
     #[arg(long, value_name = "MODE", env = "CAVRA_SOCKET_MODE", default_value = "0660", value_parser = parse_mode)]
@@ -208,14 +370,31 @@ pub struct SocketArgs {
         default_value = "cavra-runtime"
     )]
     pub listen_fd_name: String,
+
+    /// The socket systemd passes for metrics (a TCP socket, its FileDescriptorName=): the daemon answers
+    /// `GET /metrics` there in the Prometheus text format. Without it, metrics are available with --metrics.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "CAVRA_METRICS_LISTEN_FD_NAME",
+        default_value = "metrics"
+    )]
+    pub metrics_listen_fd_name: String,
 }
 
 impl SocketArgs {
+    /// The socket a daemon binds and `--lifecycle` manages: --socket, else [`default_socket_path`]. Client modes
+    /// find theirs with [`cavra_runtime_client::find_socket`] instead.
+    pub fn path(&self) -> PathBuf {
+        self.socket.clone().unwrap_or_else(default_socket_path)
+    }
+
     pub fn listen_options(&self) -> ListenOptions {
         ListenOptions {
-            socket: self.socket.clone(),
+            socket: self.path(),
             mode: self.socket_mode,
             fd_name: self.listen_fd_name.clone(),
+            metrics_fd_name: self.metrics_listen_fd_name.clone(),
         }
     }
 }
@@ -224,12 +403,8 @@ impl SocketArgs {
 #[command(next_help_heading = "Limits (daemon)")]
 pub struct LimitArgs {
     /// Largest request accepted, in bytes; a larger one is answered daemon.request.too_large without being read.
-    #[arg(
-        long,
-        value_name = "BYTES",
-        env = "CAVRA_MAX_REQUEST_BYTES",
-        default_value = "1048576"
-    )]
+    /// Each field has its own maximum besides (docs/protocol.md).
+    #[arg(long, value_name = "BYTES", env = "CAVRA_MAX_REQUEST_BYTES", default_value = "65536")]
     pub max_request_bytes: usize,
 
     /// Connections served at once; past it a client is answered daemon.overloaded.
@@ -264,6 +439,37 @@ pub struct LimitArgs {
     /// Time requests in flight get to finish after SIGTERM.
     #[arg(long, value_name = "DURATION", env = "CAVRA_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Decisions a second one peer uid may ask for, sustained; past it (and its burst) that uid is answered
+    /// daemon.rate_limited and others are still served. 0: no limit.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "CAVRA_MAX_DECISIONS_PER_SECOND_PER_UID",
+        default_value = "100"
+    )]
+    pub max_decisions_per_second_per_uid: u64,
+
+    /// Decisions one peer uid may ask for at once above --max-decisions-per-second-per-uid.
+    #[arg(long, value_name = "N", env = "CAVRA_DECISION_BURST_PER_UID", default_value = "1000",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub decision_burst_per_uid: u64,
+
+    /// Bytes of evidence a second one peer uid's decisions may have recorded, sustained; past it (and its burst)
+    /// that uid is answered daemon.rate_limited and nothing is recorded. 0: no limit.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        env = "CAVRA_MAX_EVIDENCE_BYTES_PER_SECOND_PER_UID",
+        default_value = "1048576"
+    )]
+    pub max_evidence_bytes_per_second_per_uid: u64,
+
+    /// Bytes of evidence one peer uid's decisions may have recorded at once above
+    /// --max-evidence-bytes-per-second-per-uid.
+    #[arg(long, value_name = "BYTES", env = "CAVRA_EVIDENCE_BURST_BYTES_PER_UID", default_value = "8388608",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub evidence_burst_bytes_per_uid: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -291,8 +497,18 @@ impl LimitArgs {
             request_timeout: self.request_timeout,
             idle_timeout: self.idle_timeout,
             shutdown_grace: self.shutdown_grace,
+            decisions_per_uid: rate(self.max_decisions_per_second_per_uid, self.decision_burst_per_uid),
+            evidence_bytes_per_uid: rate(
+                self.max_evidence_bytes_per_second_per_uid,
+                self.evidence_burst_bytes_per_uid,
+            ),
         })
     }
+}
+
+/// A per-uid rate; none when `per_second` is 0.
+fn rate(per_second: u64, burst: u64) -> Option<Rate> {
+    (per_second > 0).then_some(Rate { per_second, burst })
 }
 
 #[derive(Debug, Clone, Args)]
@@ -319,6 +535,17 @@ pub struct LogArgs {
     )]
     pub log_format: LogFormat,
 
+    /// Which decisions get a log line (a journal entry) of their own: all; non-allow (blocks and approvals, with the
+    /// allowed ones counted in one summary line per interval); none. The evidence log keeps every decision anyway.
+    #[arg(
+        long,
+        value_name = "MODE",
+        env = "CAVRA_LOG_DECISIONS",
+        value_enum,
+        default_value = "non-allow"
+    )]
+    pub log_decisions: DecisionLogMode,
+
     /// Append the log (and everything else on stderr) to this file. When log rotation renames or removes it, the
     /// daemon opens a new one at the path before its next line, so newsyslog or logrotate need not signal it.
     /// With --lifecycle start: where the started daemon's output goes (default: the socket path with a .log
@@ -334,7 +561,8 @@ pub struct LifecycleArgs {
     #[arg(long, value_name = "PATH", env = "CAVRA_PID_FILE")]
     pub pid: Option<PathBuf>,
 
-    /// How long start waits for the daemon to answer, and stop waits for it to exit before SIGKILL.
+    /// How long start waits for the daemon to answer, status for its answer, and stop for it to exit before
+    /// SIGKILL.
     #[arg(long, value_name = "DURATION", env = "CAVRA_LIFECYCLE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub lifecycle_timeout: Duration,
 
@@ -432,8 +660,8 @@ impl AuthArgs {
     pub fn runner_key(&self) -> Result<Option<Secret>, SecretError> {
         Secret::locate(
             self.runner_auth_key_file.as_deref(),
-            "runner-auth-key",
-            Some("CAVRA_RUNNER_AUTH_HMAC_KEY"),
+            RUNNER_KEY_CREDENTIAL,
+            Some(RUNNER_KEY_VARIABLE),
         )
     }
 
@@ -525,6 +753,19 @@ pub struct EvidenceArgs {
     #[arg(long)]
     pub evidence_recover: bool,
 
+    /// Free space the evidence log's file system should keep: a percentage of its size (5%) or bytes (2G, 512M);
+    /// below it the health answer says degraded, with the reason, and a warning is logged. 0 turns it off.
+    #[arg(long, value_name = "SIZE|N%", env = "CAVRA_EVIDENCE_MIN_FREE", default_value = "5%",
+          value_parser = parse_min_free)]
+    pub evidence_min_free: MinFree,
+
+    /// Put each evidence record, byte for byte, in its decision's log event (journal field EVIDENCE_RECORD, beside
+    /// EVIDENCE_SEQUENCE and EVIDENCE_RECORD_HASH), and log each link record the same way: the journal and its
+    /// shippers (systemd-journal-upload) then carry the chain off the host, where --verify-evidence --journal
+    /// rebuilds and verifies it per machine.
+    #[arg(long, env = "CAVRA_LOG_EVIDENCE_RECORDS")]
+    pub log_evidence_records: bool,
+
     /// With --verify-evidence: journal entries to cross-check the log against, as `journalctl -o json` writes them
     /// (a file), or a journal directory (read with `journalctl -D`); repeatable. Records the journal saw that the
     /// log lacks are reported.
@@ -558,8 +799,8 @@ impl EvidenceArgs {
     pub fn signing_key(&self) -> Result<Option<SigningKey>, EvidenceKeyError> {
         let hmac = Secret::locate(
             self.evidence_signing_key_file.as_deref(),
-            "evidence-signing-key",
-            Some("CAVRA_DAEMON_EVIDENCE_HMAC_KEY"),
+            EVIDENCE_KEY_CREDENTIAL,
+            Some(EVIDENCE_KEY_VARIABLE),
         )?;
         let ed25519 = Secret::locate(self.evidence_ed25519_key_file.as_deref(), ED25519_CREDENTIAL, None)?;
         let key_id = Some(self.evidence_signing_key_id.as_str()).filter(|id| !id.is_empty());
@@ -636,6 +877,7 @@ impl EvidenceArgs {
             signing: self.signing_key()?,
             verifying: self.public_keys()?,
             recover: self.evidence_recover,
+            record_lines: self.log_evidence_records,
         }))
     }
 }
@@ -650,11 +892,23 @@ pub struct ClientArgs {
     #[arg(long, value_name = "FILE", default_value = "-")]
     pub input: PathBuf,
 
-    /// With --daemon: exit 0 for allow, 2 for require_approval, 3 for block (errors exit 1).
+    /// With --daemon or one-shot: exit 0 for allow, 3 for block (and a refusal, or a decision this version does
+    /// not know), 4 for require_approval. Errors exit 1 and usage errors 2, so neither reads as a decision.
     #[arg(long)]
     pub exit_code: bool,
 
-    /// With --daemon: how long to wait for the daemon's answer.
+    /// With --metrics: write the metrics to this file instead of standard output, atomically (a temporary file in
+    /// the same directory, renamed over it), readable by all: e.g.
+    /// /var/lib/prometheus/node-exporter/cavra-runtime.prom.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// With --reload: how long to wait for the reload's outcome.
+    #[arg(long, value_name = "DURATION", env = "CAVRA_RELOAD_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub reload_timeout: Duration,
+
+    /// With --daemon and --hook: how long the whole exchange may take: connecting, sending and the answer. For
+    /// --hook, everything from reading the agent's input to answering it; keep it below the agent's hook timeout.
     #[arg(long, value_name = "DURATION", env = "CAVRA_CLIENT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub client_timeout: Duration,
 
@@ -686,25 +940,71 @@ impl ClientArgs {
     }
 }
 
-/// The environment variable that names the socket for every mode.
-pub const SOCKET_ENV: &str = "CAVRA_RUNTIME_SOCKET";
+/// Claude Code's and Cursor's tools that neither read, write, run nor reach out (docs/agents.md): a hook lets them
+/// go ahead without asking the daemon.
+pub const HARMLESS_TOOLS: &[&str] = &[
+    "Agent",
+    "AskUserQuestion",
+    "EnterPlanMode",
+    "ExitPlanMode",
+    "Task",
+    "TaskCreate",
+    "TaskGet",
+    "TaskList",
+    "TaskOutput",
+    "TaskStop",
+    "TaskUpdate",
+    "TodoWrite",
+    "ToolSearch",
+];
 
-/// Where the socket lives when nobody says, one rule for the daemon, its clients and the lifecycle commands:
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Agent hooks (--hook)")]
+pub struct HookArgs {
+    /// Tools that go ahead without asking the daemon (and so without an evidence record): tools that neither read,
+    /// write, run nor reach out. Every tool that is neither listed here nor mapped to a file, command or MCP request
+    /// (WebFetch, WebSearch, tools the hook does not know) is asked about as itself, which the pack's default
+    /// decides: approval. Repeatable or comma-separated; replaces the default list; an empty value lists none.
+    #[arg(
+        long,
+        value_name = "TOOL",
+        env = "CAVRA_HOOK_ALLOW_TOOLS",
+        value_delimiter = ',',
+        default_values = HARMLESS_TOOLS
+    )]
+    pub hook_allow_tool: Vec<String>,
+
+    /// Never answer "ask": require_approval is refused with its reason, as in the permission modes where the agent
+    /// does not enforce an ask (auto, dontAsk, bypassPermissions). For sessions nobody answers (`claude -p`, CI).
+    #[arg(long, env = "CAVRA_HOOK_NO_ASK")]
+    pub hook_no_ask: bool,
+
+    /// Decide in this process with the policy flags (--policy, --policy-dir, --pin-pack, ...) instead of asking the
+    /// daemon. Nothing is recorded as evidence.
+    #[arg(long)]
+    pub hook_in_process: bool,
+
+    /// The policy pack every request names. Default: none, so the daemon's pins or default pack decide.
+    #[arg(long, value_name = "ID", env = "CAVRA_POLICY_PACK")]
+    pub hook_pack: Option<String>,
+}
+
+impl HookArgs {
+    /// Whether `tool` goes ahead without asking.
+    pub fn is_harmless(&self, tool: &str) -> bool {
+        self.hook_allow_tool.iter().any(|listed| listed == tool)
+    }
+}
+
+/// The environment variable that names the socket for every mode.
+pub use cavra_runtime_client::SOCKET_ENV;
+
+/// Where the daemon's socket lives when --socket does not say, for the daemon and the lifecycle commands:
 /// `$CAVRA_RUNTIME_SOCKET`, else the system socket for root (`/run/cavra/cavra-runtime.sock`; on macOS
 /// `/var/run/cavra-runtime.sock`), else `$XDG_RUNTIME_DIR/cavra/cavra-runtime.sock`, else
-/// `.cavra/cavra-runtime.sock`.
+/// `.cavra/cavra-runtime.sock` ([`cavra_runtime_client::own_socket`]).
 pub fn default_socket_path() -> PathBuf {
-    let non_empty = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
-    if let Some(path) = non_empty(SOCKET_ENV) {
-        return path.into();
-    }
-    if nix::unistd::geteuid().is_root() {
-        return SYSTEM_SOCKET.into();
-    }
-    match non_empty("XDG_RUNTIME_DIR") {
-        Some(runtime_dir) => PathBuf::from(runtime_dir).join("cavra/cavra-runtime.sock"),
-        None => PathBuf::from(".cavra/cavra-runtime.sock"),
-    }
+    cavra_runtime_client::discovery::socket_from_env().unwrap_or_else(cavra_runtime_client::own_socket)
 }
 
 fn parse_mode(text: &str) -> Result<u32, String> {
@@ -712,6 +1012,10 @@ fn parse_mode(text: &str) -> Result<u32, String> {
         .ok()
         .filter(|mode| *mode <= 0o777)
         .ok_or_else(|| format!("{text:?} is not an octal file mode such as 0660"))
+}
+
+fn parse_min_free(text: &str) -> Result<MinFree, String> {
+    text.parse()
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -10,6 +10,7 @@ use tokio::signal::unix::SignalKind;
 
 use super::flags::{AuthArgs, AuthConfigError, DecisionsError, EvidenceArgs, EvidenceKeyError, LimitError, ServeArgs};
 use crate::auth::oidc::JwksSource;
+use crate::auth::secret::{self, ExposedSecret, PACKAGED_SETTINGS};
 use crate::auth::{RunnerAuthenticator, SecretError};
 use crate::evidence::{EvidenceError, EvidenceLog};
 use crate::policy::{PolicyConfig, PolicyError, PolicySet};
@@ -46,19 +47,54 @@ pub enum ServeError {
     Decisions(#[from] DecisionsError),
     #[error(transparent)]
     Limits(#[from] LimitError),
+    #[error(transparent)]
+    ExposedSecret(#[from] ExposedSecret),
+}
+
+/// Everything `--serve` reads from its flags and files before it takes a socket; `--check` stops here.
+pub struct Configured {
+    pub config: PolicyConfig,
+    pub policies: PolicySet,
+    pub decisions: server::Decisions,
+    pub limits: server::Limits,
+    pub peers: crate::auth::PeerPolicy,
+    pub runners: Option<RunnerAuthenticator>,
+}
+
+/// Reads and checks the configuration: flags, policies and registry, pins, limits, allow-lists, runner
+/// authentication (its keys, a JWKS file) and the evidence keys.
+pub fn configure(args: &ServeArgs) -> Result<Configured, ServeError> {
+    let config = args.policy.config();
+    let policies = PolicySet::load(&config)?;
+    let decisions = args.policy.decisions(&policies)?;
+    let limits = args.limits.limits()?;
+    check_keys_from_environment(args)?;
+    let peers = args.auth.peer_policy().map_err(AuthConfigError::from)?;
+    let runners = runner_auth(&args.auth)?;
+    args.evidence.config()?;
+    Ok(Configured {
+        config,
+        policies,
+        decisions,
+        limits,
+        peers,
+        runners,
+    })
 }
 
 pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     // Held to the end: dropping it writes out the log lines still queued.
     let logs = &args.logging;
     let _log = logging::init(logs.log_target, logs.log_format, logs.log_file.as_deref())?;
-    let config = args.policy.config();
-    let policies = PolicySet::load(&config)?;
     // Everything that can be wrong with the configuration is found before a socket exists.
-    let decisions = args.policy.decisions(&policies)?;
-    let limits = args.limits.limits()?;
-    let peers = args.auth.peer_policy().map_err(AuthConfigError::from)?;
-    let runners = runner_auth(&args.auth)?;
+    let Configured {
+        config,
+        policies,
+        decisions,
+        limits,
+        peers,
+        runners,
+    } = configure(args)?;
     raise_open_file_limit(args.limits.max_connections);
     // First, while this is the only thread: taking activated sockets edits the environment. A socket bound here is
     // removed again if anything below fails.
@@ -70,6 +106,10 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
         source,
     };
     acquired.listener.set_nonblocking(true).map_err(serve_error)?;
+    let metrics_listener = acquired.metrics;
+    if let Some(metrics) = &metrics_listener {
+        metrics.set_nonblocking(true).map_err(serve_error)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,9 +119,12 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     }
     let mut service = Service::new(policies, limits)
         .with_peers(peers)
-        .with_decisions(decisions);
+        .with_decisions(decisions)
+        .with_decision_log(args.logging.log_decisions);
     if let Some(evidence) = &evidence {
-        service = service.with_evidence(evidence.clone());
+        service = service
+            .with_evidence(evidence.clone())
+            .with_evidence_min_free(args.evidence.evidence_min_free);
     }
     if let Some(runners) = runners {
         service = service.with_runner_auth(runners);
@@ -92,7 +135,11 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     let service = Arc::new(service);
     let result = runtime.block_on(async {
         let listener = tokio::net::UnixListener::from_std(acquired.listener).map_err(serve_error)?;
-        serve_until_stopped(listener, &origin, service, config).await
+        let metrics = metrics_listener
+            .map(tokio::net::TcpListener::from_std)
+            .transpose()
+            .map_err(serve_error)?;
+        serve_until_stopped(listener, metrics, &origin, service, config).await
     });
     if let Some(evidence) = evidence {
         evidence.close();
@@ -100,6 +147,28 @@ pub fn run(args: &ServeArgs) -> Result<(), ServeError> {
     // `origin` drops here: a socket this process bound is removed, an activated one is left to its manager.
     drop(origin);
     result
+}
+
+/// A key taken from the environment is warned about: a service's environment comes from a settings file, which
+/// is easily left readable (the reference's variables, kept for its runners). Refused outright when the packaged
+/// settings file sets it and users other than root can read that file.
+fn check_keys_from_environment(args: &ServeArgs) -> Result<(), ServeError> {
+    let settings = PACKAGED_SETTINGS.map(std::path::Path::new);
+    for key in args.keys_from_environment() {
+        if let Some(exposed) = secret::exposed_in(&settings, key.variable, key.credential) {
+            return Err(exposed.into());
+        }
+        tracing::warn!(
+            variable = key.variable,
+            "the key in {} comes from the environment; whoever can read the settings file that set it (or the \
+             daemon's environment) has it. Put it in /etc/credstore/{} (mode 0600) for the unit's LoadCredential=, \
+             or in a file named by {}, and unset the variable",
+            key.variable,
+            key.credential,
+            key.flag
+        );
+    }
+    Ok(())
 }
 
 /// The runner authentication the daemon requires, with its OIDC key set loaded (a JWKS file must load; a URL
@@ -182,6 +251,7 @@ fn open_evidence(evidence: &EvidenceArgs) -> Result<Option<EvidenceLog>, ServeEr
 
 async fn serve_until_stopped(
     listener: tokio::net::UnixListener,
+    metrics: Option<tokio::net::TcpListener>,
     origin: &Origin,
     service: Arc<Service>,
     config: PolicyConfig,
@@ -193,9 +263,10 @@ async fn serve_until_stopped(
     let mut interrupt = install(SignalKind::interrupt(), "SIGINT")?;
     let hangup = install(SignalKind::hangup(), "SIGHUP")?;
 
-    let status = serving_status(&service, origin);
-    tracing::info!(pid = std::process::id(), "{status}");
-    notify::ready(&status);
+    let serving = serving_status(&service, origin);
+    tracing::info!(pid = std::process::id(), "{serving}");
+    notify::ready(&service.health().status_line(&serving));
+    let health_status = tokio::spawn(report_health(Arc::clone(&service), origin.to_string()));
     let watchdog = notify::watchdog_interval().map(|interval| {
         tokio::spawn(async move {
             loop {
@@ -203,6 +274,13 @@ async fn serve_until_stopped(
                 tokio::time::sleep(interval).await;
             }
         })
+    });
+    let scrapes = metrics.map(|metrics| {
+        match metrics.local_addr() {
+            Ok(address) => tracing::info!(%address, "serving metrics at http://{address}/metrics"),
+            Err(error) => tracing::info!(%error, "serving metrics on the passed socket"),
+        }
+        tokio::spawn(server::serve_metrics(metrics, Arc::clone(&service)))
     });
     let reloads = tokio::spawn(reload_on_hangup(
         hangup,
@@ -221,6 +299,10 @@ async fn serve_until_stopped(
     };
     let served = server::run(listener, shutdown, service).await;
     reloads.abort();
+    health_status.abort();
+    if let Some(scrapes) = scrapes {
+        scrapes.abort();
+    }
     if let Some(watchdog) = watchdog {
         watchdog.abort();
     }
@@ -241,6 +323,37 @@ fn serving_status(service: &Service, origin: &impl std::fmt::Display) -> String 
         policies.default_pack(),
         policies.digest()
     )
+}
+
+/// How often the status line is brought up to date with the health answer.
+const HEALTH_STATUS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps the service manager's status line (`STATUS=`, what `systemctl status` shows) telling what the health
+/// answer says: a change of status or reasons is sent, and logged, when it happens.
+async fn report_health(service: Arc<Service>, origin: String) {
+    let mut last = (String::new(), Vec::new());
+    let mut ticks = tokio::time::interval(HEALTH_STATUS_INTERVAL);
+    loop {
+        ticks.tick().await;
+        let health = service.health();
+        let now = (
+            health.health.status.clone(),
+            health.reasons.iter().map(|reason| reason.code).collect::<Vec<_>>(),
+        );
+        if now != last {
+            if !last.0.is_empty() {
+                match health.reasons.as_slice() {
+                    [] => tracing::info!("health: ok"),
+                    reasons => {
+                        let codes: Vec<&str> = reasons.iter().map(|reason| reason.code).collect();
+                        tracing::warn!(status = %health.health.status, reasons = %codes.join(","), "health: {}", health.health.status);
+                    }
+                }
+            }
+            notify::status(&health.status_line(&serving_status(&service, &origin)));
+            last = now;
+        }
+    }
 }
 
 /// Reloads policy and registry, and reopens the evidence log, on each SIGHUP. A policy that fails to load leaves
@@ -273,18 +386,19 @@ async fn reload_on_hangup(
         match loaded {
             Ok(Ok(policies)) => {
                 service.replace_policies(policies);
-                let status = serving_status(&service, &origin);
-                tracing::info!("policy reloaded; {status}");
-                notify::ready(&status);
+                service.record_reload(Ok(()));
+                tracing::info!("policy reloaded; {}", serving_status(&service, &origin));
             }
             Ok(Err(error)) => {
+                service.record_reload(Err(error.clone()));
                 tracing::error!(%error, "policy reload failed; the previous policy stays in force");
-                notify::ready(&format!("reload failed, previous policy still in force: {error}"));
             }
             Err(error) => {
+                service.record_reload(Err(format!("the reload task failed: {error}")));
                 tracing::error!(%error, "policy reload task failed; the previous policy stays in force");
-                notify::ready("reload failed, previous policy still in force");
             }
         }
+        // The health answer's status line names a failed reload (reload.failed) until a reload works.
+        notify::ready(&service.health().status_line(&serving_status(&service, &origin)));
     }
 }

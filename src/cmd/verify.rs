@@ -1,6 +1,8 @@
 //! `--verify-evidence`: check an evidence log's hash chain (and signatures, given keys) and print the report. One
 //! file gets the reference's report; several files, or a directory, are verified as one chain across rotations.
-//! With `--journal`, the log is also cross-checked against the decisions the journal saw.
+//! With `--journal`, the log is also cross-checked against the decisions the journal saw. With `--journal` and no
+//! `--evidence-log`, the chains themselves are rebuilt from the records the journal carries
+//! (`--log-evidence-records`) and verified, one per machine.
 
 use std::io;
 use std::process::ExitCode;
@@ -9,11 +11,15 @@ use super::flags::{EvidenceArgs, EvidenceKeyError};
 use super::io::print_json;
 use crate::evidence::journal::{self, CrossCheck, JournalError};
 use crate::evidence::set::{files_in, verify_set};
+use crate::evidence::shipped::verify_shipped;
 use crate::evidence::{EvidenceError, verify_file, verify_file_against};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("--evidence-log is required with --verify-evidence")]
+    #[error(
+        "--verify-evidence needs --evidence-log (a log, its rotated files or their directory), --journal (collected \
+         journals holding the records), or both"
+    )]
     NoLog,
     #[error(transparent)]
     Evidence(#[from] EvidenceError),
@@ -26,10 +32,23 @@ pub enum VerifyError {
 }
 
 pub fn run(evidence: &EvidenceArgs) -> Result<ExitCode, VerifyError> {
-    if evidence.evidence_log.is_empty() {
-        return Err(VerifyError::NoLog);
-    }
     let keys = evidence.verifying_keys()?;
+    if evidence.evidence_log.is_empty() {
+        if evidence.journal.is_empty() {
+            return Err(VerifyError::NoLog);
+        }
+        let mut records = Vec::new();
+        for source in &evidence.journal {
+            records.extend(journal::read_records(source)?);
+        }
+        let report = verify_shipped(records, &keys);
+        print_json(&report).map_err(VerifyError::WriteOutput)?;
+        return Ok(if report.valid {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     let journal = match evidence.journal.as_slice() {
         [] => None,
         sources => {

@@ -1,7 +1,7 @@
 //! `read_file` and `write_file`: sensitive paths are blocked, approval-required paths wait for Platform Security.
 
-use super::Verdict;
 use super::path::{self, Location, Outside, PathCase};
+use super::{Verdict, excerpt};
 use crate::contract::{Decision, Severity};
 use crate::policy::{Pattern, Policy};
 
@@ -85,7 +85,10 @@ pub fn evaluate(policy: &Policy, access: Access, target: &str, root: Option<&str
                 ..
             } => Some((
                 WRITE_OUTSIDE_WORKSPACE,
-                format!("Write target {normalized} is outside the workspace root; review required."),
+                format!(
+                    "Write target {} is outside the workspace root; review required.",
+                    excerpt(normalized)
+                ),
             )),
             Location::Outside {
                 why: Outside::UnknownRoot,
@@ -93,8 +96,9 @@ pub fn evaluate(policy: &Policy, access: Access, target: &str, root: Option<&str
             } => Some((
                 WRITE_UNKNOWN_WORKSPACE,
                 format!(
-                    "Write target {normalized} is absolute and no workspace root is known (request field \
-                     workspace_root or --workspace-root); review required."
+                    "Write target {} is absolute and no workspace root is known (request field \
+                     workspace_root or --workspace-root); review required.",
+                    excerpt(normalized)
                 ),
             )),
             _ => None,

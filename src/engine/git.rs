@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use super::Verdict;
+use super::{Verdict, excerpt};
 use crate::contract::{Decision, Severity};
 
 pub const BLOCK_PUSH: &str = "git.protected_branch.block_direct_push";
@@ -98,8 +98,9 @@ fn check_words(words: &[&str], target: Option<&str>) -> Check {
     };
     if verb_hidden {
         return Check::Unknown(format!(
-            "The git command cannot be told: `-c alias.*`, `-c include.*` or `--exec-path` may turn `{verb}` into a \
-             push; review required."
+            "The git command cannot be told: `-c alias.*`, `-c include.*` or `--exec-path` may turn `{}` into a \
+             push; review required.",
+            excerpt(verb)
         ));
     }
     if !matches!(verb.to_lowercase().as_str(), "push" | "send-pack" | "http-push") {
@@ -236,7 +237,7 @@ impl<'a> Push<'a> {
             let reason = if how.is_empty() {
                 PUSH_REASON.to_owned()
             } else {
-                format!("{PUSH_REASON} (`{refspec}` {how} a protected branch)")
+                format!("{PUSH_REASON} (`{}` {how} a protected branch)", excerpt(refspec))
             };
             return Check::Blocked {
                 rule_id,
@@ -246,7 +247,8 @@ impl<'a> Push<'a> {
         }
         match (unknown, known) {
             (Some(refspec), _) => Check::Unknown(format!(
-                "Push destination `{refspec}` cannot be told from the request; review required."
+                "Push destination `{}` cannot be told from the request; review required.",
+                excerpt(refspec)
             )),
             (None, false) => {
                 Check::Unknown("Push names no destination branch (no refspec and no target); review required.".into())

@@ -11,6 +11,7 @@ pub mod mcp;
 pub mod path;
 pub mod release_governance;
 
+use std::borrow::Cow;
 use std::fmt;
 
 use crate::contract::{Decision, DecisionResponse, EvaluateRequest, Severity, now_timestamp, random_id};
@@ -222,6 +223,23 @@ fn decide(
     }
 }
 
+/// The most of a request's own text a reason quotes (bytes).
+pub const EXCERPT_BYTES: usize = 160;
+
+/// `text` as a reason quotes it: whole up to [`EXCERPT_BYTES`], else its start and `…`. The request's fields keep
+/// the whole text (the evidence record stores them); a reason only points into it, so a long target is not stored
+/// again in the reason of every record.
+pub fn excerpt(text: &str) -> Cow<'_, str> {
+    if text.len() <= EXCERPT_BYTES {
+        return text.into();
+    }
+    let mut end = EXCERPT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
+}
+
 fn first_non_empty<'a>(values: &[&'a String]) -> &'a str {
     values
         .iter()
@@ -316,6 +334,48 @@ mod tests {
         let two = decided(&policies, &request(r#"{"action_type":"read_file","target":"a"}"#));
         assert_ne!(one.decision_id, two.decision_id);
         assert_ne!(one.correlation_id, two.correlation_id);
+    }
+
+    #[test]
+    fn excerpts_end_on_a_character_boundary() {
+        assert_eq!(excerpt("short"), "short");
+        let exact = "a".repeat(EXCERPT_BYTES);
+        assert_eq!(excerpt(&exact), exact);
+        // 'é' is two bytes: the cut falls inside the last one that would fit, which is left out whole.
+        let accented = format!("a{}", "é".repeat(EXCERPT_BYTES));
+        let cut = excerpt(&accented);
+        assert!(cut.ends_with('…'), "{cut}");
+        assert_eq!(cut.trim_end_matches('…').len(), EXCERPT_BYTES - 1);
+    }
+
+    /// A long command line is stored in the request's and the response's fields; its reason quotes only the start of
+    /// the part it names.
+    #[test]
+    fn reasons_quote_long_commands_and_paths_as_excerpts() {
+        let long = format!("pytest {}", "x".repeat(8_000));
+        let line = format!("terraform fmt && {long}");
+        let mut command = request(r#"{"action_type":"execute_command"}"#);
+        command.target = line.clone();
+        let response = decided(&policies(), &command);
+        assert_eq!(response.rule_id, "commands.allow");
+        assert_eq!(
+            (response.target.len(), response.requested_operation.len()),
+            (line.len(), line.len())
+        );
+        assert!(response.reason.len() < 3 * EXCERPT_BYTES, "{}", response.reason);
+        assert!(
+            response
+                .reason
+                .ends_with(&format!("pytest* (in: `{}…`)", &long[..EXCERPT_BYTES])),
+            "{}",
+            response.reason
+        );
+
+        let mut write = request(r#"{"action_type":"write_file","workspace_root":"/repo"}"#);
+        write.target = format!("/elsewhere/{}", "d/".repeat(2_000));
+        let response = decided(&policies(), &write);
+        assert_eq!(response.rule_id, file::WRITE_OUTSIDE_WORKSPACE);
+        assert!(response.reason.len() < 2 * EXCERPT_BYTES, "{}", response.reason);
     }
 
     #[test]

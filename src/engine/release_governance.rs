@@ -115,12 +115,12 @@ pub fn evaluate(record: Option<&Map<String, Value>>, action_type: &str, target: 
         .unwrap_or_default()
         .to_owned();
     let requested = if requested.is_empty() { "verify" } else { requested };
-    let verdict = |decision, severity, rule_id, reason: String| Verdict {
+    let verdict = |decision: Decision, severity, rule_id, reason: String| Verdict {
+        approver_group: if decision == Decision::Allow { "" } else { APPROVER },
         decision,
         severity,
         rule_id,
         reason,
-        approver_group: if decision == Decision::Allow { "" } else { APPROVER },
         action_type: action_type.to_owned(),
         target: target.clone(),
         requested_operation: requested.to_owned(),
@@ -156,6 +156,9 @@ pub fn evaluate(record: Option<&Map<String, Value>>, action_type: &str, target: 
     let requires_approval = int_value(record, "approval_required_count") > 0
         || !state.is_empty()
         || APPROVAL_REQUIRED_KINDS.contains(&kind_key);
+    // A reason quotes the kind (which may be the target) and the state, but not at length: the record stores them.
+    let kind = super::excerpt(kind);
+    let shown_state = super::excerpt(&state);
 
     match state.as_str() {
         "approved" if approval_id.is_empty() => verdict(
@@ -186,7 +189,7 @@ pub fn evaluate(record: Option<&Map<String, Value>>, action_type: &str, target: 
             Decision::Block,
             Severity::Critical,
             "release_governance.approval.denied",
-            format!("{kind} is bound to a non-approved approval state: {state}."),
+            format!("{kind} is bound to a non-approved approval state: {shown_state}."),
         ),
         "" if DELIVERY_KINDS.contains(&normalize_kind(&metadata_kind).as_str())
             && !bool_value(record, "delivery_success") =>
@@ -232,7 +235,7 @@ pub fn evaluate(record: Option<&Map<String, Value>>, action_type: &str, target: 
             Decision::RequireApproval,
             Severity::Medium,
             "release_governance.approval.unknown",
-            format!("{kind} has an unknown approval state: {state}."),
+            format!("{kind} has an unknown approval state: {shown_state}."),
         ),
     }
 }
@@ -345,12 +348,12 @@ mod tests {
         ];
         for (record, decision, rule_id, reason) in cases {
             let verdict = judge(record.clone());
+            let expected_group = if decision == Decision::Allow { "" } else { APPROVER };
             assert_eq!(
                 (verdict.decision, verdict.rule_id, verdict.reason.as_str()),
                 (decision, rule_id, reason),
                 "{record}"
             );
-            let expected_group = if decision == Decision::Allow { "" } else { APPROVER };
             assert_eq!(verdict.approver_group, expected_group);
         }
     }
@@ -472,6 +475,25 @@ mod tests {
             "rollout-promotion-execution requires an approval record before execution."
         );
         assert_eq!(verdict.requested_operation, "verify");
+    }
+
+    /// A long kind (the target, when the record names none) or state is kept whole in the target; the reason
+    /// quotes only its start.
+    #[test]
+    fn reasons_quote_a_long_kind_or_state_as_an_excerpt() {
+        let long = "k".repeat(4_000);
+        let map = json!({"approval_state": "s".repeat(4_000)})
+            .as_object()
+            .unwrap()
+            .clone();
+        let verdict = evaluate(Some(&map), "release_governance_record", &long, "");
+        assert_eq!(verdict.rule_id, "release_governance.approval.unknown");
+        assert_eq!(verdict.target, long);
+        let excerpt = |c: &str| format!("{}…", c.repeat(crate::engine::EXCERPT_BYTES));
+        assert_eq!(
+            verdict.reason,
+            format!("{} has an unknown approval state: {}.", excerpt("k"), excerpt("s"))
+        );
     }
 
     #[test]

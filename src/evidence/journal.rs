@@ -1,7 +1,9 @@
 //! Cross-checking an evidence log against the journal.
 //!
 //! Every decision's log event carries the sequence and hash of its evidence record (`EVIDENCE_SEQUENCE`,
-//! `EVIDENCE_RECORD_HASH`). The journal usually leaves the host (journal-remote, a log shipper), so it keeps those
+//! `EVIDENCE_RECORD_HASH`); with `--log-decisions non-allow` (the default) allowed decisions have no event of their
+//! own, and the summary event that counts them carries the anchors of the highest record among them, which serves
+//! the same: every entry with both fields is an anchor, whatever else it says. The journal usually leaves the host (journal-remote, a log shipper), so it keeps those
 //! anchors after the log itself could have been cut short: a record the journal saw but the log lacks is proof of a
 //! removed record, which the hash chain alone cannot give for records cut off its end.
 //!
@@ -20,6 +22,10 @@ use serde_json::Value;
 
 const SEQUENCE_FIELD: &str = "EVIDENCE_SEQUENCE";
 const HASH_FIELD: &str = "EVIDENCE_RECORD_HASH";
+/// The record itself (`--log-evidence-records`), and where the entry came from.
+const RECORD_FIELD: &str = "EVIDENCE_RECORD";
+const MACHINE_FIELD: &str = "_MACHINE_ID";
+const HOSTNAME_FIELD: &str = "_HOSTNAME";
 /// At most this many lines describe missing or differing records; the counts are always complete.
 const MAX_DETAILS: usize = 20;
 
@@ -44,25 +50,55 @@ pub struct Anchor {
     pub record_hash: String,
 }
 
+/// A record shipped in the journal (`--log-evidence-records`): the line as the daemon wrote it, its place in the
+/// chain, and the machine whose journal it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShippedRecord {
+    pub machine_id: String,
+    pub hostname: String,
+    pub sequence: i64,
+    pub record_hash: String,
+    pub line: String,
+}
+
+type Entry = serde_json::Map<String, Value>;
+
 /// The anchors in `journalctl -o json` output at `path` (a directory is read with `journalctl -D`). Lines that are
 /// not JSON objects, and entries without both anchor fields (every other event), are skipped.
 pub fn read(path: &Path) -> Result<Vec<Anchor>, JournalError> {
+    read_entries(path, anchor)
+}
+
+/// The evidence records in `journalctl -o json` output at `path`, or in a journal directory (as collected by
+/// systemd-journal-remote, say): every entry with a record and its anchors. Entries without a machine id (the
+/// daemon's own JSON log lines) count as one machine, `unknown`.
+pub fn read_records(path: &Path) -> Result<Vec<ShippedRecord>, JournalError> {
+    read_entries(path, shipped)
+}
+
+fn read_entries<T>(path: &Path, parse: fn(&Entry) -> Option<T>) -> Result<Vec<T>, JournalError> {
     if path.is_dir() {
-        return read_directory(path);
+        return read_directory(path, parse);
     }
     let read_error = |source| JournalError::Read {
         path: path.to_owned(),
         source,
     };
-    anchors(BufReader::new(File::open(path).map_err(read_error)?)).map_err(read_error)
+    entries(BufReader::new(File::open(path).map_err(read_error)?), parse).map_err(read_error)
 }
 
 /// Runs `journalctl -D DIR -o json` for the daemon's entries and reads its output.
-fn read_directory(dir: &Path) -> Result<Vec<Anchor>, JournalError> {
+fn read_directory<T>(dir: &Path, parse: fn(&Entry) -> Option<T>) -> Result<Vec<T>, JournalError> {
     let mut child = Command::new("journalctl")
         .arg("--directory")
         .arg(dir)
-        .args(["--output=json", "--no-pager", "SYSLOG_IDENTIFIER=cavra-runtime"])
+        // --all: without it, journalctl writes fields over 4 KiB (a large evidence record) as null.
+        .args([
+            "--output=json",
+            "--all",
+            "--no-pager",
+            "SYSLOG_IDENTIFIER=cavra-runtime",
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -72,7 +108,7 @@ fn read_directory(dir: &Path) -> Result<Vec<Anchor>, JournalError> {
             source,
         })?;
     let stdout = child.stdout.take().expect("stdout is piped");
-    let read = anchors(BufReader::new(stdout));
+    let read = entries(BufReader::new(stdout), parse);
     let output = child.wait_with_output().map_err(|source| JournalError::Journalctl {
         path: dir.to_owned(),
         source,
@@ -90,24 +126,49 @@ fn read_directory(dir: &Path) -> Result<Vec<Anchor>, JournalError> {
     })
 }
 
+#[cfg(test)]
 fn anchors(reader: impl io::BufRead) -> io::Result<Vec<Anchor>> {
+    entries(reader, anchor)
+}
+
+/// What `parse` makes of each JSON object line of `reader`; other lines are skipped.
+fn entries<T>(reader: impl io::BufRead, parse: fn(&Entry) -> Option<T>) -> io::Result<Vec<T>> {
     let mut found = Vec::new();
     for line in reader.split(b'\n') {
-        let Ok(Value::Object(entry)) = serde_json::from_slice::<Value>(&line?) else {
-            continue;
-        };
-        let field = |name: &str| {
-            entry
-                .get(name)
-                .or_else(|| entry.get(&name.to_ascii_lowercase()))
-                .and_then(text)
-        };
-        let sequence = field(SEQUENCE_FIELD).and_then(|sequence| sequence.parse().ok());
-        if let (Some(sequence), Some(record_hash)) = (sequence, field(HASH_FIELD)) {
-            found.push(Anchor { sequence, record_hash });
+        if let Ok(Value::Object(entry)) = serde_json::from_slice::<Value>(&line?)
+            && let Some(item) = parse(&entry)
+        {
+            found.push(item);
         }
     }
     Ok(found)
+}
+
+/// A field of a journal entry (`journalctl -o json`: upper case) or of the daemon's JSON log (lower case).
+fn field(entry: &Entry, name: &str) -> Option<String> {
+    entry
+        .get(name)
+        .or_else(|| entry.get(&name.to_ascii_lowercase()))
+        .and_then(text)
+}
+
+fn anchor(entry: &Entry) -> Option<Anchor> {
+    let sequence = field(entry, SEQUENCE_FIELD)?.parse().ok()?;
+    Some(Anchor {
+        sequence,
+        record_hash: field(entry, HASH_FIELD)?,
+    })
+}
+
+fn shipped(entry: &Entry) -> Option<ShippedRecord> {
+    let Anchor { sequence, record_hash } = anchor(entry)?;
+    Some(ShippedRecord {
+        machine_id: field(entry, MACHINE_FIELD).unwrap_or_else(|| "unknown".to_owned()),
+        hostname: field(entry, HOSTNAME_FIELD).unwrap_or_default(),
+        sequence,
+        record_hash,
+        line: field(entry, RECORD_FIELD)?,
+    })
 }
 
 /// A field's value as text: journalctl writes strings, the daemon's JSON log numbers; a field that occurs twice in
@@ -286,10 +347,15 @@ mod tests {
             r#"{"EVIDENCE_SEQUENCE":["9","9"],"EVIDENCE_RECORD_HASH":"h9"}"#,
             "\n",
             r#"{"EVIDENCE_SEQUENCE":"x","EVIDENCE_RECORD_HASH":"hx"}"#,
+            "\n",
+            // The summary of allowed decisions (--log-decisions non-allow) anchors the highest of them.
+            r#"{"MESSAGE":"3 allowed decisions","SUMMARY":"allow","ALLOWED":"3","EVIDENCE_SEQUENCE":"12","EVIDENCE_RECORD_HASH":"h12"}"#,
+            "\n",
+            r#"{"message":"3 allowed decisions","summary":"allow","allowed":3}"#,
         );
         assert_eq!(
             anchors(export.as_bytes()).unwrap(),
-            [anchor(7, "h7"), anchor(8, "h8"), anchor(9, "h9")]
+            [anchor(7, "h7"), anchor(8, "h8"), anchor(9, "h9"), anchor(12, "h12")]
         );
     }
 

@@ -14,6 +14,9 @@ mod key;
 mod open;
 mod record;
 pub mod set;
+pub mod shipped;
+mod space;
+mod stats;
 #[cfg(test)]
 mod test_support;
 mod verify;
@@ -25,9 +28,11 @@ use std::sync::Arc;
 
 pub use key::{ED25519_ALGORITHM, HMAC_SHA256, KeyError, PublicKey, SigningKey, VerifyingKeys, fingerprint};
 pub use open::OpenReport;
-pub use record::Link;
+pub use record::{Link, RecordPeer};
+pub use space::{MinFree, Space};
+pub use stats::{EvidenceSnapshot, EvidenceStats};
 pub use verify::{VerifyReport, verify_file, verify_file_against};
-pub use writer::{EvidenceLog, Recorded, Reopened};
+pub use writer::{Draft, EvidenceLog, Recorded, Reopened};
 
 /// When the writer makes appended records durable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -53,6 +58,9 @@ pub struct EvidenceConfig {
     pub verifying: VerifyingKeys,
     /// Set an existing log whose chain does not verify aside and start a new chain instead of refusing to open.
     pub recover: bool,
+    /// Hand each record's line back with its answer ([`Recorded::line`]) and log each link record, so that the
+    /// decision log can carry the records themselves (`--log-evidence-records`).
+    pub record_lines: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

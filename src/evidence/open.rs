@@ -46,6 +46,8 @@ pub(crate) struct Opened {
     /// every start wait for the disk, which, busy with other writes, held starts up for tens to hundreds of
     /// milliseconds.
     pub(crate) unsynced_dir: Option<SafeDir>,
+    /// The link record this file starts with, as written (without its newline), when it was just written.
+    pub(crate) link_line: Option<Vec<u8>>,
 }
 
 /// The keys the existing records' signatures are checked with: those of the signing key and any others given.
@@ -100,6 +102,7 @@ pub(crate) fn open(config: &EvidenceConfig) -> Result<Opened, EvidenceError> {
         None => None,
     };
     Ok(Opened {
+        link_line: None,
         file,
         chain: verifier.chain(),
         len: complete_len,
@@ -134,6 +137,7 @@ pub(crate) fn reopen(config: &EvidenceConfig, chain: &Chain, reason: &str) -> Re
     let (complete_len, torn) = scan(&file, path, &mut verifier)?;
     if verifier.first_error().is_none() && torn.is_none() && verifier.chain() == *chain {
         return Ok(Opened {
+            link_line: None,
             file,
             chain: chain.clone(),
             len: complete_len,
@@ -188,6 +192,7 @@ fn link(
     };
     let mut len = 0;
     let mut unsynced_dir = Some(dir);
+    let mut link_line = None;
     if linkable {
         let previous = chain.clone();
         let mut line = Vec::new();
@@ -210,6 +215,7 @@ fn link(
         }
         len = line.len() as u64;
         report.records = 1;
+        link_line = Some(line[..line.len() - 1].to_vec());
         report.link = Some(Link {
             previous_sequence: previous.sequence,
             previous_record_hash: previous.record_hash,
@@ -222,6 +228,7 @@ fn link(
         len,
         report,
         unsynced_dir,
+        link_line,
     })
 }
 

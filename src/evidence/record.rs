@@ -10,6 +10,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::SigningKey;
 use super::encode;
+use crate::auth::Peer;
 use crate::contract::{DecisionResponse, EvaluateRequest, ReleaseGovernanceEvidence, RunnerAuthentication, nullable};
 
 pub(crate) const SCHEMA_VERSION: &str = "cavra.go-daemon.evidence.v1";
@@ -60,6 +61,10 @@ pub(crate) struct RecordRequest {
     record: Option<Map<String, Value>>,
     #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
     workspace_root: String,
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    tool_name: String,
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "String::is_empty")]
+    tool_use_id: String,
 }
 
 impl From<EvaluateRequest> for RecordRequest {
@@ -80,6 +85,8 @@ impl From<EvaluateRequest> for RecordRequest {
             capability: request.capability,
             record: request.record,
             workspace_root: request.workspace_root,
+            tool_name: request.tool_name,
+            tool_use_id: request.tool_use_id,
         }
     }
 }
@@ -131,12 +138,37 @@ pub(crate) struct EvidenceRecord {
     timestamp: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) request: Option<RecordRequest>,
+    /// Who asked (an extension: absent in the reference's records and in records written without a peer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) peer: Option<RecordPeer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) response: Option<DecisionResponse>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) link: Option<Link>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) signature: Option<Signature>,
+}
+
+/// The process that asked, as the kernel reported it when it connected (`SO_PEERCRED`): set by the daemon, never
+/// taken from the request. The pid is absent where the platform does not report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordPeer {
+    #[serde(default, deserialize_with = "nullable")]
+    pub uid: u32,
+    #[serde(default, deserialize_with = "nullable")]
+    pub gid: u32,
+    #[serde(default, deserialize_with = "nullable", skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+}
+
+impl From<&Peer> for RecordPeer {
+    fn from(peer: &Peer) -> Self {
+        RecordPeer {
+            uid: peer.uid,
+            gid: peer.gid,
+            pid: peer.pid,
+        }
+    }
 }
 
 /// What the first record of a file that continues a chain says about the file before it: where that file's chain
@@ -203,6 +235,8 @@ pub(crate) struct Prepared {
     /// The request as received (which the record id covers) and as stored.
     id_request: Range<usize>,
     stored_request: Range<usize>,
+    /// `,"peer":{…}` when the record names who asked; empty otherwise.
+    peer: Range<usize>,
     /// References the response already carried (almost always none).
     refs: Vec<String>,
 }
@@ -213,10 +247,12 @@ pub(crate) struct Sealed {
     pub(crate) sequence: i64,
     pub(crate) record_hash: String,
     pub(crate) response: Vec<u8>,
+    /// The whole record as written, without its newline (only when asked for: see `EvidenceConfig::record_lines`).
+    pub(crate) line: Option<Vec<u8>>,
 }
 
 impl Prepared {
-    pub(crate) fn new(request: RecordRequest, response: &mut DecisionResponse) -> Prepared {
+    pub(crate) fn new(request: RecordRequest, response: &mut DecisionResponse, peer: Option<&RecordPeer>) -> Prepared {
         let mut bytes = Vec::with_capacity(2048);
         let first_ref = response.evidence_refs.is_empty();
         // Encoded once, with the placeholder reference in place, which is then put back as it was.
@@ -251,6 +287,12 @@ impl Prepared {
         } else {
             id_request.clone()
         };
+        let peer_start = bytes.len();
+        if let Some(peer) = peer {
+            bytes.extend_from_slice(b",\"peer\":");
+            encode::write(&mut bytes, peer);
+        }
+        let peer = peer_start..bytes.len();
         Prepared {
             bytes,
             response_len,
@@ -258,14 +300,54 @@ impl Prepared {
             added,
             id_request,
             stored_request,
+            peer,
             refs: response.evidence_refs.clone(),
         }
     }
 
     /// The bytes the record takes besides its head, hash and signature.
     pub(crate) fn encoded_len(&self) -> usize {
-        self.response_len + self.stored_request.len()
+        self.response_len + self.stored_request.len() + self.peer.len()
     }
+}
+
+/// The most a decision record takes besides its request, peer and response (see [`Prepared::encoded_len`]): its
+/// head with the largest sequence, both hashes, the longest timestamp, and a signature by `key`.
+pub(crate) fn record_overhead(key: Option<&SigningKey>) -> usize {
+    const LONGEST_TIMESTAMP: &str = "\"2026-05-18T12:00:00.123456789Z\"";
+    let head = [
+        r#"{"schema_version":""#,
+        SCHEMA_VERSION,
+        r#"","product":""#,
+        PRODUCT,
+        r#"","event_type":""#,
+        EVENT_TYPE,
+        r#"","record_id":""#,
+        ID_PLACEHOLDER,
+        r#"","sequence":"#,
+        "-9223372036854775808",
+        r#","previous_hash":""#,
+        r#"","record_hash":""#,
+        r#"","timestamp":"#,
+        LONGEST_TIMESTAMP,
+        r#","request":"#,
+        r#","response":"#,
+        "}\n",
+    ]
+    .iter()
+    .map(|part| part.len())
+    .sum::<usize>()
+        + 2 * 64;
+    let signature = key.map_or(0, |key| {
+        let key_id = if key.key_id().is_empty() {
+            0
+        } else {
+            r#","key_id":"#.len() + encode::to_vec(key.key_id()).len()
+        };
+        let value = key.sign(b"").len();
+        r#","signature":{"algorithm":""#.len() + key.algorithm().len() + key_id + r#"","value":""#.len() + value + 2
+    });
+    head + signature
 }
 
 /// The reference a response carries for the record `record_id`.
@@ -293,6 +375,7 @@ impl Chain {
             added,
             id_request,
             stored_request,
+            peer,
             refs,
         } = prepared;
         let mut quoted_timestamp = Vec::with_capacity(timestamp.len() + 2);
@@ -310,6 +393,7 @@ impl Chain {
         };
         let response = [&bytes[..dropped.start], &bytes[dropped.end..response_len]];
         let request = &bytes[stored_request];
+        let peer = &bytes[peer];
         let sequence = self.sequence + 1;
 
         // The hash covers the record without `record_hash`, which goes between the head and the body.
@@ -333,11 +417,12 @@ impl Chain {
                 out.extend_from_slice(part.as_bytes());
             }
         }
-        let body: [&[u8]; 7] = [
+        let body: [&[u8]; 8] = [
             b",\"timestamp\":",
             &timestamp,
             b",\"request\":",
             request,
+            peer,
             b",\"response\":",
             response[0],
             response[1],
@@ -377,6 +462,7 @@ impl Chain {
             sequence,
             record_hash,
             response: bytes,
+            line: None,
         }
     }
 
@@ -405,6 +491,7 @@ impl Chain {
             record_hash: String::new(),
             timestamp: timestamp.to_owned(),
             request: None,
+            peer: None,
             response: None,
             link: Some(link),
             signature: None,
@@ -431,7 +518,7 @@ impl Chain {
         timestamp: String,
         key: Option<&SigningKey>,
     ) -> (Vec<u8>, DecisionResponse) {
-        let prepared = Prepared::new(request, &mut response);
+        let prepared = Prepared::new(request, &mut response, None);
         let mut line = Vec::new();
         let sealed = self.seal(prepared, &timestamp, key, &mut line);
         let reference = reference(&sealed.record_id);
@@ -577,7 +664,7 @@ mod tests {
             response.reason = "<why>".into();
             response.evidence_refs = refs.clone();
             let decided = encode::to_vec(&response);
-            let prepared = Prepared::new(request.clone().into(), &mut response);
+            let prepared = Prepared::new(request.clone().into(), &mut response, None);
             assert_eq!(response.evidence_refs, refs, "preparing leaves the response as it was");
             let mut line = Vec::new();
             let sealed = Chain::default().seal(prepared, "t", None, &mut line);
@@ -671,7 +758,8 @@ mod tests {
         let request: EvaluateRequest = serde_json::from_str(
             r#"{"action_type":"mcp_tool_call","target":"github:delete_repo","operation":"push","server":"github",
                 "tool":"delete_repo","capability":"repo","record":{"metadata_kind":"x","n":1.1},
-                "workspace_root":"/repo","runner_auth":{"identity":{"provider":"p"}}}"#,
+                "workspace_root":"/repo","runner_auth":{"identity":{"provider":"p"}},"tool_name":"mcp__github__delete_repo",
+                "tool_use_id":"toolu_01"}"#,
         )
         .unwrap();
         let (line, _) = Chain::default().append(request.into(), allow(), "t".into(), None);
@@ -681,7 +769,7 @@ mod tests {
                 r#""request":{"action_type":"mcp_tool_call","target":"github:delete_repo","#,
                 r#""runner_auth":{"identity":{"provider":"p"}},"operation":"push","server":"github","#,
                 r#""tool":"delete_repo","capability":"repo","record":{"metadata_kind":"x","n":1.1},"#,
-                r#""workspace_root":"/repo"}"#
+                r#""workspace_root":"/repo","tool_name":"mcp__github__delete_repo","tool_use_id":"toolu_01"}"#
             )),
             "{text}"
         );
@@ -707,6 +795,63 @@ mod tests {
         let mut parsed: EvidenceRecord = serde_json::from_slice(&line).unwrap();
         let hash = std::mem::take(&mut parsed.record_hash);
         assert_eq!(parsed.unsealed_hash(), hash);
+    }
+
+    /// Who asked is stored after the request and before the response, hashed and signed with the rest; the verifier
+    /// knows the field, so such a record is as written, and changing the peer breaks its hash.
+    #[test]
+    fn the_peer_is_stored_between_request_and_response_and_covered_by_the_hash() {
+        let key = SigningKey::new(b"k".to_vec(), "id1");
+        let request = EvaluateRequest {
+            action_type: "read_file".into(),
+            target: ".env".into(),
+            ..Default::default()
+        };
+        let seal = |peer: &RecordPeer| {
+            let mut response = allow();
+            let prepared = Prepared::new(request.clone().into(), &mut response, Some(peer));
+            let mut line = Vec::new();
+            Chain::default().seal(prepared, "t", Some(&key), &mut line);
+            String::from_utf8(line).unwrap()
+        };
+        let line = seal(&RecordPeer {
+            uid: 1000,
+            gid: 100,
+            pid: Some(4242),
+        });
+        assert!(
+            line.contains(concat!(
+                r#""request":{"action_type":"read_file","target":".env"},"#,
+                r#""peer":{"uid":1000,"gid":100,"pid":4242},"response":{"decision":"allow""#
+            )),
+            "{line}"
+        );
+        // Root is uid 0, which is written; a pid the platform did not report is not.
+        let root = seal(&RecordPeer {
+            uid: 0,
+            gid: 0,
+            pid: None,
+        });
+        assert!(root.contains(r#","peer":{"uid":0,"gid":0},"response":"#), "{root}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let keys = VerifyingKeys::of(&key);
+        let verify = |text: &str| {
+            let path = dir.path().join("evidence.jsonl");
+            std::fs::write(&path, text).unwrap();
+            crate::evidence::verify_file(&path, &keys).unwrap()
+        };
+        for written in [&line, &root] {
+            let report = verify(written);
+            assert!(report.valid && report.signed_records == 1, "{report:?}");
+        }
+        let tampered = verify(&line.replace(r#""uid":1000"#, r#""uid":0"#));
+        assert_eq!(tampered.errors, ["record 1 hash mismatch"]);
+        let added = verify(&line.replace(r#""pid":4242"#, r#""pid":4242,"comm":"sh""#));
+        assert!(
+            added.errors.iter().any(|error| error.contains("is not as written")),
+            "a field the verifier does not know is not covered by the hash: {added:?}"
+        );
     }
 
     /// The fixture was written by an independent implementation of the reference rules; rebuilding each record from

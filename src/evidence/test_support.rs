@@ -12,6 +12,7 @@ pub(crate) fn config(path: &Path, sync: SyncMode, signing: Option<SigningKey>) -
         signing,
         verifying: VerifyingKeys::default(),
         recover: false,
+        record_lines: false,
     }
 }
 

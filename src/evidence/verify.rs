@@ -115,9 +115,18 @@ pub(crate) struct Verifier<'a> {
     /// after this one in a set must match.
     first_sequence: Option<i64>,
     last: Option<Chain>,
+    /// A stream that spans files (a chain rebuilt from the journal): link records may come anywhere, as long as each
+    /// continues the chain exactly where it is.
+    links_within: bool,
 }
 
 impl<'a> Verifier<'a> {
+    /// Accepts link records after the start that continue the chain where it is (see `links_within`).
+    pub(crate) fn spanning_files(mut self) -> Self {
+        self.links_within = true;
+        self
+    }
+
     pub(crate) fn new(path: &Path, signatures: Signatures<'a>) -> Self {
         Verifier {
             signatures,
@@ -135,6 +144,7 @@ impl<'a> Verifier<'a> {
             at_start: true,
             first_sequence: None,
             last: None,
+            links_within: false,
         }
     }
 
@@ -256,6 +266,16 @@ impl<'a> Verifier<'a> {
         };
         if record.request.is_some() || record.response.is_some() {
             self.fail(format!("record {n} is a link record with a request or a response"));
+        }
+        if !at_start && self.links_within {
+            let (at, hash) = (self.expected_sequence - 1, self.previous_hash.clone());
+            if link.previous_sequence != at || link.previous_record_hash != hash {
+                self.fail(format!(
+                    "record {n} links to record {} (hash {}), but the chain is at record {at} (hash {hash})",
+                    link.previous_sequence, link.previous_record_hash
+                ));
+            }
+            return;
         }
         if !at_start {
             self.fail(format!("record {n} is a link record, which may only start a file"));

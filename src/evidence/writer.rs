@@ -22,8 +22,9 @@ use nix::fcntl::Flock;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use super::record::{Chain, Prepared, Sealed, reference};
-use super::{EvidenceConfig, EvidenceError, OpenReport, SyncMode, open};
+use super::record::{Chain, Prepared, RecordPeer, Sealed, record_overhead, reference};
+use super::{EvidenceConfig, EvidenceError, EvidenceStats, OpenReport, SyncMode, open};
+use crate::auth::Peer;
 use crate::contract::{DecisionResponse, EvaluateRequest};
 use crate::fsutil::{FsError, SafeDir};
 
@@ -35,6 +36,9 @@ pub struct EvidenceLog {
 
 struct Shared {
     path: PathBuf,
+    stats: Arc<EvidenceStats>,
+    /// What each record takes besides its request, peer and response, at most (see [`Draft::bytes`]).
+    overhead: usize,
     /// `None` once closed.
     jobs: Mutex<Option<mpsc::Sender<Message>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -59,6 +63,24 @@ pub struct Recorded {
     /// host.
     pub sequence: i64,
     pub record_hash: String,
+    /// The record's line as written, without its newline, when the log was opened with `record_lines`.
+    pub line: Option<Vec<u8>>,
+}
+
+/// A decision's record, encoded and not yet queued (see [`EvidenceLog::draft`]): its size is known before anything
+/// is written, so the daemon can hold a peer to an evidence budget.
+pub struct Draft {
+    record: Prepared,
+    response: DecisionResponse,
+    overhead: usize,
+}
+
+impl Draft {
+    /// The bytes the record will take in the log, at most: never less, and at most about a hundred more (a first
+    /// record has no previous hash; sequence numbers and timestamps are usually shorter than the longest).
+    pub fn bytes(&self) -> usize {
+        self.record.encoded_len() + self.overhead
+    }
 }
 
 /// What the writer thread is asked to do, in the order it was asked.
@@ -94,7 +116,10 @@ impl EvidenceLog {
     fn open_syncing_with(config: EvidenceConfig, sync: SyncFn) -> Result<(EvidenceLog, OpenReport), EvidenceError> {
         let opened = open::open(&config)?;
         let path = config.path.clone();
+        let stats = Arc::new(EvidenceStats::default());
+        let overhead = record_overhead(config.signing.as_ref());
         let writer = Writer {
+            stats: Arc::clone(&stats),
             // Recovery is the operator's one-off decision at start, never repeated by a later reopen.
             config: EvidenceConfig {
                 recover: false,
@@ -118,7 +143,9 @@ impl EvidenceLog {
                 source,
             })?;
         let shared = Shared {
+            overhead,
             path,
+            stats,
             jobs: Mutex::new(Some(jobs)),
             writer: Mutex::new(Some(thread)),
         };
@@ -134,14 +161,34 @@ impl EvidenceLog {
     /// that resolves with the response carrying its go-daemon-evidence ref once the record is durable per the sync
     /// mode. It never resolves Ok before that.
     ///
-    /// The record is encoded here, on the caller's thread, so the one writer thread only chains and writes.
+    /// The record names no peer; the daemon records through [`EvidenceLog::draft`] and
+    /// [`EvidenceLog::record_draft`].
     pub fn record(
         &self,
         request: EvaluateRequest,
-        mut response: DecisionResponse,
+        response: DecisionResponse,
     ) -> impl Future<Output = Result<Recorded, EvidenceError>> + Send + 'static {
+        self.record_draft(self.draft(request, response, None))
+    }
+
+    /// Encodes the record of `response` to `request`, naming `peer` as who asked, without queueing it. Done on the
+    /// caller's thread, so the one writer thread only chains and writes.
+    pub fn draft(&self, request: EvaluateRequest, mut response: DecisionResponse, peer: Option<&Peer>) -> Draft {
+        let peer = peer.map(RecordPeer::from);
+        let record = Prepared::new(request.into(), &mut response, peer.as_ref());
+        Draft {
+            record,
+            response,
+            overhead: self.shared.overhead,
+        }
+    }
+
+    /// [`EvidenceLog::record`] for a record already encoded.
+    pub fn record_draft(&self, draft: Draft) -> impl Future<Output = Result<Recorded, EvidenceError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
-        let record = Prepared::new(request.into(), &mut response);
+        let Draft {
+            record, mut response, ..
+        } = draft;
         let submitted = self.submit(Message::Record(Job { record, reply }));
         let closed = self.closed();
         async move {
@@ -157,6 +204,7 @@ impl EvidenceLog {
                 encoded: sealed.response,
                 sequence: sealed.sequence,
                 record_hash: sealed.record_hash,
+                line: sealed.line,
             })
         }
     }
@@ -172,6 +220,16 @@ impl EvidenceLog {
             submitted?;
             answer.await.map_err(|_| closed)?
         }
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.shared.path
+    }
+
+    /// What the writer has done so far (records, groups, sync times, failures).
+    pub fn stats(&self) -> &EvidenceStats {
+        &self.shared.stats
     }
 
     /// Stops accepting, writes and syncs everything queued, joins the writer. Idempotent.
@@ -249,6 +307,7 @@ const GROUP_BUFFER_KEPT: usize = 1 << 20;
 
 struct Writer {
     config: EvidenceConfig,
+    stats: Arc<EvidenceStats>,
     file: Flock<File>,
     /// The last durable record.
     chain: Chain,
@@ -351,6 +410,18 @@ impl Writer {
             );
         }
         let opened = open::reopen(&self.config, &self.chain, reason)?;
+        self.stats.switched();
+        if let Some(line) = opened.link_line.as_deref().filter(|_| self.config.record_lines) {
+            // The link is part of the chain: shipped like the decisions' records, so a chain rebuilt from the
+            // journal has no hole where a file ended.
+            tracing::info!(
+                target: "cavra::evidence",
+                evidence_sequence = opened.chain.sequence,
+                evidence_record_hash = %opened.chain.record_hash,
+                evidence_record = %String::from_utf8_lossy(line),
+                "evidence link record",
+            );
+        }
         let previous = std::mem::replace(&mut self.chain, opened.chain);
         self.file = opened.file;
         self.len = opened.len;
@@ -383,6 +454,7 @@ impl Writer {
             Err(source) => Err(self.read_error(source)),
         });
         if let Err(error) = followed {
+            self.stats.failed(jobs.len());
             return self.refuse(jobs.into_iter().map(|job| job.reply), &error);
         }
         let mut chain = self.chain.clone();
@@ -394,10 +466,16 @@ impl Writer {
         let mut answers = Vec::with_capacity(jobs.len());
         for job in jobs {
             let timestamp = crate::contract::timestamp(OffsetDateTime::now_utc());
-            let sealed = chain.seal(job.record, &timestamp, self.config.signing.as_ref(), &mut bytes);
+            let start = bytes.len();
+            let mut sealed = chain.seal(job.record, &timestamp, self.config.signing.as_ref(), &mut bytes);
+            if self.config.record_lines {
+                sealed.line = Some(bytes[start..bytes.len() - 1].to_vec());
+            }
             answers.push((job.reply, sealed));
         }
+        let started = std::time::Instant::now();
         let persisted = self.persist(&bytes);
+        let took = started.elapsed();
         let written = bytes.len() as u64;
         // Kept unless a burst made it unusually large, so an idle daemon does not hold a burst's memory.
         if bytes.capacity() <= GROUP_BUFFER_KEPT {
@@ -406,10 +484,12 @@ impl Writer {
         // A caller that went away no longer needs its answer, so send results are ignored.
         match persisted {
             Ok(()) => {
+                self.stats.written(answers.len(), took);
                 self.chain = chain;
                 self.len += written;
                 if self.failing {
                     self.failing = false;
+                    self.stats.recovered();
                     tracing::info!(
                         path = %self.config.path.display(),
                         sequence = self.chain.sequence,
@@ -421,6 +501,7 @@ impl Writer {
                 }
             }
             Err(error) => {
+                self.stats.failed(answers.len());
                 let error = self.unavailable(error);
                 self.refuse(answers.into_iter().map(|(reply, _)| reply), &error);
             }
@@ -431,6 +512,7 @@ impl Writer {
     fn refuse(&mut self, replies: impl IntoIterator<Item = Reply>, error: &EvidenceError) {
         if !self.failing {
             self.failing = true;
+            self.stats.failing(error.to_string());
             tracing::error!(
                 path = %self.config.path.display(),
                 %error,
@@ -540,6 +622,7 @@ mod tests {
                     encoded,
                     sequence,
                     record_hash,
+                    line: _,
                 },
             ) = task.await.unwrap();
             assert_eq!(response.evidence_refs.len(), 2, "{response:?}");
@@ -738,6 +821,7 @@ mod tests {
         let opened = open::open(&config(&path, SyncMode::Batch, None)).unwrap();
         let mut writer = Writer {
             config: config(&path, SyncMode::Batch, None),
+            stats: Arc::default(),
             file: opened.file,
             chain: opened.chain,
             len: opened.len,
@@ -922,6 +1006,46 @@ mod tests {
             log.close();
             let report = verify_file(&path, &keys(None)).unwrap();
             assert!(report.valid && report.records == 3, "{sync:?}: {report:?}");
+        }
+    }
+
+    /// The size a draft announces (which the daemon charges to the peer's evidence budget) is never below what the
+    /// record takes, and at most the overhead above it, signed with either kind of key or unsigned.
+    #[tokio::test]
+    async fn a_draft_knows_how_large_its_record_will_be_and_names_the_peer() {
+        let peer = Peer {
+            uid: 4_000_000_000,
+            gid: 4_000_000_001,
+            pid: Some(i32::MAX),
+            groups: vec![1, 2, 3],
+        };
+        let ed25519 = crate::evidence::SigningKey::ed25519(
+            crate::evidence::test_support::ED25519_TEST_KEY.as_bytes(),
+            Some(&"k".repeat(64)),
+        )
+        .unwrap();
+        for signing in [None, Some(key()), Some(ed25519)] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("evidence.jsonl");
+            let (log, _) = EvidenceLog::open(config(&path, SyncMode::Batch, signing)).unwrap();
+            for session in ["first", "second"] {
+                let before = std::fs::metadata(&path).unwrap().len();
+                let draft = log.draft(request(session), allow(), Some(&peer));
+                let estimate = draft.bytes() as u64;
+                log.record_draft(draft).await.unwrap();
+                let written = std::fs::metadata(&path).unwrap().len() - before;
+                assert!(
+                    written <= estimate && estimate - written <= 128,
+                    "{written} bytes written, {estimate} announced"
+                );
+            }
+            log.close();
+            let stored = records(&path);
+            assert_eq!(
+                stored[1]["peer"],
+                serde_json::json!({"uid": 4_000_000_000u32, "gid": 4_000_000_001u32, "pid": i32::MAX}),
+                "the supplementary groups are not recorded"
+            );
         }
     }
 

@@ -73,6 +73,12 @@ pub enum PolicyError {
     EmptyDirectory { path: PathBuf },
     #[error("default policy pack {id:?} is not loaded (loaded packs: {known})")]
     UnknownDefault { id: String, known: String },
+    #[error(
+        "{} is a YAML policy pack, not compiled policy JSON: --policy takes the JSON `cavra policy compile` writes. \
+         Give YAML packs with {use_instead}; they are compiled at start, with their inherits",
+        path.display()
+    )]
+    YamlPack { path: PathBuf, use_instead: String },
 }
 
 /// Where the packs come from.
@@ -230,12 +236,38 @@ fn parse_toml(origin: &str, text: &str) -> Result<PackSource, PolicyError> {
 
 fn read_compiled(path: &Path) -> Result<(String, NamedSource), PolicyError> {
     let origin = path.display().to_string();
-    let source: PackSource = parse_json(&origin, &read_text(path)?)?;
+    let text = read_text(path)?;
+    let source: PackSource = parse_json(&origin, &text).map_err(|error| yaml_pack(path, &text).unwrap_or(error))?;
     let id = match &source.metadata.id {
         Some(id) if !id.trim().is_empty() => id.clone(),
         _ => return Err(PolicyError::MissingId { origin }),
     };
     Ok((id, NamedSource { origin, source }))
+}
+
+/// The error for a YAML pack given where compiled JSON is expected: text that is no JSON at all but a YAML mapping.
+fn yaml_pack(path: &Path, text: &str) -> Option<PolicyError> {
+    if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+        return None;
+    }
+    let Ok(serde_norway::Value::Mapping(_)) = serde_norway::from_str(text) else {
+        return None;
+    };
+    let use_instead = match (path.file_name(), path.parent().and_then(Path::parent)) {
+        (Some(name), Some(dir)) if name == "policy.yaml" => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            format!("--policy-dir {} (packs are <dir>/<id>/policy.yaml)", dir.display())
+        }
+        _ => "--policy-dir DIR, with this pack at DIR/<its metadata.id>/policy.yaml".to_owned(),
+    };
+    Some(PolicyError::YamlPack {
+        path: path.to_owned(),
+        use_instead,
+    })
 }
 
 fn read_directory(path: &Path) -> Result<BTreeMap<String, NamedSource>, PolicyError> {

@@ -1,5 +1,6 @@
-//! Bounds on what clients together make the daemon hold: a connection limit per peer uid, and one budget of bytes
-//! for requests and answers in transit (`--max-buffered-bytes`).
+//! Bounds on what clients together make the daemon hold or do: a connection limit per peer uid, one budget of bytes
+//! for requests and answers in transit (`--max-buffered-bytes`), and per-uid rates of decisions and of evidence bytes
+//! (see [`UidRates`]).
 //!
 //! What the budget counts, per connection: nothing for an input buffer within [`ALLOWANCE`]; for one that outgrows
 //! it, room for the largest request (`--max-request-bytes`) at once, until that request has been read (taking room
@@ -13,6 +14,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -169,6 +171,79 @@ impl Drop for UidSlot {
     }
 }
 
+/// A sustained rate and the burst allowed above it: a token bucket that holds at most `burst` tokens and gains
+/// `per_second` a second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_second: u64,
+    pub burst: u64,
+}
+
+/// One uid's bucket: tokens left (negative after a cost larger than what was left) as of `updated`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// Above this many uids, the buckets that have refilled completely (idle uids) are forgotten.
+const REMEMBERED_UIDS: usize = 1024;
+
+/// Per-uid token buckets for one kind of cost (decisions, or evidence bytes). A uid may spend while its bucket is not
+/// empty; a cost larger than what is left puts the bucket in debt, which the rate pays off before the next. So over
+/// any period a uid spends at most `per_second` times its length, plus `burst`, plus one cost: large records are
+/// never refused outright, and a flood is held to the rate.
+#[derive(Debug)]
+pub struct UidRates {
+    rate: Rate,
+    buckets: Mutex<HashMap<u32, Bucket>>,
+}
+
+/// A uid over its rate: how long until it may spend again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OverRate {
+    pub retry_after: Duration,
+}
+
+impl UidRates {
+    pub fn new(rate: Rate) -> Self {
+        Self {
+            rate,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Spends `cost` from `uid`'s bucket as of `now`, unless it is empty.
+    pub fn spend(&self, uid: u32, cost: u64, now: Instant) -> Result<(), OverRate> {
+        let burst = self.rate.burst as f64;
+        let per_second = self.rate.per_second as f64;
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() >= REMEMBERED_UIDS && !buckets.contains_key(&uid) {
+            buckets.retain(|_, bucket| refilled(*bucket, per_second, burst, now) < burst);
+        }
+        let bucket = buckets.entry(uid).or_insert(Bucket {
+            tokens: burst,
+            updated: now,
+        });
+        bucket.tokens = refilled(*bucket, per_second, burst, now);
+        bucket.updated = now;
+        if bucket.tokens <= 0.0 {
+            // Until the bucket holds a token's worth again.
+            let missing = 1.0 - bucket.tokens;
+            return Err(OverRate {
+                retry_after: Duration::from_secs_f64(missing / per_second.max(f64::MIN_POSITIVE)),
+            });
+        }
+        bucket.tokens -= cost as f64;
+        Ok(())
+    }
+}
+
+fn refilled(bucket: Bucket, per_second: f64, burst: f64, now: Instant) -> f64 {
+    let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
+    (bucket.tokens + elapsed * per_second).min(burst)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -220,5 +295,64 @@ mod tests {
         let _root = slots.take(0).expect("another uid has its own slots");
         drop(a);
         assert!(slots.take(1000).is_some(), "a closed connection frees its slot");
+    }
+
+    #[test]
+    fn a_uid_spends_its_burst_then_its_rate_and_others_are_not_affected() {
+        let rates = UidRates::new(Rate {
+            per_second: 10,
+            burst: 5,
+        });
+        let start = Instant::now();
+        assert!((0..5).all(|_| rates.spend(1000, 1, start).is_ok()), "the burst");
+        let refused = rates.spend(1000, 1, start).unwrap_err();
+        assert!(
+            (refused.retry_after.as_secs_f64() - 0.1).abs() < 1e-9,
+            "one token at 10 a second: {refused:?}"
+        );
+        assert!(rates.spend(0, 1, start).is_ok(), "another uid has its own bucket");
+        // Half a second later, five more.
+        let later = start + Duration::from_millis(500);
+        assert_eq!((0..20).filter(|_| rates.spend(1000, 1, later).is_ok()).count(), 5);
+        // A long pause refills no more than the burst.
+        let much_later = later + Duration::from_secs(60);
+        assert_eq!((0..20).filter(|_| rates.spend(1000, 1, much_later).is_ok()).count(), 5);
+    }
+
+    #[test]
+    fn a_cost_larger_than_what_is_left_is_paid_off_before_the_next() {
+        let rates = UidRates::new(Rate {
+            per_second: 1000,
+            burst: 1000,
+        });
+        let start = Instant::now();
+        assert!(
+            rates.spend(7, 5000, start).is_ok(),
+            "a full bucket takes any single cost"
+        );
+        let refused = rates.spend(7, 1, start).unwrap_err();
+        assert!(
+            (refused.retry_after.as_secs_f64() - 4.001).abs() < 1e-9,
+            "until the debt of 4000 is paid: {refused:?}"
+        );
+        assert!(rates.spend(7, 1, start + Duration::from_millis(4000)).is_err());
+        assert!(rates.spend(7, 1, start + Duration::from_millis(4002)).is_ok());
+    }
+
+    #[test]
+    fn idle_uids_are_forgotten_once_many_are_remembered() {
+        let rates = UidRates::new(Rate {
+            per_second: 1,
+            burst: 2,
+        });
+        let start = Instant::now();
+        for uid in 0..REMEMBERED_UIDS as u32 {
+            rates.spend(uid, 1, start).unwrap();
+        }
+        // uid 0 is still refilling; the others refill by the time the next uid arrives, and are dropped.
+        rates.spend(0, 1, start + Duration::from_millis(1500)).unwrap();
+        rates.spend(u32::MAX, 1, start + Duration::from_secs(2)).unwrap();
+        let buckets = rates.buckets.lock().unwrap();
+        assert_eq!(buckets.len(), 2, "{:?}", buckets.keys().collect::<Vec<_>>());
     }
 }

@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::io;
+use std::net::TcpListener;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::{env, fmt};
@@ -39,6 +40,15 @@ pub enum ListenerError {
     AmbiguousSockets { count: usize, wanted: String },
     #[error("the socket systemd passed at index {index} is not a listening Unix stream socket: {source}")]
     WrongSocketType { index: usize, source: io::Error },
+    #[error(
+        "the socket systemd passed as {name:?} (index {index}) is not a listening TCP socket: {source}; the metrics \
+         socket unit needs ListenStream=127.0.0.1:<port>"
+    )]
+    WrongMetricsSocket {
+        name: String,
+        index: usize,
+        source: io::Error,
+    },
     #[error(transparent)]
     Launchd(#[from] LaunchdError),
 }
@@ -51,6 +61,8 @@ pub struct ListenOptions {
     pub mode: u32,
     /// Which passed socket to use when systemd passes several (its `FileDescriptorName=`).
     pub fd_name: String,
+    /// The passed socket to serve metrics on over HTTP, if systemd passes one by this name.
+    pub metrics_fd_name: String,
 }
 
 /// Where the listener came from; a socket this process bound is removed again when it is dropped.
@@ -95,23 +107,28 @@ impl Drop for BoundSocket {
 pub struct Acquired {
     pub listener: UnixListener,
     pub origin: Origin,
+    /// The metrics listener systemd passed (a TCP socket the daemon answers HTTP scrapes on), if any.
+    pub metrics: Option<TcpListener>,
 }
 
 pub fn acquire(options: &ListenOptions) -> Result<Acquired, ListenerError> {
-    if let Some(acquired) = from_systemd(&options.fd_name)? {
+    if let Some(acquired) = from_systemd(&options.fd_name, &options.metrics_fd_name)? {
         return Ok(acquired);
     }
     if let Some(listener) = launchd::activate()? {
         return Ok(Acquired {
             listener,
             origin: Origin::Launchd,
+            metrics: None,
         });
     }
     bind(&options.socket, options.mode)
 }
 
-/// Takes the socket systemd passed, if it passed any to this process (`LISTEN_PID` must be ours).
-fn from_systemd(wanted: &str) -> Result<Option<Acquired>, ListenerError> {
+/// Takes the sockets systemd passed, if it passed any to this process (`LISTEN_PID` must be ours): the one named
+/// `wanted` (or the only one), and the one named `metrics_name` if there is one. The metrics socket was created by
+/// the service manager, so the daemon itself never creates an Internet socket.
+fn from_systemd(wanted: &str, metrics_name: &str) -> Result<Option<Acquired>, ListenerError> {
     let for_us = env::var("LISTEN_PID").ok().and_then(|pid| pid.parse::<u32>().ok()) == Some(std::process::id());
     let names: Option<Vec<String>> = env::var("LISTEN_FDNAMES")
         .ok()
@@ -123,12 +140,16 @@ fn from_systemd(wanted: &str) -> Result<Option<Acquired>, ListenerError> {
     if !for_us || fds.len() == 0 {
         return Ok(None);
     }
+    let metrics_index = names
+        .as_ref()
+        .and_then(|names| names.iter().position(|name| name == metrics_name));
+    let others = fds.len() - usize::from(metrics_index.is_some());
     let index = match names
         .as_ref()
         .and_then(|names| names.iter().position(|name| name == wanted))
     {
         Some(index) => index,
-        None if fds.len() == 1 => 0,
+        None if others == 1 => (0..fds.len()).find(|index| Some(*index) != metrics_index).unwrap_or(0),
         None => {
             return Err(match names {
                 Some(names) => ListenerError::NamedSocketMissing {
@@ -149,10 +170,27 @@ fn from_systemd(wanted: &str) -> Result<Option<Acquired>, ListenerError> {
             index,
             source: io::Error::new(io::ErrorKind::NotFound, "no such passed socket"),
         })?;
+    let metrics = match metrics_index {
+        Some(index) => Some(
+            fds.take_tcp_listener(index)
+                .map_err(|source| ListenerError::WrongMetricsSocket {
+                    name: metrics_name.to_owned(),
+                    index,
+                    source,
+                })?
+                .ok_or_else(|| ListenerError::WrongMetricsSocket {
+                    name: metrics_name.to_owned(),
+                    index,
+                    source: io::Error::new(io::ErrorKind::NotFound, "no such passed socket"),
+                })?,
+        ),
+        None => None,
+    };
     let name = names.and_then(|names| names.get(index).cloned());
     Ok(Some(Acquired {
         listener,
         origin: Origin::Systemd { name },
+        metrics,
     }))
 }
 
@@ -224,6 +262,7 @@ fn bind(path: &Path, mode: u32) -> Result<Acquired, ListenerError> {
     Ok(Acquired {
         listener,
         origin: Origin::Bound(bound),
+        metrics: None,
     })
 }
 

@@ -6,14 +6,23 @@
 //! `budget` bounds what they hold together; `connection` speaks the protocol modes; `handler` turns a request line
 //! into an answer.
 
+mod bounds;
 mod budget;
 mod connection;
+mod decision_log;
+mod exposition;
 mod framing;
 mod handler;
+mod headroom;
+mod health;
 pub mod listener;
+pub mod metrics;
+
+pub use exposition::serve as serve_metrics;
 
 use std::future::Future;
 use std::io;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -24,12 +33,18 @@ use tokio::net::UnixListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::auth::{PackPins, Peer, PeerPolicy, RunnerAuthenticator};
-use crate::contract::Health;
+use crate::contract::{Health, ReloadOutcome, now_timestamp, timestamp};
 use crate::engine::{Context, PathCase};
-use crate::evidence::EvidenceLog;
+use crate::evidence::{EvidenceLog, MinFree};
 use crate::policy::PolicySet;
 use crate::supervisor::rate_limit::RateLimited;
-use budget::{Budget, UidSlot, UidSlots};
+pub use budget::Rate;
+use budget::{Budget, OverRate, UidRates, UidSlot, UidSlots};
+use decision_log::DecisionLog;
+pub use decision_log::DecisionLogMode;
+use headroom::Headroom;
+pub use health::{HealthAnswer, Reason, Status};
+use metrics::{ConnectionRefused, Metrics};
 
 /// Bounds on what clients can make the server hold or wait for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,18 +61,30 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long requests in flight may take to finish once shutdown begins.
     pub shutdown_grace: Duration,
+    /// Decisions one peer uid may ask for (a second, and in a burst); `None`: no limit.
+    pub decisions_per_uid: Option<Rate>,
+    /// Bytes of evidence one peer uid's decisions may have recorded (a second, and in a burst); `None`: no limit.
+    pub evidence_bytes_per_uid: Option<Rate>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_request_bytes: 1024 * 1024,
+            max_request_bytes: 64 * 1024,
             max_connections: 1024,
             max_connections_per_uid: 256,
             max_buffered_bytes: 8 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
+            decisions_per_uid: Some(Rate {
+                per_second: 100,
+                burst: 1000,
+            }),
+            evidence_bytes_per_uid: Some(Rate {
+                per_second: 1024 * 1024,
+                burst: 8 * 1024 * 1024,
+            }),
         }
     }
 }
@@ -92,6 +119,11 @@ struct Warnings {
     overloaded: RateLimited,
     budget: RateLimited,
     accept: RateLimited,
+    invalid: RateLimited,
+    field_too_large: RateLimited,
+    runner_auth: RateLimited,
+    decision_rate: RateLimited,
+    evidence_rate: RateLimited,
 }
 
 impl Warnings {
@@ -104,10 +136,15 @@ impl Warnings {
             overloaded: limited("connections refused past --max-connections"),
             budget: limited("requests refused with --max-buffered-bytes in use"),
             accept: limited("failed accepts"),
+            invalid: limited("invalid requests"),
+            field_too_large: limited("requests refused with a field past its maximum"),
+            runner_auth: limited("failed runner authentications"),
+            decision_rate: limited("requests refused past a uid's --max-decisions-per-second-per-uid"),
+            evidence_rate: limited("requests refused past a uid's --max-evidence-bytes-per-second-per-uid"),
         }
     }
 
-    fn all(&self) -> [&RateLimited; 6] {
+    fn all(&self) -> [&RateLimited; 11] {
         [
             &self.credentials,
             &self.refused_peer,
@@ -115,6 +152,11 @@ impl Warnings {
             &self.overloaded,
             &self.budget,
             &self.accept,
+            &self.invalid,
+            &self.field_too_large,
+            &self.runner_auth,
+            &self.decision_rate,
+            &self.evidence_rate,
         ]
     }
 }
@@ -129,14 +171,25 @@ pub struct Service {
     decisions: Decisions,
     started: Instant,
     budget: Arc<Budget>,
+    decision_rates: Option<UidRates>,
+    evidence_rates: Option<UidRates>,
     warnings: Warnings,
+    metrics: Metrics,
+    last_reload: std::sync::Mutex<Option<ReloadOutcome>>,
+    decision_log: DecisionLog,
+    headroom: Option<Headroom>,
 }
+
+/// Connections open, in tenths of `--max-connections`, from which the daemon reports itself degraded.
+const NEAR_CONNECTION_LIMIT_TENTHS: usize = 9;
 
 impl Service {
     pub fn new(policies: PolicySet, limits: Limits) -> Self {
         Self {
             policies: RwLock::new(Arc::new(policies)),
             budget: Budget::new(limits.max_buffered_bytes),
+            decision_rates: limits.decisions_per_uid.map(UidRates::new),
+            evidence_rates: limits.evidence_bytes_per_uid.map(UidRates::new),
             limits,
             evidence: None,
             peers: PeerPolicy::default(),
@@ -144,7 +197,30 @@ impl Service {
             decisions: Decisions::default(),
             started: Instant::now(),
             warnings: Warnings::new(),
+            metrics: Metrics::default(),
+            last_reload: std::sync::Mutex::new(None),
+            decision_log: DecisionLog::new(DecisionLogMode::default(), WARNING_INTERVAL),
+            headroom: None,
         }
+    }
+
+    /// Reports itself degraded while the evidence log's file system has less than `min` free (only with an
+    /// evidence log: call after [`Service::with_evidence`]). A minimum of 0 turns the check off.
+    pub fn with_evidence_min_free(mut self, min: MinFree) -> Self {
+        self.headroom = match (&self.evidence, min) {
+            (_, MinFree::Bytes(0) | MinFree::Percent(0)) | (None, _) => None,
+            (Some(evidence), min) => {
+                let dir = evidence.path().parent().filter(|dir| !dir.as_os_str().is_empty());
+                Some(Headroom::new(dir.unwrap_or(Path::new(".")).to_owned(), min))
+            }
+        };
+        self
+    }
+
+    /// Logs decisions as `mode` says (`--log-decisions`).
+    pub fn with_decision_log(mut self, mode: DecisionLogMode) -> Self {
+        self.decision_log = DecisionLog::new(mode, WARNING_INTERVAL);
+        self
     }
 
     /// Records every decision in `evidence` before answering it.
@@ -206,14 +282,125 @@ impl Service {
         &self.limits
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     fn budget(&self) -> &Arc<Budget> {
         &self.budget
     }
 
-    pub fn health(&self) -> Health {
+    fn decision_log(&self) -> &DecisionLog {
+        &self.decision_log
+    }
+
+    /// Takes one decision from `uid`'s rate, if it has one left.
+    fn spend_decision(&self, uid: u32) -> Result<(), OverRate> {
+        match &self.decision_rates {
+            Some(rates) => rates.spend(uid, 1, tokio::time::Instant::now()),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes `bytes` of evidence from `uid`'s rate, if it has any left.
+    fn spend_evidence(&self, uid: u32, bytes: usize) -> Result<(), OverRate> {
+        match &self.evidence_rates {
+            Some(rates) => rates.spend(uid, bytes as u64, tokio::time::Instant::now()),
+            None => Ok(()),
+        }
+    }
+
+    /// Notes how a reload ended (`Err` with why it failed), for the health answer and the metrics.
+    pub fn record_reload(&self, result: Result<(), String>) {
+        self.metrics.reloaded(match result {
+            Ok(()) => metrics::ReloadResult::Success,
+            Err(_) => metrics::ReloadResult::Failure,
+        });
+        let mut last = self.last_reload.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let generation = last.as_ref().map_or(0, |outcome| outcome.generation) + 1;
+        *last = Some(ReloadOutcome {
+            generation,
+            result: if result.is_ok() { "success" } else { "failure" }.to_owned(),
+            at: now_timestamp(),
+            error: result.err(),
+        });
+    }
+
+    pub fn last_reload(&self) -> Option<ReloadOutcome> {
+        self.last_reload
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The health answer: the policy in force, and whatever keeps the daemon from `ok` (see `health`).
+    pub fn health(&self) -> HealthAnswer {
+        let mut reasons = Vec::new();
+        if let Some(evidence) = &self.evidence
+            && let Some((since, error)) = evidence.stats().failing_since()
+        {
+            reasons.push(Reason {
+                code: "evidence.unavailable",
+                status: Status::Failing,
+                message: format!(
+                    "the evidence log {} cannot be written since {}: {error}; every decision fails closed \
+                     (daemon.evidence.unavailable)",
+                    evidence.path().display(),
+                    timestamp(since.into())
+                ),
+            });
+        }
+        reasons.extend(self.headroom.iter().filter_map(Headroom::problem));
+        let last_reload = self.last_reload();
+        if let Some(failed) = last_reload.as_ref().filter(|outcome| outcome.error.is_some()) {
+            reasons.push(Reason {
+                code: "reload.failed",
+                status: Status::Degraded,
+                message: format!(
+                    "reload failed, previous policy still in force since {}: {}",
+                    failed.at,
+                    failed.error.as_deref().unwrap_or_default()
+                ),
+            });
+        }
+        if let Some(oidc) = self.runners.as_ref().and_then(|runners| runners.oidc())
+            && let Some((since, error, have_keys)) = oidc.staleness()
+        {
+            reasons.push(Reason {
+                code: "jwks.stale",
+                status: if have_keys { Status::Degraded } else { Status::Failing },
+                message: format!(
+                    "the runner OIDC key set cannot be loaded since {}: {error}; {}",
+                    timestamp(since.into()),
+                    if have_keys {
+                        "tokens signed with the keys loaded before are still accepted, others are refused"
+                    } else {
+                        "no key set is loaded, so every runner OIDC token is refused"
+                    }
+                ),
+            });
+        }
+        let (open, max) = (
+            self.metrics.open_connections().max(0) as usize,
+            self.limits.max_connections,
+        );
+        if open * 10 >= max * NEAR_CONNECTION_LIMIT_TENTHS {
+            reasons.push(Reason {
+                code: "connections.near_limit",
+                status: Status::Degraded,
+                message: format!(
+                    "{open} of the {max} connections --max-connections allows are open; past it clients are \
+                     refused (daemon.overloaded)"
+                ),
+            });
+        }
+        HealthAnswer::new(self.contract_health(), reasons).with_last_reload(last_reload)
+    }
+
+    fn contract_health(&self) -> Health {
         let policies = self.policies();
         Health {
-            status: "ok".to_owned(),
+            status: String::new(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_seconds: self.started.elapsed().as_secs(),
             pid: std::process::id(),
@@ -249,8 +436,10 @@ pub async fn run(listener: UnixListener, shutdown: impl Future<Output = ()>, ser
                 Ok((peer, permit, slot)) => {
                     let service = Arc::clone(&service);
                     let stopped = stopped.clone();
+                    service.metrics().connection_opened();
                     tokio::spawn(async move {
-                        connection::serve(stream, peer, service, stopped).await;
+                        connection::serve(stream, peer, Arc::clone(&service), stopped).await;
+                        service.metrics().connection_closed();
                         drop((permit, slot));
                     });
                 }
@@ -289,6 +478,7 @@ pub async fn run(listener: UnixListener, shutdown: impl Future<Output = ()>, ser
     for warning in service.warnings.all() {
         warning.summarize();
     }
+    service.decision_log().summarize(true);
     Ok(())
 }
 
@@ -304,6 +494,7 @@ fn admit(
     let peer = match Peer::of(stream, service.needs_groups()) {
         Ok(peer) => peer,
         Err(error) => {
+            service.metrics().connection_refused(ConnectionRefused::Credentials);
             if warnings.credentials.allow() {
                 tracing::warn!(%error, "cannot read peer credentials; closing the connection");
             }
@@ -311,6 +502,7 @@ fn admit(
         }
     };
     if !service.peers().admits(&peer) {
+        service.metrics().connection_refused(ConnectionRefused::Peer);
         if warnings.refused_peer.allow() {
             tracing::warn!(
                 peer_uid = peer.uid,
@@ -319,9 +511,10 @@ fn admit(
                 "refused a peer that --allow-uid/--allow-group do not admit"
             );
         }
-        return Err(Some(handler::peer_unauthorized(&peer)));
+        return Err(Some(handler::peer_unauthorized(service, &peer)));
     }
     let Some(slot) = uids.take(peer.uid) else {
+        service.metrics().connection_refused(ConnectionRefused::UidLimit);
         if warnings.uid_limit.allow() {
             tracing::warn!(
                 peer_uid = peer.uid,
@@ -330,9 +523,10 @@ fn admit(
                 "refused a connection: its uid has --max-connections-per-uid open"
             );
         }
-        return Err(Some(handler::uid_overloaded(peer.uid, uids.max())));
+        return Err(Some(handler::uid_overloaded(service, peer.uid, uids.max())));
     };
     let Ok(permit) = Arc::clone(permits).try_acquire_owned() else {
+        service.metrics().connection_refused(ConnectionRefused::ConnectionLimit);
         if warnings.overloaded.allow() {
             tracing::warn!(
                 peer_uid = peer.uid,
@@ -340,18 +534,24 @@ fn admit(
                 "refused a connection: --max-connections are open"
             );
         }
-        return Err(Some(handler::overloaded(service.limits().max_connections)));
+        return Err(Some(handler::overloaded(service)));
     };
     Ok((peer, permit, slot))
 }
 
-/// Logs, once an interval, how many of each rate-limited warning were left out.
+/// Logs, once an interval, how many of each rate-limited warning were left out, and the allowed decisions not
+/// logged one by one.
 async fn summarize_warnings(service: Arc<Service>) {
     let mut ticks = tokio::time::interval(WARNING_INTERVAL);
     loop {
         ticks.tick().await;
         for warning in service.warnings.all() {
             warning.summarize();
+        }
+        service.decision_log().summarize(false);
+        // Looks at the free space now and then even when nobody asks for health, so that a change is logged.
+        if let Some(headroom) = &service.headroom {
+            headroom.problem();
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use cavra_runtime::client::Client;
+use cavra_runtime_client::Client;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
@@ -99,6 +99,8 @@ impl Daemon {
                         return message;
                     }
                 }
+                // A signal to the test process (a child exiting) is no reason to stop waiting.
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(error) => panic!("no {needle} notification ({error}); daemon log:\n{}", self.log()),
             }
         }

@@ -20,6 +20,7 @@ use nix::unistd::{Pid, SysconfVar, sysconf};
 
 /// The daemon measured: the binary cargo built for this profile (only `--release` gives figures that mean anything).
 pub const DAEMON: &str = env!("CARGO_BIN_EXE_cavra-runtime");
+
 /// The health probe: the daemon answers it without a decision or an evidence record.
 pub const HEALTH: &str = r#"{"action_type":"cavra.health"}"#;
 /// The first line of a stream-mode connection.
@@ -326,8 +327,12 @@ pub fn daemon_args(socket: &Path, log_target: &str) -> Vec<OsString> {
         .map(OsString::from)
         .collect();
     args.push(socket.into());
-    // Every client and idle connection of a measurement is this process's uid.
+    // Every client and idle connection of a measurement is this process's uid: its limits are lifted.
     args.extend(["--max-connections-per-uid", "4096"].map(OsString::from));
+    args.extend(["--max-decisions-per-second-per-uid", "0"].map(OsString::from));
+    args.extend(["--max-evidence-bytes-per-second-per-uid", "0"].map(OsString::from));
+    // A line per decision, as the figures in docs/performance.md were measured.
+    args.extend(["--log-decisions", "all"].map(OsString::from));
     args
 }
 

@@ -32,6 +32,26 @@ pub fn nobody(program: &str, args: &[&str]) -> Command {
     command
 }
 
+/// A group no account has (not in /etc/group): the daemon admits it with `--allow-group`, and [`member`] runs
+/// processes in it, so tests need not create one on the host.
+pub const MEMBER_GROUP: u32 = 47_321;
+/// A second member of [`MEMBER_GROUP`], a bystander beside the attacker `nobody`.
+pub const BYSTANDER: u32 = 65_533;
+
+/// `program args...` as a non-root member of [`MEMBER_GROUP`], as a user added to group cavra is: uid and primary
+/// gid `uid`, and MEMBER_GROUP as its one supplementary group.
+pub fn member(uid: u32, program: &str, args: &[&str]) -> Command {
+    let mut command = Command::new("setpriv");
+    command
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .arg(format!("--groups={MEMBER_GROUP}"))
+        .args(["--", program])
+        .args(args)
+        .stdin(Stdio::null());
+    command
+}
+
 /// Runs the shell `script` as `nobody` and returns what happened; panics with its output if it failed.
 pub fn as_nobody(script: &str) -> Output {
     let output = nobody("sh", &["-ec", script]).output().expect("run setpriv");

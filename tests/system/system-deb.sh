@@ -7,7 +7,8 @@
 # pack; `systemctl restart` and the upgrade to revision 2 refuse no client; the shipped logrotate configuration
 # rotates the evidence log twice under load, every acknowledged decision lands in exactly one file and the set
 # verifies as one chain; removal stops everything and keeps
-# settings and evidence; purge deletes them.
+# settings and evidence; purge deletes the settings and keeps the evidence, saying so; with CAVRA_PURGE_EVIDENCE=yes
+# it deletes the evidence too, and nothing on a volume mounted below /var/lib/cavra.
 #
 # usage: timeout 300 unshare -m bash tests/system/system-deb.sh /path/to/cavra-runtime REVISION-1.deb REVISION-2.deb
 # (the binary is the test build: it verifies the evidence log from outside the container as well)
@@ -54,12 +55,13 @@ packaged_check_listening
 packaged_check_first_connection
 packaged_check_outsider
 packaged_check_journal
-packaged_check_journal_keeps_every_decision
+packaged_check_journal_under_a_flood
 packaged_check_evidence
 packaged_check_reload
 packaged_check_network_dropin
 packaged_check_restart_under_load
 packaged_check_logrotate_under_load
+packaged_check_evidence_readers
 packaged_check_upgrade "$SECOND" "$SECOND_VERSION"
 [ "$FIRST_VERSION" != "$SECOND_VERSION" ] || fail "both packages have version $FIRST_VERSION"
 packaged_check_remove
@@ -70,15 +72,42 @@ expect_eq "is-enabled" \
 # shellcheck disable=SC2016 # dpkg-query's own ${field} syntax
 expect_eq "dpkg status" "$(in_container dpkg-query --show --showformat='${db:Status-Abbrev}' cavra-runtime)" "rc "
 
-step "purge deletes the settings, the evidence log and the masks; the user stays"
+step "purge deletes the settings and the masks; it keeps /var/lib/cavra and the volume mounted in it, and says so"
+# An evidence volume below /var/lib/cavra, as an operator would mount one for old logs.
+CT_VOLUME=/var/lib/cavra/archive
+in_container mkdir -p "$CT_VOLUME"
+in_container mount -t tmpfs cavra-systest-volume "$CT_VOLUME"
+in_container sh -c "echo archived >$CT_VOLUME/evidence.jsonl.archived"
 in_container dpkg --purge cavra-runtime >"$SYSTEST_WORK/purge.log" 2>&1 ||
     fail "dpkg --purge failed: $(cat "$SYSTEST_WORK/purge.log")"
-for path in "$PKG_ENV_FILE" /var/lib/cavra /etc/cavra/policies/README /etc/systemd/system/cavra-runtime.socket \
+sed 's/^/   dpkg: /' "$SYSTEST_WORK/purge.log"
+for path in "$PKG_ENV_FILE" /etc/cavra/policies/README /etc/systemd/system/cavra-runtime.socket \
     /etc/systemd/system/sockets.target.wants/cavra-runtime.socket; do
     if ct_exists "$path"; then fail "$path is still there after purge"; fi
 done
-pass "settings, evidence, README, masks and enablement are gone"
+pass "settings, README, masks and enablement are gone"
+expect_contains "what purge said" "$(cat "$SYSTEST_WORK/purge.log")" \
+    "cavra-runtime: kept /var/lib/cavra, the evidence log (the record of every decision)."
+report=$("$CAVRA_BIN" --verify-evidence --evidence-log "$CLONE_ROOT/var/lib/cavra" \
+    --evidence-signing-key-file "$CLONE_ROOT$CT_KEY" --evidence-signing-key-id "$CT_KEY_ID") ||
+    fail "the evidence kept by purge does not verify: $report"
+expect_eq "the kept evidence set is valid" "$(json_fields valid <<<"$report")" True
+expect_eq "the volume's file" "$(in_container cat "$CT_VOLUME/evidence.jsonl.archived")" archived
 ct_exists "$CT_PACKS/systest/policy.yaml" || fail "purge deleted the operator's own pack"
 pass "the operator's own pack in $CT_PACKS is left alone"
 in_container getent passwd cavra >/dev/null || fail "purge deleted the user cavra"
 ct_expect_unit cavra-runtime.socket LoadState not-found
+
+step "asked to (CAVRA_PURGE_EVIDENCE=yes), purge deletes the evidence, and nothing on the volume mounted in it"
+in_container dpkg --install "$CONTAINER_SHARE/$(basename "$SECOND")" >"$SYSTEST_WORK/reinstall.log" 2>&1 ||
+    fail "reinstalling failed: $(cat "$SYSTEST_WORK/reinstall.log")"
+in_container env CAVRA_PURGE_EVIDENCE=yes dpkg --purge cavra-runtime >"$SYSTEST_WORK/purge-evidence.log" 2>&1 ||
+    fail "dpkg --purge failed: $(cat "$SYSTEST_WORK/purge-evidence.log")"
+sed 's/^/   dpkg: /' "$SYSTEST_WORK/purge-evidence.log"
+expect_contains "what purge said" "$(cat "$SYSTEST_WORK/purge-evidence.log")" \
+    "kept, with everything in them, the file systems mounted at: $CT_VOLUME"
+expect_eq "left in /var/lib/cavra" "$(in_container find /var/lib/cavra | sort | tr '\n' ' ')" \
+    "/var/lib/cavra $CT_VOLUME $CT_VOLUME/evidence.jsonl.archived "
+expect_eq "the volume's file" "$(in_container cat "$CT_VOLUME/evidence.jsonl.archived")" archived
+expect_eq "the volume is still mounted" "$(in_container findmnt -n -o SOURCE "$CT_VOLUME")" cavra-systest-volume
+in_container umount "$CT_VOLUME"

@@ -57,17 +57,20 @@ packaged_check_listening
 packaged_check_first_connection
 packaged_check_outsider
 packaged_check_journal
-packaged_check_journal_keeps_every_decision
+packaged_check_journal_under_a_flood
 packaged_check_evidence
 packaged_check_reload
 packaged_check_network_dropin
 packaged_check_restart_under_load
 packaged_check_logrotate_under_load
+packaged_check_evidence_readers
 packaged_check_upgrade "$SECOND" "$SECOND_VERSION"
 [ "$FIRST_VERSION" != "$SECOND_VERSION" ] || fail "both packages have version $FIRST_VERSION"
 packaged_check_remove
 
 step "after rpm -e: disabled, the changed settings file kept as .rpmsave, no package left"
+expect_contains "what rpm -e said" "$(cat "$SYSTEST_WORK/remove.log")" \
+    "cavra-runtime: kept /var/lib/cavra, the evidence log (the record of every decision)."
 if ct_exists /etc/systemd/system/sockets.target.wants/cavra-runtime.socket; then
     fail "cavra-runtime.socket is still enabled after rpm -e"
 fi

@@ -1,11 +1,13 @@
 #!/bin/bash
 # Scenario (d), reload: the daemon serves a --policy-dir pack (configured through the per-user environment file the
-# unit reads). After the pack changes, `systemctl --user reload` (ExecReload= sends SIGHUP) puts the new decisions
-# in force and the status text reports the new policy digest. After the pack is broken, a reload leaves the same
-# daemon active with the previous decisions and digest, and the status text says "reload failed".
+# unit reads). After the pack changes, `--check` passes and `systemctl --user reload` (ExecReload= is
+# `cavra-runtime --reload`: SIGHUP, then it waits for the daemon's outcome) returns 0 with the new decisions in
+# force and the new policy digest in the status text. After the pack is broken, `--check` exits 1 naming the file,
+# and `systemctl --user reload` exits non-zero, leaving the same daemon active with the previous decisions and
+# digest; the status text says "reload failed" and the health answer and metrics record the failure.
 #
-# systemd 252 has no Type=notify-reload and `systemctl reload` may return before the daemon's READY=1 (the kill
-# helper races the RELOADING=1 message), so completion is observed through the status text, not reload's return.
+# systemd 252 has no Type=notify-reload; ExecReload= waiting for the outcome is what makes `systemctl reload`
+# report it.
 #
 # usage: timeout 120 unshare -m bash tests/system/user-reload.sh /path/to/cavra-runtime
 # shellcheck source-path=SCRIPTDIR
@@ -44,20 +46,18 @@ expect_contains "StatusText" "$status1" "$digest1"
 expect_eq "read secret.txt" "$(cavra_read_decision secret.txt)" "block filesystem.read.block"
 expect_eq "read notes.txt" "$(cavra_read_decision notes.txt)" "allow filesystem.read.allow"
 
-step "change the pack and reload"
+# check_config: `cavra-runtime --check` with the settings the unit reads; prints its output, returns its status.
+check_config() { env "CAVRA_POLICY_DIR=$PACKS" CAVRA_DEFAULT_PACK=workstation "$CAVRA_BIN" --check 2>&1; }
+
+step "change the pack, check it, and reload: systemctl reload returns once the new policy is in force"
 write_pack notes.txt
-systemctl --user reload "$CAVRA_SERVICE"
-reloaded() {
-    local status
-    status=$(cavra_status)
-    case "$status" in
-    "reload failed"*) fail "the reload failed: $status" ;;
-    serving*) [ "$status" != "$status1" ] ;;
-    *) return 1 ;;
-    esac
-}
-wait_for "the status text to show the reloaded policy (it was: $status1)" 10 reloaded
+out=$(check_config) || fail "--check refused the good pack: $out"
+expect_prefix "--check" "$out" "configuration OK: policy directory $PACKS (1 packs, default workstation, sha256:"
+systemctl --user reload "$CAVRA_SERVICE" || fail "systemctl --user reload failed on a good pack"
+pass "systemctl --user reload exited 0"
 status2=$(cavra_status)
+case "$status2" in serving*) [ "$status2" != "$status1" ] || fail "the status text still shows the old policy" ;;
+*) fail "status text after the reload: $status2" ;; esac
 say "StatusText: $status2"
 digest2=$(cavra_health policy_digest)
 [ "$digest2" != "$digest1" ] || fail "the policy digest did not change on reload ($digest1)"
@@ -67,14 +67,28 @@ expect_eq "read secret.txt" "$(cavra_read_decision secret.txt)" "allow filesyste
 wait_unit "$CAVRA_SERVICE" SubState running 10
 expect_unit "$CAVRA_SERVICE" MainPID "$pid"
 
-step "break the pack and reload: the previous policy stays in force"
+step "break the pack: --check and systemctl reload fail; the previous policy stays in force"
 printf 'metadata:\n  id: workstation\nfilesystem:\n  block_read: [unterminated\n' >"$PACKS/workstation/policy.yaml"
-systemctl --user reload "$CAVRA_SERVICE"
-reload_failed() { case "$(cavra_status)" in "reload failed"*) return 0 ;; *) return 1 ;; esac }
-wait_for "the status text to report the failed reload" 10 reload_failed
+if out=$(check_config); then fail "--check accepted a broken pack: $out"; fi
+expect_prefix "--check" "$out" "cavra-runtime: configuration check failed: "
+expect_contains "--check" "$out" "workstation/policy.yaml"
+if out=$(systemctl --user reload "$CAVRA_SERVICE" 2>&1); then
+    fail "systemctl --user reload exited 0 on a broken pack: $out"
+fi
+pass "systemctl --user reload failed: $out"
+reload_log=$(journal_query -o cat _SYSTEMD_USER_UNIT="$CAVRA_SERVICE" | grep 'reload failed (pid' || true)
+expect_contains "the reload helper's word in the journal" "$reload_log" "the previous policy $digest2 stays in force"
+last_reload=$(cavra_ask '{"action_type":"cavra.health"}' | "$PYTHON" -c '
+import json, sys
+last = json.load(sys.stdin)["last_reload"]
+print(last["result"], last["generation"])')
+expect_eq "the health answer's last reload (result generation)" "$last_reload" "failure 2"
+metrics=$("$CAVRA_BIN" --metrics --socket "$CAVRA_SOCKET")
+expect_contains "metrics" "$metrics" 'cavra_reloads_total{result="failure"} 1'
+expect_contains "metrics" "$metrics" 'cavra_reloads_total{result="success"} 1'
 status3=$(cavra_status)
 say "StatusText: $status3"
-expect_prefix "StatusText" "$status3" "reload failed, previous policy still in force: "
+expect_prefix "StatusText" "$status3" "degraded: reload.failed: reload failed, previous policy still in force since "
 expect_contains "StatusText" "$status3" "workstation/policy.yaml"
 wait_unit "$CAVRA_SERVICE" SubState running 10
 expect_unit "$CAVRA_SERVICE" ActiveState active

@@ -6,6 +6,10 @@
 //! this program, so they never mistake an unrelated process for the daemon. Probes use the health request, which
 //! leaves no evidence record.
 //!
+//! The Go daemon's PID file has no lock. Such a file is still recognised when its pid is the process listening on
+//! the socket, as the kernel reports it to the connecting side (peer credentials): that daemon is reported running
+//! and `stop` stops it. A socket anyone listens on, and the PID file of a live daemon, are never removed.
+//!
 //! Every file here (PID file, log) is reached through a checked directory and never through a link
 //! ([`crate::fsutil`]); `daemonize` only detaches (fork, setsid, fork), and the PID file, the output and the
 //! privilege drop ([`privileges`]) are done here.
@@ -19,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use cavra_runtime_client::{Client, ClientError, Retry, Server, ServerCheck};
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::stat::SFlag;
@@ -28,8 +33,6 @@ use serde::Serialize;
 use super::flags::{LifecycleAction, LifecycleArgs, ServeArgs};
 use super::io::print_json;
 use super::serve::{self, ServeError};
-use crate::auth::Peer;
-use crate::client::{Client, ServerCheck};
 use crate::contract::Health;
 use crate::fsutil::{self, FsError, SafeDir, Trust};
 use crate::server::listener::socket_directory_mode;
@@ -42,6 +45,20 @@ pub enum LifecycleError {
     AlreadyRunning { pid: i32, socket: PathBuf },
     #[error("a daemon not started by --lifecycle (no pid file {}) is already answering on {}", pid_path.display(), socket.display())]
     Unmanaged { socket: PathBuf, pid_path: PathBuf },
+    #[error(
+        "pid file {} names pid {}, but {} listens on {}; nothing was signalled or removed (stop that daemon the way \
+         it was started, then remove the pid file if it is stale)",
+        pid_path.display(),
+        pid.map_or("none".to_owned(), |pid| pid.to_string()),
+        listener.map_or("a process the kernel does not name".to_owned(), |pid| format!("pid {pid}")),
+        socket.display()
+    )]
+    NotTheListener {
+        pid_path: PathBuf,
+        pid: Option<i32>,
+        socket: PathBuf,
+        listener: Option<i32>,
+    },
     #[error(
         "pid file {} exists but holds no pid: another start may be under way; if none is, remove it",
         path.display()
@@ -88,6 +105,20 @@ pub struct Status {
     pub version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uptime_seconds: Option<u64>,
+    /// The health answer's status (ok, degraded, failing) and its reasons, when the daemon answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<serde_json::Value>,
+}
+
+/// The health answer as `status` reads it: the contract's fields and the reasons beside them.
+#[derive(Debug, serde::Deserialize)]
+struct HealthView {
+    #[serde(flatten)]
+    health: Health,
+    #[serde(default)]
+    reasons: Vec<serde_json::Value>,
 }
 
 /// Where the pieces live, from the flags.
@@ -99,7 +130,7 @@ struct Paths {
 
 impl Paths {
     fn of(lifecycle: &LifecycleArgs, serve: &ServeArgs) -> Self {
-        let socket = serve.socket.socket.clone();
+        let socket = serve.socket.path();
         let pid = lifecycle.pid.clone().unwrap_or_else(|| {
             let mut path = socket.clone().into_os_string();
             path.push(".pid");
@@ -122,7 +153,7 @@ pub fn run(action: LifecycleAction, lifecycle: &LifecycleArgs, serve: &ServeArgs
         LifecycleAction::Start => start(lifecycle, serve, &paths),
         LifecycleAction::Status => {
             let pid_file = PidFile::at(&paths.pid, None)?;
-            let (status, code) = status(&paths, pid_file.as_ref())?;
+            let (status, code) = status(&paths, pid_file.as_ref(), lifecycle.lifecycle_timeout)?;
             print_json(&status).map_err(LifecycleError::WriteOutput)?;
             Ok(code)
         }
@@ -130,60 +161,182 @@ pub fn run(action: LifecycleAction, lifecycle: &LifecycleArgs, serve: &ServeArgs
     }
 }
 
-/// The daemon's health and who answered (the kernel's record: its pid). Any server is heard: nothing it says is
-/// acted on, and whether it is the daemon is decided by comparing its pid with the PID file's holder.
-fn probe(socket: &Path) -> Option<(Health, Peer)> {
+/// How long a probe made while starting or stopping may take.
+const PROBE: Duration = Duration::from_millis(500);
+
+/// A client for probes. Any server is heard: nothing it says is acted on, and whether it is the daemon is decided
+/// by comparing its pid, as the kernel reports it, with the PID file's.
+fn prober(socket: &Path, timeout: Duration) -> Client {
     Client::new(socket)
-        .with_timeout(Duration::from_millis(500))
+        .with_timeout(timeout)
+        .with_retry(Retry::none())
         .expect_server(ServerCheck::Anyone)
-        .health_and_server()
-        .ok()
 }
 
-fn lock_state(pid_file: Option<&PidFile>) -> Result<LockState, PidFileError> {
-    pid_file.map_or(Ok(LockState::Absent), PidFile::lock_state)
+/// The daemon's health and who answered (the kernel's record: its pid), when it is a cavra-runtime daemon that
+/// answers health probes.
+fn probe(socket: &Path) -> Option<(Health, Server)> {
+    prober(socket, PROBE).health_and_server().ok()
+}
+
+/// What is at the socket.
+#[derive(Debug, Default)]
+struct AtSocket {
+    /// Who listens, as the kernel recorded it, when a connection could be made.
+    listener: Option<Server>,
+    /// Its health, when it answered the health probe with it, and the reasons for a status other than ok.
+    health: Option<Health>,
+    reasons: Vec<serde_json::Value>,
+    /// Whether it answered the probe at all: with its health, with a refusal, or with a decision (the Go daemon,
+    /// which has no health probe, evaluates the probe as a request).
+    answers: bool,
+}
+
+impl AtSocket {
+    /// Who listens, without asking anything: enough to tell which process a PID file names, and nothing a daemon
+    /// would record.
+    fn listening(socket: &Path) -> Self {
+        Self {
+            listener: prober(socket, PROBE).listener().ok(),
+            ..Self::default()
+        }
+    }
+
+    /// Who listens, and whether it answers the health probe.
+    fn look(socket: &Path, timeout: Duration) -> Self {
+        let client = prober(socket, timeout);
+        let Ok(listener) = client.listener() else {
+            return Self::default();
+        };
+        let (view, answers) = match client.health_as::<HealthView>() {
+            Ok((view, _)) => (Some(view), true),
+            Err(ClientError::NoHealth { .. } | ClientError::Refused { .. }) => (None, true),
+            Err(_) => (None, false),
+        };
+        let (health, reasons) = match view {
+            Some(view) => (Some(view.health), view.reasons),
+            None => (None, Vec::new()),
+        };
+        Self {
+            listener: Some(listener),
+            health,
+            reasons,
+            answers,
+        }
+    }
+
+    fn listener_pid(&self) -> Option<i32> {
+        self.listener.and_then(|server| server.pid)
+    }
+}
+
+/// Whether nothing listens on `socket`: a socket file is there, and connecting to it is refused.
+fn nobody_listens(socket: &Path) -> bool {
+    match prober(socket, PROBE).listener() {
+        Err(ClientError::Connect { source, .. }) => source.kind() == io::ErrorKind::ConnectionRefused,
+        _ => false,
+    }
+}
+
+/// The daemon the PID file names, as far as can be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Named {
+    /// No PID file.
+    NoFile,
+    /// A daemon of this program holding the file's lock.
+    Locked(i32),
+    /// A file nobody holds (the Go daemon locks none) whose pid is the live process listening on the socket.
+    Unlocked(i32),
+    /// A file naming no daemon: its process is gone, or is not the one listening on the socket.
+    Stale(Option<i32>),
+}
+
+fn named(pid_file: Option<&PidFile>, at: &AtSocket) -> Result<Named, LifecycleError> {
+    let Some(pid_file) = pid_file else {
+        return Ok(Named::NoFile);
+    };
+    Ok(match pid_file.lock_state()? {
+        LockState::Absent => Named::NoFile,
+        LockState::Held => match pid_file.daemon()? {
+            Some(pid) => Named::Locked(pid),
+            None => Named::Stale(pid_file.read_pid()),
+        },
+        LockState::Stale => match pid_file.read_pid() {
+            Some(pid) if at.listener_pid() == Some(pid) && running(pid) => Named::Unlocked(pid),
+            pid => Named::Stale(pid),
+        },
+    })
+}
+
+/// Whether process `pid` exists and has not exited (a zombie waiting to be reaped has).
+fn running(pid: i32) -> bool {
+    let exists = matches!(kill(Pid::from_raw(pid), None), Ok(()) | Err(nix::errno::Errno::EPERM));
+    #[cfg(target_os = "linux")]
+    let exists = exists
+        && fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+            .unwrap_or(true);
+    exists
 }
 
 /// The status and its LSB exit code: 0 running, 1 PID file left by a dead daemon, 3 not running, 4 a live daemon
-/// process whose socket does not answer.
-fn status(paths: &Paths, pid_file: Option<&PidFile>) -> Result<(Status, ExitCode), LifecycleError> {
-    let lock = lock_state(pid_file)?;
-    let daemon = match pid_file {
-        Some(pid_file) if lock == LockState::Held => pid_file.daemon()?,
-        _ => None,
+/// process whose socket does not answer. `pid` and `process_running` are about one process: the daemon the PID file
+/// names, or else the one listening on the socket.
+fn status(paths: &Paths, pid_file: Option<&PidFile>, timeout: Duration) -> Result<(Status, ExitCode), LifecycleError> {
+    let at = AtSocket::look(&paths.socket, timeout);
+    let named = named(pid_file, &at)?;
+    Ok(report(paths, named, &at))
+}
+
+/// The status of what `named` and `at` found.
+fn report(paths: &Paths, named: Named, at: &AtSocket) -> (Status, ExitCode) {
+    let (pid, process_running) = match named {
+        Named::Locked(pid) | Named::Unlocked(pid) => (Some(pid), true),
+        // A daemon not started by --lifecycle (plain --serve, socket activation): the one at the socket. Its own
+        // pid when it says (under socket activation the listener is the service manager).
+        Named::NoFile | Named::Stale(_) if at.listener.is_some() => (
+            at.health.as_ref().map(|health| health.pid as i32).or(at.listener_pid()),
+            true,
+        ),
+        Named::Stale(pid) => (pid, false),
+        Named::NoFile => (None, false),
     };
-    let health = probe(&paths.socket).map(|(health, _)| health);
-    let process_running = lock == LockState::Held;
-    let socket_responsive = health.is_some();
-    let running = socket_responsive && (process_running || lock == LockState::Absent);
-    let (message, code) = match (running, lock, process_running) {
-        (true, _, _) => ("daemon is running", 0),
-        (false, LockState::Stale, _) => ("daemon pid file exists but process is not running", 1),
-        (false, _, true) => ("daemon process is running but its socket does not answer", 4),
-        (false, _, false) => ("daemon is not running", 3),
+    let running = at.answers && process_running;
+    let (message, code) = match (running, process_running, named) {
+        (true, _, Named::Stale(Some(stale))) => (
+            format!(
+                "daemon is running; pid file {} is stale (pid {stale} is not the daemon)",
+                paths.pid.display()
+            ),
+            0,
+        ),
+        (true, _, _) => ("daemon is running".to_owned(), 0),
+        (false, true, _) => ("daemon process is running but its socket does not answer".to_owned(), 4),
+        (false, false, Named::Stale(_)) => ("daemon pid file exists but process is not running".to_owned(), 1),
+        (false, false, _) => ("daemon is not running".to_owned(), 3),
     };
-    let pid = daemon
-        .or_else(|| health.as_ref().map(|h| h.pid as i32))
-        .or_else(|| pid_file.and_then(PidFile::read_pid));
     let status = Status {
         running,
         pid,
         socket_path: paths.socket.clone(),
         pid_path: paths.pid.clone(),
         process_running,
-        socket_responsive,
-        message: message.to_owned(),
-        version: health.as_ref().map(|h| h.version.clone()),
-        uptime_seconds: health.as_ref().map(|h| h.uptime_seconds),
+        socket_responsive: at.answers,
+        message,
+        version: at.health.as_ref().map(|h| h.version.clone()),
+        uptime_seconds: at.health.as_ref().map(|h| h.uptime_seconds),
+        health: at.health.as_ref().map(|h| h.status.clone()),
+        reasons: at.reasons.clone(),
     };
-    Ok((status, ExitCode::from(code)))
+    (status, ExitCode::from(code))
 }
 
 /// Mode of a PID file's or log's directory that `start` creates.
 const DIR_MODE: u32 = 0o750;
 
 fn start(lifecycle: &LifecycleArgs, serve: &ServeArgs, paths: &Paths) -> Result<ExitCode, LifecycleError> {
-    let identity = Identity::resolve(lifecycle.user.as_deref(), lifecycle.group.as_deref())?;
+    let identity = Identity::for_start(lifecycle.user.as_deref(), lifecycle.group.as_deref())?;
     // The socket's directory first, with the mode its socket implies: the PID file and log usually live there too.
     SafeDir::of_file(
         &paths.socket,
@@ -196,34 +349,43 @@ fn start(lifecycle: &LifecycleArgs, serve: &ServeArgs, paths: &Paths) -> Result<
         source,
     })?;
     let pid_file = PidFile::at(&paths.pid, Some(fsutil::mode(DIR_MODE)))?.expect("created when missing");
-    match pid_file.lock_state()? {
-        LockState::Held => {
-            let pid = pid_file.daemon()?.unwrap_or_default();
+    let at = AtSocket::listening(&paths.socket);
+    match named(Some(&pid_file), &at)? {
+        Named::Locked(pid) | Named::Unlocked(pid) => {
             return Err(LifecycleError::AlreadyRunning {
                 pid,
                 socket: paths.socket.clone(),
             });
         }
-        LockState::Stale => {
+        Named::Stale(pid) if at.listener.is_some() => {
+            return Err(LifecycleError::NotTheListener {
+                pid_path: paths.pid.clone(),
+                pid,
+                socket: paths.socket.clone(),
+                listener: at.listener_pid(),
+            });
+        }
+        Named::Stale(None) => {
+            return Err(LifecycleError::Starting {
+                path: paths.pid.clone(),
+            });
+        }
+        Named::Stale(Some(dead)) => {
             // Never signalled: whatever runs under that number now is not the daemon.
-            let Some(dead) = pid_file.read_pid() else {
-                return Err(LifecycleError::Starting {
-                    path: paths.pid.clone(),
-                });
-            };
             eprintln!(
-                "cavra-runtime: removing stale pid file {} (pid {dead} does not hold it)",
+                "cavra-runtime: removing stale pid file {} (pid {dead} does not hold it and does not listen on {})",
                 paths.pid.display(),
+                paths.socket.display()
             );
             pid_file.remove()?;
         }
-        LockState::Absent => {}
-    }
-    if probe(&paths.socket).is_some() {
-        return Err(LifecycleError::Unmanaged {
-            socket: paths.socket.clone(),
-            pid_path: paths.pid.clone(),
-        });
+        Named::NoFile if at.listener.is_some() => {
+            return Err(LifecycleError::Unmanaged {
+                socket: paths.socket.clone(),
+                pid_path: paths.pid.clone(),
+            });
+        }
+        Named::NoFile => {}
     }
     let log = paths.log.as_deref().map(open_log).transpose()?;
     let working_directory = std::env::current_dir().map_err(io_error("read", Path::new(".")))?;
@@ -303,8 +465,10 @@ fn wait_ready(limit: Duration, paths: &Paths, pid_file: &PidFile) -> Result<Exit
     let deadline = Instant::now() + limit;
     let mut daemon = None;
     let failure = loop {
-        let lock = pid_file.lock_state().unwrap_or(LockState::Absent);
-        if lock == LockState::Held && daemon.is_none() {
+        // A look at the lock that fails says nothing about the daemon (`None`): only a look that works may end the
+        // wait early.
+        let lock = pid_file.lock_state().ok();
+        if lock == Some(LockState::Held) && daemon.is_none() {
             // The holder once it has written its own pid: a probe's momentary lock is not the daemon.
             daemon = pid_file
                 .holder()
@@ -316,14 +480,15 @@ fn wait_ready(limit: Duration, paths: &Paths, pid_file: &PidFile) -> Result<Exit
             && daemon.is_some()
             && server.pid == daemon
         {
-            let (status, _) = status(paths, Some(pid_file))?;
+            let (status, _) = status(paths, Some(pid_file), PROBE)?;
             print_json(&status).map_err(LifecycleError::WriteOutput)?;
             return Ok(ExitCode::SUCCESS);
         }
         // The pid is written after the lock is taken, so a written pid without a holder is a daemon that died.
-        let died = match daemon {
-            Some(_) => lock != LockState::Held,
-            None => lock == LockState::Stale && pid_file.read_pid().is_some(),
+        let died = match (daemon, lock) {
+            (_, None) => false,
+            (Some(_), Some(lock)) => lock != LockState::Held,
+            (None, Some(lock)) => lock == LockState::Stale && matches!(pid_file.abandoned_pid(), Ok(Some(_))),
         };
         if died {
             break "daemon exited during start-up".to_owned();
@@ -362,56 +527,68 @@ fn last_lines(log: &Path) -> String {
 
 fn stop(lifecycle: &LifecycleArgs, paths: &Paths) -> Result<ExitCode, LifecycleError> {
     let pid_file = PidFile::at(&paths.pid, None)?;
-    let message = match (lock_state(pid_file.as_ref())?, &pid_file) {
-        (LockState::Absent, _) if probe(&paths.socket).is_some() => {
+    let at = AtSocket::listening(&paths.socket);
+    let limit = lifecycle.lifecycle_timeout;
+    let message = match (named(pid_file.as_ref(), &at)?, &pid_file) {
+        (Named::Locked(pid), Some(pid_file)) => {
+            // Only a holder running this program is signalled (`named` checked it).
+            let message = terminate(pid, limit, || {
+                pid_file.lock_state().unwrap_or(LockState::Absent) != LockState::Held
+            });
+            let _ = pid_file.remove();
+            remove_dead_socket(&paths.socket);
+            message
+        }
+        (Named::Unlocked(pid), Some(pid_file)) => {
+            // The process listening on the socket, named by its PID file: the Go daemon's way.
+            let message = terminate(pid, limit, || !running(pid));
+            if !running(pid) {
+                pid_file.remove()?;
+            }
+            remove_dead_socket(&paths.socket);
+            message
+        }
+        (Named::Stale(pid), _) if at.listener.is_some() => {
+            return Err(LifecycleError::NotTheListener {
+                pid_path: paths.pid.clone(),
+                pid,
+                socket: paths.socket.clone(),
+                listener: at.listener_pid(),
+            });
+        }
+        (Named::NoFile, _) if at.listener.is_some() => {
             return Err(LifecycleError::Unmanaged {
                 socket: paths.socket.clone(),
                 pid_path: paths.pid.clone(),
             });
         }
-        (LockState::Absent, _) | (_, None) => {
-            remove_dead_socket(&paths.socket);
-            "daemon is not running".to_owned()
-        }
-        (LockState::Stale, Some(pid_file)) => {
+        (Named::Stale(_), Some(pid_file)) => {
             pid_file.remove()?;
             remove_dead_socket(&paths.socket);
             "daemon was not running; removed its stale pid file".to_owned()
         }
-        (LockState::Held, Some(pid_file)) => {
-            // Only a holder running this program is signalled; anything else is an error naming the file.
-            let message = match pid_file.daemon()? {
-                Some(pid) => terminate(pid, pid_file, lifecycle.lifecycle_timeout),
-                None => "the pid file's holder exited meanwhile; nothing signalled".to_owned(),
-            };
-            let _ = pid_file.remove();
+        _ => {
             remove_dead_socket(&paths.socket);
-            message
+            "daemon is not running".to_owned()
         }
     };
-    let status = Status {
-        running: false,
-        pid: None,
-        socket_path: paths.socket.clone(),
-        pid_path: paths.pid.clone(),
-        process_running: lock_state(pid_file.as_ref()).unwrap_or(LockState::Absent) == LockState::Held,
-        socket_responsive: probe(&paths.socket).is_some(),
-        message,
-        version: None,
-        uptime_seconds: None,
-    };
+    // What is there now; a PID file another user has meanwhile replaced with a link is no daemon's.
+    let at = AtSocket::look(&paths.socket, PROBE);
+    let now = named(pid_file.as_ref(), &at).unwrap_or(Named::Stale(None));
+    let (mut status, _) = report(paths, now, &at);
+    status.message = message;
     print_json(&status).map_err(LifecycleError::WriteOutput)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// SIGTERM, then SIGKILL if the daemon still holds its PID file after `limit`.
-fn terminate(pid: i32, pid_file: &PidFile, limit: Duration) -> String {
+/// SIGTERM, then SIGKILL if the daemon has not `exited` after `limit`.
+fn terminate(pid: i32, limit: Duration, exited: impl Fn() -> bool) -> String {
     let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-    if wait_released(pid_file, limit) {
+    if wait_until(limit, &exited) {
         return "daemon stopped".to_owned();
     }
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-    wait_released(pid_file, Duration::from_secs(5));
+    wait_until(Duration::from_secs(5), &exited);
     format!(
         "daemon did not stop within {} of SIGTERM; killed",
         humantime::format_duration(limit)
@@ -420,9 +597,16 @@ fn terminate(pid: i32, pid_file: &PidFile, limit: Duration) -> String {
 
 /// Waits for the lock to go (the process has exited); false if it is still held after `limit`.
 fn wait_released(pid_file: &PidFile, limit: Duration) -> bool {
+    wait_until(limit, || {
+        pid_file.lock_state().unwrap_or(LockState::Absent) != LockState::Held
+    })
+}
+
+/// Waits until `done`; false if it is not after `limit`.
+fn wait_until(limit: Duration, done: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
-        if pid_file.lock_state().unwrap_or(LockState::Absent) != LockState::Held {
+        if done() {
             return true;
         }
         if Instant::now() >= deadline {
@@ -432,8 +616,8 @@ fn wait_released(pid_file: &PidFile, limit: Duration) -> bool {
     }
 }
 
-/// Removes a socket file nobody answers on (a daemon killed before it could remove its own), in its checked
-/// directory; never anything else.
+/// Removes a socket file nobody listens on (a daemon killed before it could remove its own), in its checked
+/// directory; never a socket a process listens on, whether or not it answers, and never anything else.
 fn remove_dead_socket(socket: &Path) {
     let Ok((dir, name)) = SafeDir::of_file(socket, None, &Trust::effective_user()) else {
         return;
@@ -442,7 +626,7 @@ fn remove_dead_socket(socket: &Path) {
         dir.entry(&name),
         Ok(Some(stat)) if stat.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFSOCK.bits()
     );
-    if is_socket && probe(socket).is_none() {
+    if is_socket && nobody_listens(socket) {
         let _ = dir.remove(&name);
     }
 }

@@ -100,6 +100,26 @@ impl PidFile {
         }
     }
 
+    /// The pid a daemon wrote before it let go of the file: read while this probe holds the lock, so a daemon that
+    /// takes the lock and writes its pid just after a separate look at the lock is never taken for a dead one.
+    pub fn abandoned_pid(&self) -> Result<Option<i32>, PidFileError> {
+        let Some(file) = self.open()? else {
+            return Ok(None);
+        };
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(mut locked) => {
+                let mut text = String::new();
+                (&mut *locked)
+                    .take(64)
+                    .read_to_string(&mut text)
+                    .map_err(|source| self.io("read", source))?;
+                Ok(text.trim().parse().ok().filter(|pid| *pid > 0))
+            }
+            Err((_, Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, errno)) => Err(self.io("lock", errno.into())),
+        }
+    }
+
     /// The pid written in the file, if it holds one.
     pub fn read_pid(&self) -> Option<i32> {
         let mut text = String::new();
@@ -283,8 +303,20 @@ mod tests {
             Some(std::process::id() as i32),
             "the lock table, not the file"
         );
+        assert_eq!(
+            pid_file.abandoned_pid().unwrap(),
+            None,
+            "a held file's pid is not abandoned"
+        );
         drop(held);
         assert_eq!(pid_file.lock_state().unwrap(), LockState::Stale);
+        assert_eq!(pid_file.abandoned_pid().unwrap(), Some(999999));
+        fs::write(&path, "").unwrap();
+        assert_eq!(
+            pid_file.abandoned_pid().unwrap(),
+            None,
+            "locked by a daemon that has not written yet"
+        );
     }
 
     #[test]

@@ -21,6 +21,11 @@ pub enum PrivilegeError {
     },
     #[error("dropping privileges to user {user} did not take: {what}")]
     NotDropped { user: String, what: String },
+    #[error(
+        "--user {user}: only root can start the daemon as another user, and this is {me}; run the start as root, or \
+         leave out --user (and --group) to run the daemon as yourself"
+    )]
+    NotRoot { user: String, me: String },
 }
 
 /// Who the daemon runs as.
@@ -51,6 +56,29 @@ impl Identity {
                 .ok_or_else(|| PrivilegeError::UnknownGroup(user.gid.to_string()))?,
         };
         Ok(Some(Self { user, group }))
+    }
+
+    /// The identity to assume, checked before anything starts: only root can become another user. Naming oneself
+    /// (and one's own group) asks for no change.
+    pub fn for_start(user: Option<&str>, group: Option<&str>) -> Result<Option<Self>, PrivilegeError> {
+        let Some(identity) = Self::resolve(user, group)? else {
+            return Ok(None);
+        };
+        let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+        if uid.is_root() {
+            return Ok(Some(identity));
+        }
+        if identity.user.uid == uid && identity.group.gid == gid {
+            return Ok(None);
+        }
+        let me = User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("uid {uid}"), |me| format!("{} (uid {uid})", me.name));
+        Err(PrivilegeError::NotRoot {
+            user: identity.user.name,
+            me,
+        })
     }
 
     /// Becomes this user and group, with the user's supplementary groups and no others.

@@ -18,9 +18,9 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::Verdict;
 use super::file::first_match;
 use super::git;
+use super::{Verdict, excerpt};
 use crate::contract::{Decision, Severity};
 use crate::policy::{Pattern, Policy};
 use shell::{Line, Redirect, SimpleCommand, Unreadable};
@@ -133,7 +133,7 @@ fn command_block(pattern: &Pattern, text: &str, line: &str) -> Block {
 /// Appends ` (in: `text`)` unless `text` is the whole line.
 fn in_command(reason: &mut String, text: &str, line: &str) {
     if text != line {
-        let _ = write!(reason, " (in: `{text}`)");
+        let _ = write!(reason, " (in: `{}`)", excerpt(text));
     }
 }
 
@@ -174,7 +174,7 @@ impl<'p> Decider<'p, '_> {
             all => {
                 for (index, (pattern, text)) in all.iter().take(REASON_ITEMS).enumerate() {
                     let separator = if index == 0 { "" } else { "; " };
-                    let _ = write!(reason, "{separator}{pattern} (in: `{text}`)");
+                    let _ = write!(reason, "{separator}{pattern} (in: `{}`)", excerpt(text));
                 }
                 if all.len() > REASON_ITEMS {
                     let _ = write!(reason, "; and {} more", all.len() - REASON_ITEMS);
@@ -277,7 +277,10 @@ impl<'p> Decider<'p, '_> {
                 let assignments = join(&command.assignments);
                 self.hold(
                     DYNAMIC,
-                    format!("Command line sets variables later commands read (`{assignments}`); review required."),
+                    format!(
+                        "Command line sets variables later commands read (`{}`); review required.",
+                        excerpt(&assignments)
+                    ),
                 );
                 return Ok(false);
             }
@@ -316,7 +319,7 @@ impl<'p> Decider<'p, '_> {
             return Ok(false);
         };
         if let Some(why) = not_static {
-            self.hold(DYNAMIC, format!("Command `{text}` {why}; review required."));
+            self.hold(DYNAMIC, format!("Command `{}` {why}; review required.", excerpt(&text)));
             return Ok(false);
         }
         self.allowed_by.push((pattern, matched));
@@ -652,6 +655,7 @@ mod tests {
             Decision::Block => "block",
             Decision::Allow => "allow",
             Decision::RequireApproval => "approve",
+            other => panic!("the engine decided {other}"),
         }
     }
 

@@ -10,7 +10,8 @@ CAVRA_SOCKET=
 CAVRA_ENV_FILE=
 
 # Copies packaging/systemd/user/cavra-runtime.{socket,service} into the manager's unit directory, unchanged except
-# for the binary: the shipped ExecStart names /usr/bin/cavra-runtime, the test runs the freshly built one.
+# for the binary: the shipped ExecStart= and ExecReload= name /usr/bin/cavra-runtime, the test runs the freshly
+# built one.
 cavra_install_units() {
     local unit
     for unit in "$CAVRA_SOCKET_UNIT" "$CAVRA_SERVICE"; do
@@ -20,9 +21,12 @@ cavra_install_units() {
     *[[:space:]%\\\"\$]*) fail "the binary path '$CAVRA_BIN' needs quoting in ExecStart=; use a plainer path" ;;
     esac
     cp "$CAVRA_UNITS_SRC/$CAVRA_SOCKET_UNIT" "$UNIT_DIR/"
-    local line shipped="ExecStart=/usr/bin/cavra-runtime "
+    local line shipped="ExecStart=/usr/bin/cavra-runtime " reload="ExecReload=/usr/bin/cavra-runtime "
     while IFS= read -r line; do
-        case "$line" in "$shipped"*) line="ExecStart=$CAVRA_BIN ${line#"$shipped"}" ;; esac
+        case "$line" in
+        "$shipped"*) line="ExecStart=$CAVRA_BIN ${line#"$shipped"}" ;;
+        "$reload"*) line="ExecReload=$CAVRA_BIN ${line#"$reload"}" ;;
+        esac
         printf '%s\n' "$line"
     done <"$CAVRA_UNITS_SRC/$CAVRA_SERVICE" >"$UNIT_DIR/$CAVRA_SERVICE"
     grep -q "^ExecStart=$CAVRA_BIN --serve\( \|\$\)" "$UNIT_DIR/$CAVRA_SERVICE" ||

@@ -12,9 +12,9 @@
       COUNT sequential copies of one request, each on a new connection, INTERVAL seconds apart. One line per
       request, flushed at once: "<n> ok <record_id>" (the id of the evidence record the answer names) or
       "<n> error <what>"; then "summary answered=<a> errors=<e>". Exits 1 on errors.
-  client.py burst SOCKET COUNT REQUEST_JSON
-      COUNT copies of one request on one stream-mode connection, sent as fast as the daemon takes them. Prints
-      "answered=<n> <decision>=<count>..."; exits 1 unless every request got an answer.
+  client.py flood SOCKET SECONDS REQUEST_JSON
+      Copies of one request on one stream-mode connection for SECONDS seconds, sent as fast as the daemon answers
+      them. Prints "answered=<n> seconds=<s> <rule_id>=<count>..."; exits 1 if the connection closes early.
   client.py fields F1,F2 < json-lines
       For each JSON object on stdin (e.g. `journalctl -o json`), prints the named fields separated by tabs
       ("-" when absent).
@@ -118,30 +118,31 @@ def decisions(argv):
     return 1 if errors else 0
 
 
-def burst(argv):
-    path, count, request = argv[0], int(argv[1]), argv[2].encode() + b"\n"
-    decisions = {}
+def flood(argv):
+    path, seconds, request = argv[0], float(argv[1]), argv[2].encode() + b"\n"
+    rules = {}
+    answered = 0
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(60.0)
         conn.connect(path)
         reader = conn.makefile("rb")
         conn.sendall(b'{"protocol":"cavra.ndjson.v1"}\n')
         reader.readline()
+        started = time.monotonic()
         # In slices, so neither side's socket buffer fills while the other waits.
-        sent = answered = 0
-        while answered < count:
-            batch = min(256, count - sent)
-            conn.sendall(request * batch)
-            sent += batch
-            while answered < sent:
+        while time.monotonic() - started < seconds:
+            conn.sendall(request * 64)
+            for _ in range(64):
                 line = reader.readline()
                 if not line:
-                    print("client.py burst: the connection closed after %d answers" % answered, file=sys.stderr)
+                    print("client.py flood: the connection closed after %d answers" % answered, file=sys.stderr)
                     return 1
-                decision = json.loads(line).get("decision", "-")
-                decisions[decision] = decisions.get(decision, 0) + 1
+                rule = json.loads(line).get("rule_id", "-")
+                rules[rule] = rules.get(rule, 0) + 1
                 answered += 1
-    print("answered=%d %s" % (answered, " ".join("%s=%d" % item for item in sorted(decisions.items()))))
+        elapsed = time.monotonic() - started
+    counts = " ".join("%s=%d" % item for item in sorted(rules.items()))
+    print("answered=%d seconds=%.1f %s" % (answered, elapsed, counts))
     return 0
 
 
@@ -156,7 +157,7 @@ def fields(argv):
 
 
 if __name__ == "__main__":
-    commands = {"ask": ask, "loop": loop, "decisions": decisions, "burst": burst, "fields": fields}
+    commands = {"ask": ask, "loop": loop, "decisions": decisions, "flood": flood, "fields": fields}
     if len(sys.argv) < 3 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     sys.exit(commands[sys.argv[1]](sys.argv[2:]))

@@ -23,13 +23,19 @@ CONTAINER_LEADER=
 CONTAINER_CGROUP_TOP=
 # Where files for the container go inside the clone (its /tmp is a fresh tmpfs once it boots).
 CONTAINER_SHARE=/var/tmp/cavra-systest
+# The container's name (its host name), and its network: --private-network (loopback only) unless the scenario
+# shares its own network namespace between containers (CONTAINER_NETWORK=).
+CONTAINER_MACHINE=${CONTAINER_MACHINE:-cavra-systest}
+CONTAINER_NETWORK=${CONTAINER_NETWORK---private-network}
 # The unit the container boots into: basic.target (so sockets.target and every enabled socket) and nothing else of
 # the host's enabled services.
 CONTAINER_TARGET=cavra-systest.target
 
-# clone_prepare: mounts the clone and makes it a clean machine to install into.
+# clone_prepare [NAME]: mounts the clone (in $SYSTEST_WORK/NAME, default clone) and makes it a clean machine to
+# install into.
+# shellcheck disable=SC2120 # NAME is optional
 clone_prepare() {
-    CLONE_DIR=$SYSTEST_WORK/clone
+    CLONE_DIR=$SYSTEST_WORK/${1:-clone}
     CLONE_ROOT=$CLONE_DIR/root
     mkdir -p "$CLONE_DIR/layers" "$CLONE_ROOT"
     mountpoint -q /run/systemd || mount -t tmpfs -o mode=0755 tmpfs /run/systemd
@@ -71,11 +77,12 @@ clone_share() { cp "$@" "$CLONE_ROOT$CONTAINER_SHARE/"; }
 # the scenario checks itself).
 container_boot() {
     [ -n "$CLONE_ROOT" ] || fail "container_boot before clone_prepare"
-    CONTAINER_CGROUP_TOP=cavra-systest-nspawn-$$.slice
+    CONTAINER_CGROUP_TOP=cavra-systest-nspawn-$$-${CONTAINER_MACHINE//[^a-z0-9]/}.slice
     cgroup_enter "$CONTAINER_CGROUP_TOP"
     on_exit "cgroup_leave '$CONTAINER_CGROUP_TOP'"
-    systemd-nspawn --quiet --directory="$CLONE_ROOT" --register=no --keep-unit --private-network \
-        --machine=cavra-systest --console=read-only --boot -- "systemd.unit=$CONTAINER_TARGET" \
+    # shellcheck disable=SC2086 # CONTAINER_NETWORK is one option or none
+    systemd-nspawn --quiet --directory="$CLONE_ROOT" --register=no --keep-unit $CONTAINER_NETWORK \
+        --machine="$CONTAINER_MACHINE" --console=read-only --boot -- "systemd.unit=$CONTAINER_TARGET" \
         >"$CLONE_DIR/boot.log" 2>&1 &
     CONTAINER_PID=$!
     on_exit container_stop
@@ -95,6 +102,19 @@ container_is_up() {
     running | degraded) return 0 ;;
     *) return 1 ;;
     esac
+}
+
+# Several containers in one scenario: host_save NAME keeps the current container's variables under NAME, and
+# host_use NAME makes NAME's the current ones again (in_container, ct_* and container_stop then act on it).
+declare -A HOSTS_STATE=()
+HOST_VARIABLES=(CLONE_DIR CLONE_ROOT CONTAINER_PID CONTAINER_LEADER CONTAINER_CGROUP_TOP CONTAINER_MACHINE)
+host_save() {
+    local variable
+    for variable in "${HOST_VARIABLES[@]}"; do HOSTS_STATE[$1.$variable]=${!variable}; done
+}
+host_use() {
+    local variable
+    for variable in "${HOST_VARIABLES[@]}"; do printf -v "$variable" '%s' "${HOSTS_STATE[$1.$variable]}"; done
 }
 
 # in_container COMMAND...: runs COMMAND in the container's namespaces (as root there), with a plain PATH.
