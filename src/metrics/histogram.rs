@@ -1,8 +1,10 @@
 //! A histogram with fixed bucket bounds: one atomic add for the bucket, one for the sum and one for the count per
-//! observation; no lock, no allocation.
+//! observation, in the calling thread's shard (see `shards`); no lock, no allocation.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use super::shards::{self, LINE_WORDS, Line};
 
 /// Observations in integer units (nanoseconds for durations, plain numbers for sizes), counted by the first bound
 /// they do not exceed; the last bucket takes everything above the highest bound (`+Inf`).
@@ -10,10 +12,9 @@ use std::time::Duration;
 pub struct Histogram {
     /// Upper bounds, ascending, in the observation's unit.
     bounds: &'static [u64],
-    /// One per bound, and one for `+Inf`.
-    buckets: Box<[AtomicU64]>,
-    sum: AtomicU64,
-    count: AtomicU64,
+    /// Per shard, `lines` lines holding a count per bound, one for `+Inf`, then the sum and the count.
+    cells: Box<[Line]>,
+    lines: usize,
     /// Divides bounds and sum when encoding: 1e9 turns nanoseconds into the seconds Prometheus expects.
     scale: f64,
 }
@@ -40,13 +41,33 @@ impl Histogram {
 
     fn new(bounds: &'static [u64], scale: f64) -> Self {
         debug_assert!(bounds.windows(2).all(|pair| pair[0] < pair[1]), "bounds must ascend");
+        let lines = (bounds.len() + 3).div_ceil(LINE_WORDS);
         Self {
             bounds,
-            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum: AtomicU64::new(0),
-            count: AtomicU64::new(0),
+            cells: (0..lines * shards::count()).map(|_| Line::new()).collect(),
+            lines,
             scale,
         }
+    }
+
+    /// Cell `index` of `shard`: buckets first, then the sum, then the count.
+    fn cell(&self, shard: usize, index: usize) -> &AtomicU64 {
+        &self.cells[shard * self.lines + index / LINE_WORDS].0[index % LINE_WORDS]
+    }
+
+    fn sum_index(&self) -> usize {
+        self.bounds.len() + 1
+    }
+
+    fn count_index(&self) -> usize {
+        self.bounds.len() + 2
+    }
+
+    /// Cell `index` added up over every shard.
+    fn total(&self, index: usize) -> u64 {
+        (0..shards::count())
+            .map(|shard| self.cell(shard, index).load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 
     pub fn observe(&self, value: u64) {
@@ -56,9 +77,10 @@ impl Histogram {
             .iter()
             .position(|&bound| value <= bound)
             .unwrap_or(self.bounds.len());
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum.fetch_add(value, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        let shard = shards::current();
+        self.cell(shard, bucket).fetch_add(1, Ordering::Relaxed);
+        self.cell(shard, self.sum_index()).fetch_add(value, Ordering::Relaxed);
+        self.cell(shard, self.count_index()).fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn observe_duration(&self, duration: Duration) {
@@ -68,14 +90,15 @@ impl Histogram {
     /// The values now. Observations racing with the snapshot may be in the count and not yet in a bucket; the
     /// count is taken first so that it never exceeds the buckets' total by more than those.
     pub fn snapshot(&self) -> HistogramSnapshot {
-        let count = self.count.load(Ordering::Relaxed);
-        let sum = self.sum.load(Ordering::Relaxed) as f64 / self.scale;
+        let count = self.total(self.count_index());
+        let sum = self.total(self.sum_index()) as f64 / self.scale;
         let buckets = self
             .bounds
             .iter()
             .map(|&bound| bound as f64 / self.scale)
             .chain([f64::INFINITY])
-            .zip(self.buckets.iter().map(|bucket| bucket.load(Ordering::Relaxed)))
+            .enumerate()
+            .map(|(index, bound)| (bound, self.total(index)))
             .collect();
         HistogramSnapshot { buckets, sum, count }
     }
@@ -94,6 +117,25 @@ mod tests {
         let snapshot = histogram.snapshot();
         assert_eq!(snapshot.buckets, [(1.0, 2), (10.0, 2), (100.0, 2), (f64::INFINITY, 2)]);
         assert_eq!((snapshot.sum, snapshot.count), (5225.0, 8));
+    }
+
+    #[test]
+    fn observations_from_many_threads_are_all_counted() {
+        let histogram = Histogram::plain(&[10]);
+        std::thread::scope(|scope| {
+            for thread in 0..6_u64 {
+                let histogram = &histogram;
+                scope.spawn(move || {
+                    for _ in 0..500 {
+                        histogram.observe(thread * 4);
+                    }
+                });
+            }
+        });
+        let snapshot = histogram.snapshot();
+        // 0, 4 and 8 fit the first bucket; 12, 16 and 20 do not.
+        assert_eq!(snapshot.buckets, [(10.0, 1500), (f64::INFINITY, 1500)]);
+        assert_eq!((snapshot.sum, snapshot.count), (30_000.0, 3000));
     }
 
     #[test]

@@ -3,42 +3,24 @@
 //! Finding a series costs a hash of its labels, an atomic load and a string comparison; the first observation of a
 //! new pair allocates its labels once. A full table counts the rest in an overflow series, so the number of series
 //! stays bounded whatever clients send.
+//!
+//! The counts are kept per shard (see `shards`): each shard's array of every series' counters is allocated the first
+//! time a thread of that shard counts, so an idle daemon holds none of them.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// `N` counters under one pair of label values.
-#[derive(Debug)]
-struct Series<const N: usize> {
-    counts: [AtomicU64; N],
-}
+use super::shards;
 
-impl<const N: usize> Series<N> {
-    fn new() -> Self {
-        Self {
-            counts: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
-    }
-
-    fn add(&self, index: usize) {
-        self.counts[index].fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn counts(&self) -> [u64; N] {
-        std::array::from_fn(|index| self.counts[index].load(Ordering::Relaxed))
-    }
-}
-
-#[derive(Debug)]
-struct Slot<const N: usize> {
-    labels: OnceLock<[Box<str>; 2]>,
-    series: Series<N>,
-}
+/// One shard's counters: a row of `N` per slot, and the overflow series' row last.
+type Rows<const N: usize> = Box<[[AtomicU64; N]]>;
 
 #[derive(Debug)]
 pub struct SeriesTable<const N: usize> {
-    slots: Box<[Slot<N>]>,
-    overflow: Series<N>,
+    /// Each slot's label values, set by the first observation of them.
+    labels: Box<[OnceLock<[Box<str>; 2]>]>,
+    /// Per shard, allocated when a thread of the shard first counts.
+    counts: Box<[OnceLock<Rows<N>>]>,
 }
 
 /// The label values the overflow series is reported under.
@@ -47,54 +29,60 @@ pub const OVERFLOW: &str = "other";
 impl<const N: usize> SeriesTable<N> {
     /// A table for up to `capacity` label pairs (rounded up to a power of two).
     pub fn new(capacity: usize) -> Self {
-        let capacity = capacity.next_power_of_two();
         Self {
-            slots: (0..capacity)
-                .map(|_| Slot {
-                    labels: OnceLock::new(),
-                    series: Series::new(),
-                })
-                .collect(),
-            overflow: Series::new(),
+            labels: (0..capacity.next_power_of_two()).map(|_| OnceLock::new()).collect(),
+            counts: (0..shards::count()).map(|_| OnceLock::new()).collect(),
         }
     }
 
     /// Where the series for these label values is, claiming a slot for them on their first observation: a number
     /// to keep (it never changes) and count with [`SeriesTable::add`].
     pub fn slot(&self, first: &str, second: &str) -> usize {
-        let mask = self.slots.len() - 1;
+        let mask = self.labels.len() - 1;
         let start = hash(first, second) as usize & mask;
-        for probe in 0..self.slots.len() {
+        for probe in 0..self.labels.len() {
             let at = (start + probe) & mask;
-            let labels = self.slots[at]
-                .labels
-                .get_or_init(|| [Box::from(first), Box::from(second)]);
+            let labels = self.labels[at].get_or_init(|| [Box::from(first), Box::from(second)]);
             if *labels[0] == *first && *labels[1] == *second {
                 return at;
             }
         }
-        self.slots.len()
+        self.labels.len()
     }
 
     /// Counts one at `index` of the series at `slot` (from [`SeriesTable::slot`]).
     pub fn add(&self, slot: usize, index: usize) {
-        self.slots
-            .get(slot)
-            .map_or(&self.overflow, |slot| &slot.series)
-            .add(index);
+        let rows = self.counts[shards::current()].get_or_init(|| {
+            (0..=self.labels.len())
+                .map(|_| std::array::from_fn(|_| AtomicU64::new(0)))
+                .collect()
+        });
+        rows[slot.min(self.labels.len())][index].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts of the series at `row`, added up over the shards.
+    fn counts(&self, row: usize) -> [u64; N] {
+        let mut total = [0; N];
+        for rows in self.counts.iter().filter_map(OnceLock::get) {
+            for (sum, count) in total.iter_mut().zip(&rows[row]) {
+                *sum += count.load(Ordering::Relaxed);
+            }
+        }
+        total
     }
 
     /// Every series observed so far with its label values, and the overflow series when it has counted anything.
     pub fn snapshot(&self) -> Vec<([&str; 2], [u64; N])> {
         let mut found: Vec<([&str; 2], [u64; N])> = self
-            .slots
+            .labels
             .iter()
-            .filter_map(|slot| {
-                let labels = slot.labels.get()?;
-                Some(([&*labels[0], &*labels[1]], slot.series.counts()))
+            .enumerate()
+            .filter_map(|(row, labels)| {
+                let labels = labels.get()?;
+                Some(([&*labels[0], &*labels[1]], self.counts(row)))
             })
             .collect();
-        let overflow = self.overflow.counts();
+        let overflow = self.counts(self.labels.len());
         if overflow.iter().any(|&count| count > 0) {
             found.push(([OVERFLOW, OVERFLOW], overflow));
         }

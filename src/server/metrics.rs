@@ -1,20 +1,21 @@
 //! The daemon's metrics: what it decided (by decision, rule and pack), what it refused and why, how long answers
 //! took, its connections, its reloads and its evidence log; with the build and the policy in force as info metrics.
 //!
-//! Requests pay atomic adds only: a decision's series is found in a lock-free table (see `metrics::SeriesTable`),
-//! refusals and connection outcomes are fixed arrays indexed by kind. Everything is read and encoded at a scrape
+//! Requests pay atomic adds only, each thread to its own copy of the counters (see `metrics`): a decision's series is
+//! found in a lock-free table (see `metrics::SeriesTable`), refusals and connection outcomes are fixed arrays indexed
+//! by kind. Everything is read and encoded at a scrape
 //! ([`text`]), in the Prometheus text format, for the metrics listener (`exposition`), the `cavra.metrics` request
 //! and `--metrics`.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Service;
 use crate::contract::{Decision, DecisionResponse};
 use crate::metrics::encode::{self, Collector, DescriptorEncoder};
-use crate::metrics::{Histogram, SeriesTable};
+use crate::metrics::{Counter, Histogram, SeriesTable};
 use crate::policy::PolicySet;
 
 /// Series of (pack, rule) pairs kept apart; more than this (only with hundreds of packs) are counted as `other`.
@@ -122,8 +123,9 @@ pub struct Metrics {
     decisions: SeriesTable<3>,
     refusals: [AtomicU64; Refused::ALL.len()],
     latency: Histogram,
-    accepted: AtomicU64,
-    open: AtomicI64,
+    /// Connections admitted, and those of them closed since: per request in compatible mode, so sharded too.
+    accepted: Counter,
+    closed: Counter,
     refused_connections: [AtomicU64; ConnectionRefused::ALL.len()],
     /// Successful and failed reloads, and when the last of each ended (seconds since the epoch; 0: never).
     reloads: [AtomicU64; 2],
@@ -142,8 +144,8 @@ impl Default for Metrics {
             decisions: SeriesTable::new(DECISION_SERIES),
             refusals: Default::default(),
             latency: Histogram::seconds(LATENCY_SECONDS),
-            accepted: AtomicU64::new(0),
-            open: AtomicI64::new(0),
+            accepted: Counter::default(),
+            closed: Counter::default(),
             refused_connections: Default::default(),
             reloads: Default::default(),
             last_reload: Default::default(),
@@ -191,12 +193,11 @@ impl Metrics {
     }
 
     pub fn connection_opened(&self) {
-        self.accepted.fetch_add(1, Ordering::Relaxed);
-        self.open.fetch_add(1, Ordering::Relaxed);
+        self.accepted.add(1);
     }
 
     pub fn connection_closed(&self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.closed.add(1);
     }
 
     pub fn connection_refused(&self, why: ConnectionRefused) {
@@ -213,7 +214,9 @@ impl Metrics {
 
     /// Connections being served now.
     pub fn open_connections(&self) -> i64 {
-        self.open.load(Ordering::Relaxed)
+        // Closed first: a connection closing meanwhile is then in neither figure, or only in `accepted`.
+        let closed = self.closed.get();
+        self.accepted.get() as i64 - closed as i64
     }
 }
 
@@ -328,7 +331,7 @@ impl Collector for Scrape {
             e,
             "cavra_connections_accepted",
             "Connections admitted and served.",
-            metrics.accepted.load(Ordering::Relaxed),
+            metrics.accepted.get(),
         )?;
         encode::gauge(
             e,
