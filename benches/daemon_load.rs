@@ -51,12 +51,10 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sched::CpuSet;
-
 #[path = "../tests/common/measure.rs"]
 mod measure;
 
-use measure::{HEALTH, Stream, daemon_args, daemon_command, median, median_duration};
+use measure::{CpuSet, HEALTH, Stream, daemon_args, daemon_command, median, median_duration};
 
 const CLIENTS: [usize; 3] = [1, 8, 64];
 /// Requests each pipelining stream-mode client keeps outstanding on its connection.

@@ -13,7 +13,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+#[cfg(target_os = "linux")]
+use nix::sched::{sched_getaffinity, sched_setaffinity};
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, SysconfVar, sysconf};
@@ -143,6 +144,10 @@ pub fn raise_open_file_limit(wanted: u64) -> u64 {
 // ---------------------------------------------------------------------------------------------------------------
 // CPU sets: confining servers and load generator to CPUs of their own
 
+#[cfg(target_os = "linux")]
+pub use nix::sched::CpuSet;
+
+#[cfg(target_os = "linux")]
 /// CPU numbers written as `taskset -c` and /sys write them (`0-1`, `2,4-7`), checked against the CPUs this
 /// process may use; an error names the part that is wrong.
 pub fn parse_cpu_list(text: &str) -> Result<CpuSet, String> {
@@ -176,6 +181,7 @@ pub fn parse_cpu_list(text: &str) -> Result<CpuSet, String> {
     Ok(set)
 }
 
+#[cfg(target_os = "linux")]
 /// The CPUs in `set`, as [`parse_cpu_list`] reads them.
 pub fn cpu_list(set: &CpuSet) -> String {
     let cpus: Vec<usize> = (0..CpuSet::count())
@@ -198,16 +204,19 @@ pub fn cpu_list(set: &CpuSet) -> String {
     ranges.join(",")
 }
 
+#[cfg(target_os = "linux")]
 /// The CPUs this process may run on now.
 pub fn own_cpus() -> Option<CpuSet> {
     sched_getaffinity(Pid::from_raw(0)).ok()
 }
 
+#[cfg(target_os = "linux")]
 /// Confines the calling thread to `set`; threads and processes it starts afterwards inherit it.
 pub fn confine(set: &CpuSet) -> io::Result<()> {
     sched_setaffinity(Pid::from_raw(0), set).map_err(io::Error::from)
 }
 
+#[cfg(target_os = "linux")]
 /// Makes `command`'s process run on `set` only, from before it executes (so every thread it ever starts does).
 pub fn confine_command(command: &mut Command, set: CpuSet) {
     use std::os::unix::process::CommandExt as _;
@@ -215,6 +224,39 @@ pub fn confine_command(command: &mut Command, set: CpuSet) {
     unsafe {
         command.pre_exec(move || sched_setaffinity(Pid::from_raw(0), &set).map_err(io::Error::from));
     }
+}
+
+/// CPU sets are Linux's (`sched_setaffinity`); elsewhere there is no value of this type, so no code can confine
+/// anything, and asking for a set is an error.
+#[cfg(not(target_os = "linux"))]
+#[derive(Debug, Clone, Copy)]
+pub enum CpuSet {}
+
+#[cfg(not(target_os = "linux"))]
+pub fn parse_cpu_list(text: &str) -> Result<CpuSet, String> {
+    Err(format!(
+        "{text:?}: confining to CPU sets needs Linux (sched_setaffinity)"
+    ))
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn cpu_list(set: &CpuSet) -> String {
+    match *set {}
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn own_cpus() -> Option<CpuSet> {
+    None
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn confine(set: &CpuSet) -> io::Result<()> {
+    match *set {}
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn confine_command(_command: &mut Command, set: CpuSet) {
+    match set {}
 }
 
 // ---------------------------------------------------------------------------------------------------------------
