@@ -103,6 +103,165 @@ pub(crate) fn is_blank(raw: &[u8]) -> bool {
     }
 }
 
+/// What checking one line finds without knowing the lines before it: whether it is a record, and for a record its
+/// hash, its form and its signature recomputed and checked. These are most of a line's cost (parsing,
+/// re-serialising, hashing, a signature check), and need nothing but the line, so lines can be examined on several
+/// CPUs at once; following the chain through them ([`Verifier::apply`]) then takes them in order.
+enum Examined {
+    Blank,
+    NotJson(String),
+    Record(Box<Facts>),
+}
+
+/// Only what following the chain needs: a line's parsed record is dropped where it was examined, so a batch holds
+/// little and no thread frees another's allocations.
+struct Facts {
+    sequence: i64,
+    previous_hash: String,
+    /// The record's schema version when it is not this verifier's.
+    other_schema: Option<String>,
+    /// For a link record, or one that claims to be one.
+    link: Option<LinkFacts>,
+    /// A record that is not a link and has no response: reported as such, nothing more is checked.
+    missing_response: bool,
+    /// The line is exactly what the record re-serialises to.
+    canonical: bool,
+    stored_hash: String,
+    /// The stored hash is the one recomputed over the record.
+    hash_matches: bool,
+    signature: SignatureFacts,
+}
+
+struct LinkFacts {
+    link: Option<Link>,
+    /// Its event type is the link records'.
+    typed: bool,
+    /// It carries a request or a response, which a link record may not.
+    has_payload: bool,
+}
+
+struct SignatureFacts {
+    signed: bool,
+    /// What is wrong with the signature, or with its absence, each to follow "record N ".
+    problems: Vec<String>,
+}
+
+fn examine(raw: &[u8], signatures: Signatures) -> Examined {
+    if is_blank(raw) {
+        return Examined::Blank;
+    }
+    // Go's decoder turns invalid UTF-8 into U+FFFD rather than failing; so does this. Checking for valid UTF-8
+    // first is several times faster than the lossy conversion, which opening the log does a thousand times.
+    let text = match std::str::from_utf8(raw) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(raw),
+    };
+    let line = text.trim();
+    let mut record: EvidenceRecord = match serde_json::from_str(line) {
+        Ok(record) => record,
+        Err(error) => return Examined::NotJson(error.to_string()),
+    };
+    let link = (record.event_type == LINK_EVENT_TYPE || record.link.is_some()).then(|| LinkFacts {
+        link: record.link.clone(),
+        typed: record.event_type == LINK_EVENT_TYPE,
+        has_payload: record.request.is_some() || record.response.is_some(),
+    });
+    let other_schema = (record.schema_version != SCHEMA_VERSION).then(|| record.schema_version.clone());
+    if link.is_none() {
+        if record.response.is_none() {
+            // Reported as it stands (see `Verifier::apply`); nothing more is checked.
+            return Examined::Record(Box::new(Facts {
+                sequence: record.sequence,
+                previous_hash: record.previous_hash,
+                other_schema,
+                link,
+                missing_response: true,
+                canonical: false,
+                stored_hash: String::new(),
+                hash_matches: false,
+                signature: SignatureFacts {
+                    signed: false,
+                    problems: Vec::new(),
+                },
+            }));
+        }
+        // As Go decodes an absent or null request, and writes it back.
+        record.request.get_or_insert_default();
+    }
+    // The hash covers only the fields this verifier knows; a field it does not know would be dropped by the
+    // re-serialisation and so not covered. A record must therefore be exactly what it re-serialises to.
+    let canonical = encode::to_vec(&record) == line.as_bytes();
+    let stored_hash = std::mem::take(&mut record.record_hash);
+    let signature = record.signature.take();
+    let hash_matches = stored_hash == record.unsealed_hash();
+    let signature = match (signature, signatures) {
+        (Some(_), Signatures::Ignore) => SignatureFacts {
+            signed: true,
+            problems: Vec::new(),
+        },
+        (Some(_), Signatures::Check(keys)) if keys.is_empty() => SignatureFacts {
+            signed: true,
+            problems: vec!["signature present but verification key was not provided".to_owned()],
+        },
+        (Some(signature), Signatures::Check(keys)) => {
+            let message = signed_message(&record.previous_hash, &stored_hash);
+            SignatureFacts {
+                signed: true,
+                problems: keys.problems(&signature.algorithm, &signature.key_id, &signature.value, &message),
+            }
+        }
+        (None, Signatures::Check(keys)) if !keys.is_empty() => SignatureFacts {
+            signed: false,
+            problems: vec!["is not signed: with a key given, every record must be signed".to_owned()],
+        },
+        (None, _) => SignatureFacts {
+            signed: false,
+            problems: Vec::new(),
+        },
+    };
+    Examined::Record(Box::new(Facts {
+        sequence: record.sequence,
+        previous_hash: record.previous_hash,
+        other_schema,
+        link,
+        missing_response: false,
+        canonical,
+        stored_hash,
+        hash_matches,
+        signature,
+    }))
+}
+
+/// [`examine`] for every line, in order, the lines split in contiguous runs over the CPUs this process may use.
+fn examine_all(raws: &[Vec<u8>], signatures: Signatures) -> Vec<Examined> {
+    // Below this many lines a thread costs more than it saves.
+    const LEAST_PER_THREAD: usize = 64;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |cpus| cpus.get())
+        .min(raws.len() / LEAST_PER_THREAD);
+    examine_on(raws, signatures, threads)
+}
+
+/// [`examine`] for every line, in order, on `threads` threads (this one included).
+fn examine_on(raws: &[Vec<u8>], signatures: Signatures, threads: usize) -> Vec<Examined> {
+    let threads = threads.clamp(1, raws.len().max(1));
+    if threads == 1 {
+        return raws.iter().map(|raw| examine(raw, signatures)).collect();
+    }
+    let run = raws.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let others: Vec<_> = raws[run..]
+            .chunks(run)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(|raw| examine(raw, signatures)).collect::<Vec<_>>()))
+            .collect();
+        let mut examined: Vec<Examined> = raws[..run].iter().map(|raw| examine(raw, signatures)).collect();
+        for other in others {
+            examined.extend(other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        }
+        examined
+    })
+}
+
 /// Follows a stream line by line.
 pub(crate) struct Verifier<'a> {
     signatures: Signatures<'a>,
@@ -167,86 +326,81 @@ impl<'a> Verifier<'a> {
     /// Checks one line (with or without its newline). Blank lines are skipped. Returns whether the line was a record
     /// (see [`Verifier::last`]), whatever its problems.
     pub(crate) fn line(&mut self, raw: &[u8]) -> bool {
-        if is_blank(raw) {
-            return false;
+        let examined = examine(raw, self.signatures);
+        self.apply(examined)
+    }
+
+    /// Checks lines in order, as [`Verifier::line`] does one by one, examining them on every CPU first (see
+    /// [`examine_all`]).
+    pub(crate) fn lines(&mut self, raws: &[Vec<u8>]) {
+        for examined in examine_all(raws, self.signatures) {
+            self.apply(examined);
         }
-        // Go's decoder turns invalid UTF-8 into U+FFFD rather than failing; so does this. Checking for valid UTF-8
-        // first is several times faster than the lossy conversion, which opening the log does a thousand times.
-        let text = match std::str::from_utf8(raw) {
-            Ok(text) => std::borrow::Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(raw),
-        };
-        let line = text.trim();
-        self.report.records += 1;
-        let n = self.report.records;
-        let at_start = std::mem::replace(&mut self.at_start, false);
-        let mut record: EvidenceRecord = match serde_json::from_str(line) {
-            Ok(record) => record,
-            Err(error) => {
+    }
+
+    /// Follows the chain through one examined line, reporting problems in the order the checks are made: the
+    /// record's shape, its place in the chain, its hash, its signature.
+    fn apply(&mut self, examined: Examined) -> bool {
+        let facts = match examined {
+            Examined::Blank => return false,
+            Examined::NotJson(error) => {
+                self.report.records += 1;
+                self.at_start = false;
                 // Skipped without advancing the chain, as the reference does.
+                let n = self.report.records;
                 self.fail(format!("record {n} is not valid JSON: {error}"));
                 return false;
             }
+            Examined::Record(facts) => facts,
         };
-        if record.event_type == LINK_EVENT_TYPE || record.link.is_some() {
-            self.link(&record, n, at_start);
-        } else {
-            if record.response.is_none() {
-                self.fail(format!("record {n} is not valid JSON: missing field `response`"));
-                return false;
-            }
-            // As Go decodes an absent or null request, and writes it back.
-            record.request.get_or_insert_default();
+        self.report.records += 1;
+        let n = self.report.records;
+        let at_start = std::mem::replace(&mut self.at_start, false);
+        let Facts {
+            sequence,
+            previous_hash,
+            other_schema,
+            link,
+            missing_response,
+            canonical,
+            stored_hash,
+            hash_matches,
+            signature,
+        } = *facts;
+        if let Some(link) = &link {
+            self.link(link, n, at_start);
+        } else if missing_response {
+            self.fail(format!("record {n} is not valid JSON: missing field `response`"));
+            return false;
         }
-        self.first_sequence.get_or_insert(record.sequence);
-        if record.schema_version != SCHEMA_VERSION {
-            self.fail(format!("record {n} schema mismatch: {}", record.schema_version));
+        self.first_sequence.get_or_insert(sequence);
+        if let Some(schema) = other_schema {
+            self.fail(format!("record {n} schema mismatch: {schema}"));
         }
-        if record.sequence != self.expected_sequence {
+        if sequence != self.expected_sequence {
             self.fail(format!(
-                "record {n} sequence mismatch: got {} want {}",
-                record.sequence, self.expected_sequence
+                "record {n} sequence mismatch: got {sequence} want {}",
+                self.expected_sequence
             ));
         }
-        if record.previous_hash != self.previous_hash {
+        if previous_hash != self.previous_hash {
             self.fail(format!("record {n} previous hash mismatch"));
         }
-        // The hash covers only the fields this verifier knows; a field it does not know would be dropped by the
-        // re-serialisation and so not covered. A record must therefore be exactly what it re-serialises to.
-        let canonical = String::from_utf8(encode::to_vec(&record)).expect("JSON is UTF-8") == line;
-        let stored_hash = std::mem::take(&mut record.record_hash);
-        let signature = record.signature.take();
-        if stored_hash != record.unsealed_hash() {
+        if !hash_matches {
             self.fail(format!("record {n} hash mismatch"));
         } else if !canonical {
             self.fail(format!(
                 "record {n} is not as written: it has fields, order or spacing the hash does not cover"
             ));
         }
-        match (signature, self.signatures) {
-            (Some(_), Signatures::Ignore) => self.report.signed_records += 1,
-            (Some(_), Signatures::Check(keys)) if keys.is_empty() => {
-                self.report.signed_records += 1;
-                self.fail(format!(
-                    "record {n} signature present but verification key was not provided"
-                ));
-            }
-            (Some(signature), Signatures::Check(keys)) => {
-                self.report.signed_records += 1;
-                let message = signed_message(&record.previous_hash, &stored_hash);
-                for problem in keys.problems(&signature.algorithm, &signature.key_id, &signature.value, &message) {
-                    self.fail(format!("record {n} {problem}"));
-                }
-            }
-            (None, Signatures::Check(keys)) if !keys.is_empty() => {
-                self.fail(format!(
-                    "record {n} is not signed: with a key given, every record must be signed"
-                ));
-            }
-            (None, _) => {}
+        if signature.signed {
+            self.report.signed_records += 1;
+        }
+        for problem in signature.problems {
+            self.fail(format!("record {n} {problem}"));
         }
         self.last = Some(Chain {
-            sequence: record.sequence,
+            sequence,
             record_hash: stored_hash.clone(),
         });
         self.previous_hash = stored_hash;
@@ -256,15 +410,15 @@ impl<'a> Verifier<'a> {
 
     /// Checks a link record's shape and, for the first record of a file, anchors the chain where it says the file
     /// before ended.
-    fn link(&mut self, record: &EvidenceRecord, n: u64, at_start: bool) {
-        let Some(link) = record.link.as_ref().filter(|_| record.event_type == LINK_EVENT_TYPE) else {
+    fn link(&mut self, facts: &LinkFacts, n: u64, at_start: bool) {
+        let Some(link) = facts.link.as_ref().filter(|_| facts.typed) else {
             self.fail(format!(
                 "record {n} is not a link record ({}) but carries a link, or the other way round",
                 LINK_EVENT_TYPE
             ));
             return;
         };
-        if record.request.is_some() || record.response.is_some() {
+        if facts.has_payload {
             self.fail(format!("record {n} is a link record with a request or a response"));
         }
         if !at_start && self.links_within {
@@ -358,6 +512,35 @@ mod tests {
             verifier.line(line.as_bytes());
         }
         verifier.finish()
+    }
+
+    #[test]
+    fn lines_examined_on_several_threads_are_reported_as_one_by_one() {
+        let key = SigningKey::new(b"secret".to_vec(), "kid");
+        let mut lines = stream(Some(&key), 300);
+        lines[5] = "{not json".to_owned();
+        lines[40] = "   ".to_owned();
+        lines[99] = lines[99].replace("\"s99\"", "\"sX9\"");
+        lines[150] = lines[150].split(",\"signature\"").next().unwrap().to_owned() + "}";
+        lines[200] = lines[200].replace("\"value\":\"", "\"value\":\"00");
+        lines.swap(250, 251);
+        lines[270] = lines[270].replacen('{', "{ ", 1);
+        lines[280] = lines[280].replace("\"response\":", "\"answer\":");
+        let expected = verify(&lines, Some(&key));
+        assert!(expected.errors.len() >= 8, "{:?}", expected.errors);
+
+        let keys = VerifyingKeys::of(&key);
+        let raws: Vec<Vec<u8>> = lines.iter().map(|line| line.clone().into_bytes()).collect();
+        for threads in [1, 2, 3, 7, 300, 1000] {
+            let mut verifier = Verifier::new(Path::new("log.jsonl"), Signatures::Check(&keys));
+            for examined in examine_on(&raws, Signatures::Check(&keys), threads) {
+                verifier.apply(examined);
+            }
+            assert_eq!(verifier.finish(), expected, "on {threads} threads");
+        }
+        let mut verifier = Verifier::new(Path::new("log.jsonl"), Signatures::Check(&keys));
+        verifier.lines(&raws);
+        assert_eq!(verifier.finish(), expected, "Verifier::lines");
     }
 
     #[test]
