@@ -140,6 +140,7 @@ struct LinkFacts {
     has_payload: bool,
 }
 
+#[derive(Default)]
 struct SignatureFacts {
     signed: bool,
     /// What is wrong with the signature, or with its absence, each to follow "record N ".
@@ -179,10 +180,7 @@ fn examine(raw: &[u8], signatures: Signatures) -> Examined {
                 canonical: false,
                 stored_hash: String::new(),
                 hash_matches: false,
-                signature: SignatureFacts {
-                    signed: false,
-                    problems: Vec::new(),
-                },
+                signature: SignatureFacts::default(),
             }));
         }
         // As Go decodes an absent or null request, and writes it back.
@@ -214,10 +212,7 @@ fn examine(raw: &[u8], signatures: Signatures) -> Examined {
             signed: false,
             problems: vec!["is not signed: with a key given, every record must be signed".to_owned()],
         },
-        (None, _) => SignatureFacts {
-            signed: false,
-            problems: Vec::new(),
-        },
+        (None, _) => SignatureFacts::default(),
     };
     Examined::Record(Box::new(Facts {
         sequence: record.sequence,
